@@ -1,0 +1,197 @@
+"""Read a sweep's trial runs from MLflow into a tidy pandas frame.
+
+Contract written by the orchestrator (one experiment per sweep):
+
+* parent run per ``lamo-sweep`` invocation, tag ``lamo.role = "sweep"``;
+* one child run per trial, tags ``lamo.role = "trial"``, ``mlflow.parentRunId``, ``task``,
+  ``sample_ratio``, ``seed``, ``variant``, ``config_hash``; params = flattened resolved config;
+* metrics with ``step`` = training step, per RTG target ``T`` (raw return, ``f"{T:g}"``):
+  ``eval/rtg_{T}/return_mean``, ``.../return_std``, ``.../normalised_score`` (0–100),
+  ``.../length_mean``.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+#: Columns of the tidy frame, before the ``param.<name>`` columns.
+BASE_COLUMNS: dict[str, str] = {
+    "run_id": "object",
+    "run_name": "object",
+    "status": "object",
+    "task": "object",
+    "sample_ratio": "float64",
+    "seed": "Int64",
+    "variant": "object",
+    "config_hash": "object",
+    "step": "int64",
+    "rtg_target": "float64",
+    "return_mean": "float64",
+    "return_std": "float64",
+    "normalised_score": "float64",
+    "length_mean": "float64",
+}
+METRIC_FIELDS = ("return_mean", "return_std", "normalised_score", "length_mean")
+RUN_AXES = ("task", "sample_ratio", "seed", "variant", "config_hash")
+
+_PAGE_SIZE = 1000  # runs per search_runs page (module constant so tests can shrink it)
+# The contract spells it "normalised"; the US spelling is accepted too (same meaning).
+_EVAL_KEY = re.compile(
+    r"^eval/rtg_(?P<target>[^/]+)/(?P<field>return_mean|return_std|normali[sz]ed_score|length_mean)$"
+)
+
+
+def empty_frame() -> pd.DataFrame:
+    """An empty tidy frame with the base columns and their dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in BASE_COLUMNS.items()})
+
+
+def _check_local_store(tracking_uri: str) -> None:
+    """Refuse a local store path that does not exist (MLflow would silently create a new one)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        path = tracking_uri.split("sqlite:///", 1)[-1].split("?", 1)[0]
+        if path in ("", ":memory:") or not Path(path).exists():
+            raise ValueError(
+                f"No MLflow database at {path!r} (tracking URI {tracking_uri!r}). "
+                "Hint: pass the same --tracking-uri the sweep logged to; sqlite URIs of absolute "
+                "paths have four slashes, e.g. sqlite:////abs/path/mlflow.db."
+            )
+    elif parsed.scheme in ("", "file") and not Path(parsed.path or tracking_uri).exists():
+        raise ValueError(f"No MLflow file store at {tracking_uri!r}.")
+
+
+def _experiment_id(client: MlflowClient, tracking_uri: str, experiment: str) -> str:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = [e.name for e in client.search_experiments(max_results=20)]
+        raise ValueError(
+            f"MLflow experiment {experiment!r} not found at tracking URI {tracking_uri!r}. "
+            f"Hint: check --experiment and --tracking-uri; experiments there: {names or 'none'}."
+        )
+    return exp.experiment_id
+
+
+def search_trial_runs(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str | None = None,
+    include_unfinished: bool = False,
+) -> list:
+    """All active trial runs of an experiment (``search_runs`` page by page, 1000 per page)."""
+    filters = ["tags.`lamo.role` = 'trial'"]
+    if parent_run_id:
+        filters.append(f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    if not include_unfinished:
+        filters.append("attributes.status = 'FINISHED'")
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=" and ".join(filters),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=_PAGE_SIZE,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _eval_history(client: MlflowClient, run) -> pd.DataFrame:
+    """Per (step, rtg_target) metric values of one run; the last logged value wins per step."""
+    keys: dict[str, dict[str, str]] = {}
+    for key in run.data.metrics:
+        if m := _EVAL_KEY.match(key):
+            field = "normalised_score" if m["field"].startswith("normali") else m["field"]
+            keys.setdefault(m["target"], {})[field] = key
+    frames = []
+    for target, fields in keys.items():
+        cols = {}
+        for field, key in fields.items():
+            hist = sorted(client.get_metric_history(run.info.run_id, key), key=lambda x: (x.step, x.timestamp))
+            cols[field] = pd.Series({h.step: h.value for h in hist}, dtype="float64")
+        f = pd.DataFrame(cols).rename_axis("step").reset_index()
+        f["rtg_target"] = float(target)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _axis(run, name: str):
+    """A grid axis from the run's tags, falling back to its params."""
+    return run.data.tags.get(name, run.data.params.get(name))
+
+
+def load_trial_runs(
+    tracking_uri: str,
+    experiment: str,
+    parent_run_id: str | None = None,
+    include_unfinished: bool = False,
+    max_workers: int = 8,
+) -> pd.DataFrame:
+    """Load a sweep's trial runs as a tidy frame: one row per (run, evaluation step, RTG target).
+
+    Args:
+        tracking_uri: MLflow tracking URI (``sqlite:////abs/mlflow.db``, ``http://host:5000``, ...).
+        experiment: MLflow experiment name (one per sweep).
+        parent_run_id: keep only the children of this sweep (parent) run.
+        include_unfinished: also keep FAILED / RUNNING / KILLED trials (default: FINISHED only).
+        max_workers: threads fetching metric histories (one ``get_metric_history`` per key).
+
+    Returns:
+        Columns ``run_id, run_name, status, task, sample_ratio`` (float fraction, e.g. 0.1),
+        ``seed`` (nullable int), ``variant, config_hash, step`` (training step, int),
+        ``rtg_target`` (raw-return units, float), ``return_mean, return_std`` (raw episode
+        return), ``normalised_score`` (D4RL/gamer-normalised, 0–100 scale), ``length_mean``
+        (episode steps), then every trial param as ``param.<name>`` (strings, as logged).
+        Runs are selected by the tag ``lamo.role = 'trial'``; runs without any evaluation metric
+        contribute no rows. No matching runs → an empty frame with the base columns.
+
+    Raises:
+        ValueError: the experiment does not exist at ``tracking_uri`` (message names both and lists
+            the experiments found), or a local sqlite/file store path does not exist.
+    """
+    _check_local_store(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    runs = search_trial_runs(
+        client, _experiment_id(client, tracking_uri, experiment), parent_run_id, include_unfinished
+    )
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        histories = list(pool.map(lambda r: _eval_history(client, r), runs))
+    frames = []
+    for run, hist in zip(runs, histories):
+        if hist.empty:
+            continue
+        info = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "status": run.info.status,
+            **{a: _axis(run, a) for a in RUN_AXES},
+            **{f"param.{k}": v for k, v in run.data.params.items()},
+        }
+        frames.append(hist.assign(**info))
+    if not frames:
+        return empty_frame()
+    df = pd.concat(frames, ignore_index=True)
+    for col, dtype in BASE_COLUMNS.items():
+        if col not in df:
+            df[col] = pd.Series(dtype=dtype)
+        elif col in ("sample_ratio", "seed"):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(dtype)
+        else:
+            df[col] = df[col].astype(dtype)
+    params = sorted(c for c in df.columns if c.startswith("param."))
+    return (
+        df[list(BASE_COLUMNS) + params]
+        .sort_values(["task", "sample_ratio", "variant", "seed", "run_id", "step", "rtg_target"])
+        .reset_index(drop=True)
+    )

@@ -1,0 +1,161 @@
+"""Speed benchmarks of the trainer, evaluation and sweep start-up (results: docs/benchmarks.md).
+
+Measures, on whatever machine runs it (CPU here, GPU where available):
+
+1. trainer steps/s of the quickstart ``dt`` and ``lamo`` variants (Reacher2d, batch 64, K 5);
+2. evaluation episodes/s: vectorised (all episodes of all RTG targets in one batch) vs one episode at
+   a time, same model and seeds;
+3. time from ``lamo-sweep`` start to the first training step (a one-trial sweep, inputs cached).
+
+Usage: ``.venv/bin/python benchmarks/bench_trainer.py [--storage DIR] [--steps N] [--threads T]``.
+Inputs (dataset, ``lamo-wiki-tiny``) are prepared in ``<storage>/data`` first if missing (not timed).
+Prints a JSON summary and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from orchestrator.schema import Sweep  # noqa: E402
+from trainers.evaluate import evaluate  # noqa: E402
+from trainers.inputs import lm_location, prepare_inputs  # noqa: E402
+from trainers.model import DecisionTransformer  # noqa: E402
+from trainers.train import load_trajectories  # noqa: E402
+
+
+def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
+    """Steps/s of the real training step (sampling, forward, language loss, backward, clip, AdamW)."""
+    from trainers.data.trajectories import BatchSampler
+
+    task = cfg.task_spec
+    data = load_trajectories(cfg, data_dir)
+    sampler = BatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=0)
+    lm = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
+    model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    batcher = None
+    if cfg.language.weight > 0:
+        from transformers import AutoTokenizer
+
+        from trainers.lm.corpus import LanguageBatcher, load_token_blocks
+
+        blocks = load_token_blocks(cfg.language.corpus, AutoTokenizer.from_pretrained(lm),
+                                   cfg.language.block_size, cache_dir=data_dir / "corpus_cache")
+        batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=0)
+
+    def step():
+        b = {k: v.to(device) for k, v in sampler.sample(cfg.train.batch_size).items()}
+        pred = model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], b["attention_mask"])
+        m = b["attention_mask"].bool()
+        loss = torch.mean((pred[m] - b["actions"][m]) ** 2)
+        if batcher is not None:
+            loss = loss + cfg.language.weight * model.language_loss(batcher.next_batch().to(device))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 0.25)
+        opt.step()
+
+    for _ in range(5):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    sec = time.perf_counter() - t
+    return {"steps_per_s": steps / sec, "ms_per_step": 1000 * sec / steps, "model": model, "data": data}
+
+
+def bench_eval(cfg, model, data, episodes: int, device: str) -> dict:
+    """Episodes/s of vectorised evaluation vs a one-episode-at-a-time loop (same seeds)."""
+    kw = dict(state_mean=data.state_mean, state_std=data.state_std, context_length=cfg.K,
+              rtg_scale=cfg.scale, device=device)
+    t = time.perf_counter()
+    vec = evaluate(model, cfg.task_spec, cfg.targets, episodes, seed=0, **kw)
+    vec_s = time.perf_counter() - t
+    n = len(cfg.targets) * episodes
+    t = time.perf_counter()
+    for target in cfg.targets:
+        for i in range(episodes):
+            evaluate(model, cfg.task_spec, [target], 1, seed=i, **kw)
+    seq_s = time.perf_counter() - t
+    return {"vectorised_episodes_per_s": n / vec_s, "sequential_episodes_per_s": n / seq_s,
+            "speedup": seq_s / vec_s, "episodes": n, "best_score": vec["eval/best_normalised_score"]}
+
+
+def bench_startup(storage: Path) -> dict:
+    """Seconds from launching ``lamo-sweep`` to the first training step's metric in MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    name = f"bench-startup-{int(time.time())}"
+    sweep = storage / f"{name}.yaml"
+    sweep.write_text(textwrap.dedent(f"""
+        name: {name}
+        storage: {storage}
+        resources: {{cpu: 1}}
+        base: {{train: {{steps: 3, log_every: 1}}, eval: {{every_steps: 1000, episodes: 1, max_episode_steps: 5}}}}
+        variants: {{dt: {{model: {{lm: null}}}}}}
+        grid: {{task: [reacher2d-medium], sample_ratio: [1.0], seed: [0]}}
+    """))
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep), "--no-analysis"],
+                       capture_output=True, text=True, timeout=600)
+    wall = time.time() - t0
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
+    c = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(name)
+    (run,) = c.search_runs([exp.experiment_id], "tags.`lamo.role` = 'trial'")
+    first = min(m.timestamp for m in c.get_metric_history(run.info.run_id, "train/action_loss")) / 1000
+    return {"seconds_to_first_step": first - t0, "one_trial_sweep_wall_s": wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--storage", type=Path, default=REPO / "lamo_runs")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--episodes", type=int, default=10, help="evaluation episodes per RTG target")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial uses its CPU count)")
+    ap.add_argument("--skip-startup", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    storage = args.storage.resolve()
+    sweep = Sweep.load(REPO / "sweeps" / "quickstart.yaml")
+    data_dir = storage / "data"
+    prepare_inputs(sweep.trials, data_dir, progress=False)
+    out: dict = {"device": device, "threads": args.threads, "torch": torch.__version__}
+    for variant in ("dt", "lamo"):
+        cfg = next(t for t in sweep.trials if t.variant == variant and t.sample_ratio == 1.0)
+        tr = bench_train(cfg, data_dir, args.steps, device)
+        ev = bench_eval(cfg, tr.pop("model"), tr.pop("data"), args.episodes, device)
+        out[variant] = {**tr, **ev}
+    if not args.skip_startup:
+        out["startup"] = bench_startup(storage)
+    print(json.dumps(out, indent=1))
+    print("\n| variant | train steps/s | eval episodes/s (vectorised) | eval episodes/s (one at a time) | speed-up |")
+    print("|---|---|---|---|---|")
+    for v in ("dt", "lamo"):
+        o = out[v]
+        print(f"| {v} | {o['steps_per_s']:.1f} | {o['vectorised_episodes_per_s']:.1f} | "
+              f"{o['sequential_episodes_per_s']:.1f} | {o['speedup']:.1f}x |")
+    if "startup" in out:
+        print(f"\nlamo-sweep start -> first training step: {out['startup']['seconds_to_first_step']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

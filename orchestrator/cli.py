@@ -1,0 +1,114 @@
+"""``lamo-sweep``: run a sweep file end to end.
+
+Exit status: 0 every trial finished; 1 some trial failed (its MLflow run is FAILED, the others are
+kept); 2 invalid sweep file or flag (nothing started); 3 inputs or tracking server unavailable
+(nothing started).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.schema import Sweep, SweepError, parse_overrides, set_dotted
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _plan_table(sweep: Sweep) -> Table:
+    res = sweep.spec.resources.ray_resources()
+    res_txt = ", ".join(f"{k}={v:g}" for k, v in res.items() if k != "memory" and (v or k == "cpu"))
+    if "memory" in res:
+        res_txt += f", memory={res['memory'] / 1024**3:g}GiB"
+    t = Table(title=f"sweep {sweep.spec.name!r}: {len(sweep.trials)} trials, per-trial resources {res_txt}")
+    for col in ("#", "trial", "config hash", "lm", "embedding", "finetune", "λ", "steps", "K"):
+        t.add_column(col)
+    for i, c in enumerate(sweep.trials):
+        t.add_row(str(i + 1), c.slug(), c.config_hash(), str(c.model.lm), c.model.embedding, c.model.finetune,
+                  f"{c.language.weight:g}", str(c.train.steps), str(c.K))
+    return t
+
+
+@app.command()
+def run(
+    sweep_file: Path = typer.Argument(..., help="sweep YAML file, e.g. sweeps/quickstart.yaml"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the trials; touch nothing"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps for every trial"),
+    set_: list[str] = typer.Option([], "--set", help="override a base field, e.g. --set eval.episodes=5"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: SQLite in storage)"),
+    storage: Optional[Path] = typer.Option(None, "--storage", help="directory for runs, data, MLflow store"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory (default <storage>/data)"),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="make missing datasets/LMs, then stop"),
+    no_analysis: bool = typer.Option(False, "--no-analysis", help="skip the table/plot at the end"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="cap parallel trials"),
+) -> None:
+    """Validate SWEEP_FILE, prepare missing inputs, run every trial with Ray Tune, log to MLflow, and
+    write the analysis table and plot."""
+    try:
+        overrides = parse_overrides(set_)
+        if steps is not None:
+            set_dotted(overrides, "train.steps", steps)
+        sweep = Sweep.load(sweep_file, overrides)
+        if storage is not None:
+            sweep.spec.storage = str(storage)
+        if max_concurrent is not None:
+            sweep.spec.max_concurrent_trials = max_concurrent
+    except SweepError as e:
+        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    console.print(_plan_table(sweep))
+    if dry_run:
+        console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
+        return
+
+    from orchestrator.sweep import MissingInputsError, ResourceError, run_sweep
+    from orchestrator.tracking import TrackingError
+
+    if prepare_only:
+        from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+
+        dd = data_dir or (Path(sweep.spec.data_dir).resolve() if sweep.spec.data_dir else default_data_dir(sweep.storage))
+        missing = missing_inputs(sweep.trials, dd)
+        if missing:
+            err.print("[bold red]error:[/] inputs missing:\n  - " + "\n  - ".join(map(str, missing)))
+            raise typer.Exit(3)
+        prepare_inputs(sweep.trials, dd)
+        console.print(f"prepared inputs in {dd}")
+        return
+    try:
+        res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
+                        analysis=not no_analysis)
+    except (MissingInputsError, TrackingError, ResourceError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(3) from None
+    console.print(f"\n[bold]sweep {sweep.spec.name!r} done in {res.seconds:.0f} s[/]: "
+                  f"{len(res.finished)} finished, {len(res.failed)} failed, {len(res.skipped)} skipped "
+                  f"(already finished)")
+    if res.failed:
+        console.print("failed: " + ", ".join(res.failed))
+    console.print(f"MLflow: experiment {res.experiment!r} at {res.tracking_uri}"
+                  + (f" (parent run {res.parent_run_id})" if res.parent_run_id else ""))
+    console.print(f"  browse: mlflow ui --backend-store-uri {res.tracking_uri} --host 127.0.0.1 --port 5000 --workers 1")
+    if res.report:
+        table = res.report.get("table")
+        if table and Path(table).exists():
+            console.print(Path(table).read_text())
+        for name, path in res.report.items():
+            console.print(f"  {name}: {path}")
+    raise typer.Exit(res.exit_code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

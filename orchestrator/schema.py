@@ -1,0 +1,361 @@
+"""Sweep files: typed schema, validation with actionable messages, and grid expansion.
+
+A sweep file is ``base`` defaults + named ``variants`` (partial overrides of the trial config) + a
+``grid`` of axes. Expanding it gives fully resolved :class:`trainers.config.TrialConfig` objects; each
+one's canonical hash is its identity. Everything is validated before any compute starts; problems are
+reported as :class:`SweepError` whose lines name the field (``variants.lamo.model.embeding``) and the
+fix. Example::
+
+    name: quickstart
+    resources: {cpu: 1, gpu: 0}
+    base:  {train: {steps: 600}, eval: {every_steps: 300, episodes: 10}}
+    variants:
+      lamo: {model: {lm: lamo-wiki-tiny, init: pretrained, embedding: mlp, finetune: lora},
+             language: {weight: 0.1}}
+      dt:   {model: {lm: null, embedding: linear, finetune: full}}
+    grid: {task: [reacher2d-medium], sample_ratio: [0.1, 1.0], seed: [0, 1], variant: [lamo, dt]}
+    # optional extra axes over any trial-config field: grid.axes: {language.weight: [0.0, 0.1]}
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainers.config import TrialConfig
+
+
+class SweepError(ValueError):
+    """An invalid sweep file or flag. ``problems`` are ``(field, message)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source, self.problems = source, problems
+        lines = [f"{source}: invalid sweep file ({len(problems)} problem{'s' * (len(problems) != 1)})"]
+        lines += [f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_Strict):
+    """Per-trial resources, mapped to Ray resources (``cpu`` -> CPU, ``gpu`` -> GPU, fractions pack
+    several trials on one GPU; ``memory_gb`` -> Ray ``memory``; ``custom`` -> custom resources)."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+    memory_gb: float | None = Field(None, gt=0)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    def ray_resources(self) -> dict[str, float]:
+        r: dict[str, float] = {"cpu": self.cpu, "gpu": self.gpu}
+        if self.memory_gb:
+            r["memory"] = self.memory_gb * 1024**3
+        r.update(self.custom)
+        return r
+
+
+class Tracking(_Strict):
+    """MLflow tracking: ``uri`` default ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
+    default: the sweep's name."""
+
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class Grid(_Strict):
+    """Grid axes. ``variant`` defaults to every variant; ``axes`` adds axes over any trial-config field
+    given as a dotted path (e.g. ``language.weight``)."""
+
+    task: list[str] = Field(min_length=1)
+    sample_ratio: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    variant: list[str] | None = Field(None, min_length=1)
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("sample_ratio")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        for i, r in enumerate(v):
+            if not 0 < r <= 1:
+                raise ValueError(f"item {i} = {r} is not a sample ratio: it must be in (0, 1] "
+                                 f"(a fraction of the dataset's trajectories, e.g. 0.01 for 1%)")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return v
+
+
+class SweepSpec(_Strict):
+    """A validated sweep file (see the module docstring)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    storage: str = "lamo_runs"
+    data_dir: str | None = None
+    tracking: Tracking = Field(default_factory=Tracking)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(1, ge=-1)
+    base: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(min_length=1)
+    grid: Grid
+
+
+# ---------------------------------------------------------------------------------------------------
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no arbitrary Python objects) that rejects duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1}); each key may appear "
+                f"once - rename or merge the two entries", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> dict:
+    """Load a sweep file safely.
+
+    Raises:
+        SweepError: unreadable file, YAML syntax error, unsafe tag, duplicate key, or a non-mapping top level.
+    """
+    src = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SweepError(src, [("", f"cannot read the file: {e.strerror or e}. Check the path.")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        if "could not determine a constructor" in str(e):
+            problem += " (only plain YAML is accepted: tags such as !!python/object are refused)"
+        raise SweepError(src, [("", f"{where}YAML error: {problem}")]) from None
+    if not isinstance(data, dict):
+        raise SweepError(src, [("", "the top level must be a mapping with keys name, variants, grid, ...")])
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (a path into ``model``), for "did you mean" hints."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            continue
+        f = cur.model_fields.get(part)
+        if f is None:
+            return []
+        ann = f.annotation
+        nxt = None
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                nxt = cand
+        cur = nxt
+    return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str,
+                       skip_prefix: int = 0) -> list[tuple[str, str]]:
+    probs = []
+    for e in err.errors():
+        loc = tuple(e["loc"])[skip_prefix:]
+        field = ".".join(filter(None, [prefix, _fmt_loc(loc)]))
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown key.{hint} Allowed here: {', '.join(allowed)}" if allowed else "unknown key."
+        elif e["type"] == "missing":
+            msg = "required field is missing; add it"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
+                msg += f" (got {e['input']!r})"
+        probs.append((field, msg))
+    return probs
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_dotted(d: dict, path: str, value: Any) -> None:
+    """``set_dotted(d, "train.steps", 5)`` sets ``d["train"]["steps"] = 5`` (creating mappings)."""
+    parts = path.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise KeyError(path)
+    d[parts[-1]] = value
+
+
+def _has_path(d: Any, loc: tuple) -> bool:
+    for part in loc:
+        if isinstance(d, dict) and part in d:
+            d = d[part]
+        else:
+            return False
+    return True
+
+
+_AXIS_FIXED = {"task", "sample_ratio", "seed", "variant"}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Parse ``--set key.path=value`` flags into a nested dict (values parsed as YAML scalars).
+
+    Raises:
+        SweepError: a pair without ``=``.
+    """
+    out: dict = {}
+    probs = []
+    for pair in pairs:
+        if "=" not in pair:
+            probs.append(("--set", f"{pair!r} is not KEY=VALUE (e.g. --set train.steps=2000)"))
+            continue
+        key, val = pair.split("=", 1)
+        set_dotted(out, key.strip(), yaml.safe_load(val))
+    if probs:
+        raise SweepError("command line", probs)
+    return out
+
+
+class Sweep:
+    """A validated sweep: the spec, its source file, and the expanded trial configs.
+
+    Build with :meth:`load`. ``trials`` are in grid order (task, sample ratio, seed, variant, extra
+    axes); ``storage`` is absolute.
+    """
+
+    def __init__(self, spec: SweepSpec, trials: list[TrialConfig], source: str, raw: dict):
+        self.spec, self.trials, self.source, self.raw = spec, trials, source, raw
+
+    @property
+    def storage(self) -> Path:
+        return Path(self.spec.storage).expanduser().resolve()
+
+    @property
+    def experiment(self) -> str:
+        return self.spec.tracking.experiment or self.spec.name
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: dict | None = None) -> "Sweep":
+        """Read, validate and expand a sweep file; ``overrides`` are merged into ``base`` first.
+
+        Raises:
+            SweepError: every problem found, each naming its field and the fix.
+        """
+        raw = read_yaml(Path(path))
+        return cls.from_dict(raw, str(path), overrides)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<sweep>", overrides: dict | None = None) -> "Sweep":
+        if overrides:
+            raw = copy.deepcopy(raw)
+            raw["base"] = deep_merge(raw.get("base") or {}, overrides)
+        try:
+            spec = SweepSpec.model_validate(raw)
+        except ValidationError as e:
+            raise SweepError(source, _pydantic_problems(e, SweepSpec, "")) from None
+        probs: list[tuple[str, str]] = []
+        g = spec.grid
+        variants = g.variant or list(spec.variants)
+        for i, v in enumerate(variants):
+            if v not in spec.variants:
+                close = difflib.get_close_matches(v, spec.variants, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                probs.append((f"grid.variant[{i}]", f"unknown variant {v!r}.{hint} Defined variants: "
+                              f"{', '.join(spec.variants)}"))
+        for axis, values in g.axes.items():
+            if axis.split(".")[0] in _AXIS_FIXED:
+                probs.append((f"grid.axes.{axis}", f"use grid.{axis.split('.')[0]} for this axis"))
+            elif not values:
+                probs.append((f"grid.axes.{axis}", "empty axis: give at least one value"))
+        if len(set(variants)) != len(variants):
+            probs.append(("grid.variant", "a variant is listed twice; list each once"))
+        if probs:
+            raise SweepError(source, probs)
+
+        trials: list[TrialConfig] = []
+        checked: set[tuple] = set()
+        axes = list(g.axes.items())
+        for task, ratio, seed, variant, *extra in itertools.product(
+                g.task, g.sample_ratio, g.seed, variants, *[vals for _, vals in axes]):
+            over = spec.variants[variant]
+            merged = deep_merge(spec.base, over)
+            for (axis, _), val in zip(axes, extra):
+                try:
+                    set_dotted(merged, axis, val)
+                except KeyError:
+                    probs.append((f"grid.axes.{axis}", "not a path to a trial-config field"))
+            merged.update(task=task, sample_ratio=ratio, seed=seed, variant=variant)
+            try:
+                trials.append(TrialConfig.model_validate(merged))
+            except ValidationError as e:
+                for loc, msg in _pydantic_problems(e, TrialConfig, ""):
+                    key = (loc, msg, variant if loc not in ("task",) else "")
+                    if key in checked:
+                        continue
+                    checked.add(key)
+                    path = tuple(loc.split("."))
+                    if loc == "task" or loc.startswith("task"):
+                        where = f"grid.task ({task!r})"
+                    elif _has_path(over, path) or (loc.split(".")[0] not in merged and path[:1] in over):
+                        where = f"variants.{variant}.{loc}"
+                    elif _has_path(spec.base, path):
+                        where = f"base.{loc}"
+                    elif any(loc == a or loc.startswith(a + ".") for a, _ in axes):
+                        where = f"grid.axes.{loc}"
+                    else:
+                        where = f"variants.{variant}.{loc}"
+                    probs.append((where, msg))
+        if probs:
+            # de-duplicate identical lines (the same bad value is seen once per grid point)
+            probs = list(dict.fromkeys(probs))
+            raise SweepError(source, probs)
+        hashes: dict[str, TrialConfig] = {}
+        for t in trials:
+            h = t.config_hash()
+            if h in hashes:
+                raise SweepError(source, [("grid", f"trials {hashes[h].slug()} and {t.slug()} are identical "
+                                                   f"(config hash {h}); remove the duplicate axis value")])
+            hashes[h] = t
+        return cls(spec, trials, source, raw)

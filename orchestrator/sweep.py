@@ -1,0 +1,235 @@
+"""Run a sweep: validate -> check inputs -> prepare -> Ray Tune fan-out -> MLflow runs -> analysis.
+
+The driver (``lamo-sweep``) does, in order, and stops at the first problem before any compute:
+
+1. validate and expand the sweep file (:mod:`orchestrator.schema`);
+2. check the tracking store and the inputs that cannot be produced here (D4RL files, hub LMs);
+3. skip trials whose config hash already has a FINISHED child run in the experiment;
+4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver);
+5. open the parent MLflow run, start (or connect to) Ray, and run one Tune trial per trial config with
+   the sweep's per-trial resources;
+6. close the parent run and write the analysis (table + plot) from the MLflow store.
+
+Each Tune trial runs :func:`trial_trainable`: it opens (or reattaches to) its MLflow child run, trains
+with :func:`trainers.train.run_trial` in a stable per-trial directory under ``<storage>/trials`` (so a
+retried or restarted trial resumes from its last checkpoint), and reports evaluations to Tune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import tracking
+from orchestrator.schema import Sweep
+from trainers.config import TrialConfig
+from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+
+
+class MissingInputsError(RuntimeError):
+    """Inputs the sweep needs are absent and cannot be produced here; the message says how to get them."""
+
+
+class _MlflowTuneReporter:
+    """Binds :class:`trainers.train.Reporter` to the trial's MLflow child run and to Ray Tune."""
+
+    def __init__(self, run: tracking.TrialRun):
+        self.run = run
+
+    def start(self, cfg: TrialConfig, info: dict) -> None:
+        self.run.set_tags({"data_subset_hash": info["data_subset_hash"], "device": info["device"]})
+        self.run.log_metrics(info.get("resumed_at_step", 0), {
+            k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))})
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.log_metrics(step, metrics)
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        from ray import tune
+
+        tune.report({"step": step, **{k.replace("/", "."): v for k, v in metrics.items()}})
+
+
+def trial_workdir(storage: Path, cfg: TrialConfig) -> Path:
+    """Stable directory of a trial: ``<storage>/trials/<slug>-<config hash>``."""
+    return Path(storage) / "trials" / f"{cfg.slug()}-{cfg.config_hash()}"
+
+
+def trial_trainable(config: dict) -> None:
+    """Ray Tune function trainable: ``config = {"trial": TrialConfig dict, "ctx": sweep context}``."""
+    import torch
+
+    ctx = config["ctx"]
+    cfg = TrialConfig.model_validate(config["trial"])
+    torch.set_num_threads(max(1, int(ctx["cpu"])))
+    run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg)
+    from trainers.train import run_trial
+
+    try:
+        run_trial(cfg, trial_workdir(Path(ctx["storage"]), cfg), Path(ctx["data_dir"]), _MlflowTuneReporter(run))
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    run.finish("FINISHED")
+
+
+@dataclass
+class SweepResult:
+    """What a sweep invocation did. ``exit_code``: 0 all trials finished, 1 some failed."""
+
+    experiment: str
+    tracking_uri: str
+    parent_run_id: str | None
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
+              data_dir: Path | None = None, analysis: bool = True, progress: bool = True,
+              log=print, ray_init_kwargs: dict | None = None) -> SweepResult:
+    """Run ``sweep`` end to end (see the module docstring).
+
+    Raises:
+        MissingInputsError: a D4RL file or hub LM is absent (before any compute).
+        tracking.TrackingError: the tracking server is unreachable (before any compute).
+    """
+    t0 = time.perf_counter()
+    storage = sweep.storage
+    storage.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir or (Path(sweep.spec.data_dir).expanduser().resolve() if sweep.spec.data_dir
+                                 else default_data_dir(storage)))
+    uri = tracking.resolve_tracking_uri(tracking_uri or sweep.spec.tracking.uri, storage)
+    tracking.check_reachable(uri)
+    missing = missing_inputs(sweep.trials, data_dir)
+    if missing:
+        raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
+                                 + "\n  - ".join(str(m) for m in missing))
+    exp_id = tracking.ensure_experiment(uri, sweep.experiment, storage / "mlartifacts")
+    done = tracking.finished_hashes(uri, exp_id)
+    todo = [t for t in sweep.trials if t.config_hash() not in done]
+    result = SweepResult(sweep.experiment, uri, None, skipped=[t.slug() for t in sweep.trials
+                                                                if t.config_hash() in done])
+    if result.skipped:
+        log(f"[sweep] {len(result.skipped)} trial(s) already FINISHED in experiment {sweep.experiment!r}: skipped")
+    if todo:
+        with _ray_session(address, ray_init_kwargs or {}):
+            check_cluster_resources(sweep)
+            prepare_inputs(todo, data_dir, progress=progress, log=log)
+            result.parent_run_id = tracking.start_parent_run(
+                uri, exp_id, sweep.spec.name, Path(sweep.source) if Path(sweep.source).is_file() else None,
+                sweep.trials, len(result.skipped))
+            try:
+                statuses = _run_tune(sweep, todo, {
+                    "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": result.parent_run_id,
+                    "storage": str(storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
+                })
+            except BaseException:
+                tracking.client(uri).set_terminated(result.parent_run_id, "KILLED")
+                raise
+        for slug, ok in statuses.items():
+            (result.finished if ok else result.failed).append(slug)
+        c = tracking.client(uri)
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        c.log_batch(result.parent_run_id, metrics=[
+            Metric("trials_finished", len(result.finished), now, 0),
+            Metric("trials_failed", len(result.failed), now, 0),
+            Metric("trials_skipped", len(result.skipped), now, 0)])
+        c.set_terminated(result.parent_run_id, "FAILED" if result.failed else "FINISHED")
+    result.seconds = time.perf_counter() - t0
+    if analysis:
+        from analysis.report import write_report
+
+        out = storage / "analysis" / sweep.experiment
+        try:
+            result.report = write_report(uri, sweep.experiment, out)
+        except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
+            log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
+    return result
+
+
+class ResourceError(RuntimeError):
+    """Per-trial resources that no node of the Ray cluster can provide (trials would wait forever)."""
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None, ray_init_kwargs: dict):
+    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    started_here = not ray.is_initialized()
+    if started_here:
+        kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
+        ray.init(address=address, **kw) if address else ray.init(**kw)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_cluster_resources(sweep: Sweep) -> None:
+    """Refuse per-trial resources that exceed what the biggest Ray node offers.
+
+    Raises:
+        ResourceError: naming the ``resources.<field>`` and what the cluster has.
+    """
+    import ray
+
+    need = sweep.spec.resources.ray_resources()
+    names = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    problems = []
+    for key, amount in need.items():
+        if not amount:
+            continue
+        rname = names.get(key, key)
+        best = max((n.get(rname, 0.0) for n in nodes), default=0.0)
+        if amount > best:
+            field = f"resources.{key}" if key in names else f"resources.custom.{key}"
+            have = f"{best / 1024**3:.1f} GiB" if key == "memory" else f"{best:g}"
+            problems.append(f"{field} = {amount if key != 'memory' else amount / 1024**3:g} per trial, but the "
+                            f"largest Ray node offers {have}: lower {field} or connect to a cluster that has "
+                            f"it (--address)")
+    if problems:
+        raise ResourceError("; ".join(problems))
+
+
+def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, bool]:
+    """Run the trials with Ray Tune (Ray already initialised); return ``{slug: finished_ok}``."""
+    from ray import tune
+
+    trainable = tune.with_resources(trial_trainable, sweep.spec.resources.ray_resources())
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in todo]), "ctx": ctx},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=sweep.spec.max_concurrent_trials,
+            trial_name_creator=lambda tr: TrialConfig.model_validate(tr.config["trial"]).slug(),
+            trial_dirname_creator=lambda tr: TrialConfig.model_validate(tr.config["trial"]).slug(),
+        ),
+        run_config=tune.RunConfig(
+            name=f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(sweep.storage / "ray"),
+            failure_config=tune.FailureConfig(max_failures=sweep.spec.max_failures),
+            verbose=1,
+        ),
+    )
+    grid = tuner.fit()
+    out: dict[str, bool] = {}
+    for res in grid:
+        slug = TrialConfig.model_validate(res.config["trial"]).slug()
+        out[slug] = res.error is None
+    return out

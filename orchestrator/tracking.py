@@ -1,0 +1,191 @@
+"""MLflow layout of a sweep: one experiment per sweep name, one parent run per ``lamo-sweep`` invocation,
+one child run per trial (``../shared/docs/ecosystem_notes.md`` §4).
+
+* Parent run: tags ``lamo.role=sweep``, ``lamo.sweep``, ``lamo.sweep_file_sha256``,
+  ``mlflow.source.git.commit``; the sweep file and the resolved trial list as artifacts.
+* Child run: tags ``lamo.role=trial``, ``mlflow.parentRunId``, the grid axes (``task``,
+  ``sample_ratio``, ``seed``, ``variant``), ``config_hash``, ``data_subset_hash``, git commit and package
+  versions; params = the flattened resolved trial config; metrics with explicit steps.
+* Exactly one FINISHED child per config hash in an experiment: the driver skips hashes that already
+  have one, and a trial that is retried or resumed reattaches to its own unfinished child run.
+
+Tracking URIs are always absolute (Ray changes each trial's working directory); a SQLite store is
+created by the driver before trials start (concurrent first-time schema creation fails).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from trainers.config import TrialConfig, flatten
+
+ROLE = "lamo.role"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable server, bad URI); raised before any compute."""
+
+
+def resolve_tracking_uri(uri: str | None, storage: Path) -> str:
+    """Default ``sqlite:///<storage>/mlflow.db``; relative SQLite paths are made absolute; ``http(s)``
+    and other URIs are returned unchanged."""
+    if not uri:
+        return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    if "://" not in uri:  # a bare path: treat as a SQLite file
+        return f"sqlite:///{Path(uri).expanduser().resolve()}"
+    return uri
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """For ``http(s)`` URIs, GET ``/health``.
+
+    Raises:
+        TrackingError: naming the URI and how to start a server, when it does not answer.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:  # noqa: S310
+            if r.status == 200:
+                return
+    except OSError as e:
+        raise TrackingError(
+            f"MLflow tracking server {uri} is not reachable ({e}). Start it first (e.g. `mlflow server "
+            f"--backend-store-uri sqlite:///$PWD/mlflow.db --host 127.0.0.1 --port 5000 --workers 1`) or "
+            f"drop --tracking-uri to use a local SQLite store.") from None
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
+    """Create the store's schema (SQLite) and the experiment if needed; return its id."""
+    c = client(uri)
+    c.search_experiments(max_results=1)  # creates/migrates the SQLite schema once, in the driver
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    loc = None
+    if artifact_root is not None and not uri.startswith(("http://", "https://")):
+        loc = (Path(artifact_root) / name).resolve().as_uri()
+    return c.create_experiment(name, artifact_location=loc)
+
+
+def git_commit() -> str:
+    """The project's git commit (``unknown`` outside a checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a trial's numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "transformers", "peft", "gymnasium", "mujoco", "numpy", "ray", "mlflow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def finished_hashes(uri: str, experiment_id: str) -> dict[str, str]:
+    """``{config_hash: run_id}`` of FINISHED trial runs in the experiment (paginated)."""
+    c = client(uri)
+    out: dict[str, str] = {}
+    token = None
+    while True:
+        page = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'trial' and attributes.status = 'FINISHED'",
+                             max_results=1000, page_token=token)
+        for r in page:
+            h = r.data.tags.get("config_hash")
+            if h:
+                out[h] = r.info.run_id
+        token = page.token
+        if not token:
+            return out
+
+
+def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: Path | None,
+                     trials: list[TrialConfig], skipped: int) -> str:
+    """Create the parent run of this invocation; log the sweep file and the resolved trials."""
+    import hashlib
+
+    c = client(uri)
+    sha = hashlib.sha256(Path(sweep_file).read_bytes()).hexdigest() if sweep_file else ""
+    run = c.create_run(experiment_id, run_name=f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags={
+        ROLE: "sweep", "lamo.sweep": sweep_name, "lamo.sweep_file_sha256": sha,
+        "mlflow.source.git.commit": git_commit(),
+    })
+    rid = run.info.run_id
+    from mlflow.entities import Param
+
+    c.log_batch(rid, params=[Param("n_trials", str(len(trials))), Param("n_skipped_finished", str(skipped))])
+    if sweep_file:
+        c.log_artifact(rid, str(sweep_file))
+    c.log_text(rid, json.dumps([t.model_dump(mode="json") for t in trials], indent=1), "resolved_trials.json")
+    return rid
+
+
+class TrialRun:
+    """The MLflow child run of one trial, used from inside the trial process.
+
+    :meth:`open` reattaches to an unfinished child run of the same config hash (a retry or resume) or
+    creates a new one; metrics are sent with ``log_batch`` and explicit steps.
+    """
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id, self.c = uri, run_id, client(uri)
+
+    @classmethod
+    def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":
+        c = client(uri)
+        h = cfg.config_hash()
+        existing = c.search_runs([experiment_id], f"tags.config_hash = '{h}' and tags.`{ROLE}` = 'trial' "
+                                 f"and attributes.status != 'FINISHED'", max_results=1,
+                                 order_by=["attributes.start_time DESC"])
+        if existing:
+            rid = existing[0].info.run_id
+            c.update_run(rid, status="RUNNING")
+            c.set_tag(rid, "lamo.last_parent_run_id", parent_run_id)
+            return cls(uri, rid)
+        tags = {ROLE: "trial", "mlflow.parentRunId": parent_run_id, "task": cfg.task,
+                "sample_ratio": f"{cfg.sample_ratio:g}", "seed": str(cfg.seed), "variant": cfg.variant,
+                "config_hash": h, "mlflow.source.git.commit": git_commit(),
+                **{f"version.{k}": v for k, v in package_versions().items()}}
+        run = c.create_run(experiment_id, run_name=cfg.slug(), tags=tags)
+        from mlflow.entities import Param
+
+        params = [Param(k, str(v)) for k, v in flatten(cfg.model_dump(mode="json")).items()]
+        for i in range(0, len(params), 100):
+            c.log_batch(run.info.run_id, params=params[i:i + 100])
+        return cls(uri, run.info.run_id)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.c.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        for i in range(0, len(ms), 1000):
+            self.c.log_batch(self.run_id, metrics=ms[i:i + 1000])
+
+    def finish(self, status: str) -> None:
+        self.c.set_terminated(self.run_id, status)

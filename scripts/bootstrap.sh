@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create ./.venv with every runtime and test dependency, offline-friendly.
+# - uses uv (from PyPI) for speed; uv ignores pip's config, so pip's find-links (where a local
+#   CPU torch wheel may live) is passed on explicitly;
+# - never lets uv download a Python.
+# Idempotent: a second run with an unchanged pyproject.toml is a no-op (stamp file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${LAMO_VENV:-.venv}
+PY=${PYTHON:-python3}
+stamp="$VENV/.lamo-installed"
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+if ! command -v uv >/dev/null 2>&1; then
+  "$PY" -m pip install --quiet uv
+fi
+export UV_PYTHON_DOWNLOADS=never
+fl=$("$PY" -m pip config get global.find-links 2>/dev/null || true)
+args=()
+if [ -n "$fl" ]; then
+  for d in $fl; do args+=(--find-links "$d"); done
+fi
+[ -x "$VENV/bin/python" ] || uv venv --quiet "$VENV" --python "$PY"
+echo "[bootstrap] installing lamo-sweep and its dependencies into $VENV ..."
+uv pip install --quiet --python "$VENV/bin/python" "${args[@]}" -e ".[test]"
+echo "$want" > "$stamp"
+echo "[bootstrap] done: $("$VENV/bin/python" -c 'import torch,ray,mlflow,transformers,peft;print("torch",torch.__version__,"ray",ray.__version__,"mlflow",mlflow.__version__,"transformers",transformers.__version__,"peft",peft.__version__)')"

@@ -1,0 +1,213 @@
+"""Tests for the analysis package against a real sqlite MLflow store with known values."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from analysis import runs as runs_mod
+from analysis.cli import app
+from analysis.report import markdown_table, plot_score_vs_ratio, score_table, write_report
+from analysis.runs import BASE_COLUMNS, load_trial_runs
+from analysis.select import describe_rule, select_scores
+
+EXP = "lamo/test"
+STEPS = (2500, 5000)
+TARGETS = {"hopper": (3600.0, 1800.0), "reacher2d": (76.0, 40.0)}
+# Cell offsets; trial score pattern per run (base = offset + 10*seed), targets (high, low):
+#   high: step 2500 -> base+30, step 5000 -> base+20;  low: 2500 -> base+5, 5000 -> base+25
+OFFSET = {("hopper", 0.01, "dt"): 10, ("hopper", 0.1, "dt"): 20, ("hopper", 0.01, "lamo"): 15,
+          ("hopper", 0.1, "lamo"): 40, ("reacher2d", 1.0, "lamo"): 50}
+SEEDS = {("hopper", 0.01, "dt"): (0, 1, 2), ("hopper", 0.1, "dt"): (0, 1), ("hopper", 0.01, "lamo"): (0, 1, 2),
+         ("hopper", 0.1, "lamo"): (0, 1, 2), ("reacher2d", 1.0, "lamo"): (0,)}
+N_MAIN = sum(len(s) for s in SEEDS.values())  # 12 finished trials under the main sweep
+
+
+def pattern(base: float) -> dict[tuple[int, int], float]:
+    """(target index, step) -> normalised score; index 0 = largest target."""
+    return {(0, 2500): base + 30, (0, 5000): base + 20, (1, 2500): base + 5, (1, 5000): base + 25}
+
+
+def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINISHED", scores=None, steps=STEPS):
+    tags = {"lamo.role": "trial", "mlflow.parentRunId": parent, "task": task, "sample_ratio": f"{ratio:g}",
+            "seed": str(seed), "variant": variant, "config_hash": f"h{variant}{ratio:g}"}
+    run = client.create_run(exp_id, run_name=f"{task}_r{ratio:g}_{variant}_s{seed}", tags=tags)
+    scores = scores or pattern(OFFSET[(task, ratio, variant)] + 10 * seed)
+    now = int(time.time() * 1000)
+    metrics = []
+    for (i, step), score in scores.items():
+        if step not in steps:
+            continue
+        t = f"eval/rtg_{TARGETS[task][i]:g}"
+        metrics += [Metric(f"{t}/normalised_score", score, now, step), Metric(f"{t}/return_mean", score * 30, now, step),
+                    Metric(f"{t}/return_std", 1.0 + seed, now, step), Metric(f"{t}/length_mean", 1000.0, now, step)]
+    metrics += [Metric("train/action_loss", 0.5, now, s) for s in steps]
+    params = {"task": task, "sample_ratio": f"{ratio:g}", "seed": str(seed), "variant": variant,
+              "model.lm": "gpt2", "language.weight": "0.1" if variant == "lamo" else "0", "train.steps": "5000"}
+    client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(run.info.run_id, status=status)
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXP)
+    parent = client.create_run(exp_id, run_name="sweep-a", tags={"lamo.role": "sweep"}).info.run_id
+    client.log_metric(parent, "eval/rtg_3600/normalised_score", 1.0, step=1)  # parent must be ignored
+    for (task, ratio, variant), seeds in SEEDS.items():
+        for seed in seeds:
+            make_trial(client, exp_id, parent, task, ratio, variant, seed)
+    failed = make_trial(client, exp_id, parent, "hopper", 0.1, "lamo", 3, status="FAILED",
+                        scores={(0, 2500): 99.0, (1, 2500): 98.0})
+    client.set_terminated(parent)
+    parent_b = client.create_run(exp_id, run_name="sweep-b", tags={"lamo.role": "sweep"}).info.run_id
+    other = make_trial(client, exp_id, parent_b, "hopper", 0.01, "dt", 9)
+    client.create_experiment("lamo/empty")
+    return {"uri": uri, "parent": parent, "parent_b": parent_b, "failed": failed, "other": other, "root": root}
+
+
+@pytest.fixture(scope="module")
+def tidy(store):
+    return load_trial_runs(store["uri"], EXP, parent_run_id=store["parent"])
+
+
+def test_tidy_frame_shape_and_types(store, tidy):
+    assert len(tidy) == N_MAIN * len(STEPS) * 2  # runs × evaluations × targets
+    assert list(tidy.columns[: len(BASE_COLUMNS)]) == list(BASE_COLUMNS)
+    assert {"param.model.lm", "param.language.weight", "param.train.steps"} <= set(tidy.columns)
+    assert tidy["run_id"].nunique() == N_MAIN and set(tidy["status"]) == {"FINISHED"}
+    assert tidy["sample_ratio"].dtype == "float64" and set(tidy["sample_ratio"]) == {0.01, 0.1, 1.0}
+    assert set(tidy["seed"]) == {0, 1, 2} and set(tidy["rtg_target"]) == {3600.0, 1800.0, 76.0, 40.0}
+    row = tidy[(tidy.run_name == "hopper_r0.1_lamo_s1") & (tidy.step == 5000) & (tidy.rtg_target == 1800)]
+    assert row[["normalised_score", "return_mean", "return_std", "length_mean"]].values.tolist() == [
+        [75.0, 2250.0, 2.0, 1000.0]
+    ]
+
+
+def test_filters_unfinished_parent_and_pagination(store, monkeypatch):
+    everything = load_trial_runs(store["uri"], EXP, include_unfinished=True)
+    assert everything["run_id"].nunique() == N_MAIN + 2
+    failed = everything[everything.run_id == store["failed"]]
+    assert len(failed) == 2 and set(failed["status"]) == {"FAILED"}
+    only_b = load_trial_runs(store["uri"], EXP, parent_run_id=store["parent_b"])
+    assert set(only_b["run_id"]) == {store["other"]}
+    monkeypatch.setattr(runs_mod, "_PAGE_SIZE", 5)  # force several search_runs pages
+    paged = load_trial_runs(store["uri"], EXP, max_workers=1)
+    assert paged["run_id"].nunique() == N_MAIN + 1
+
+
+def test_missing_experiment_and_empty(store, tmp_path):
+    with pytest.raises(ValueError, match="nope.*not found.*sqlite") as err:
+        load_trial_runs(store["uri"], "nope")
+    assert "Hint" in str(err.value) and EXP in str(err.value)
+    with pytest.raises(ValueError, match="No MLflow database"):
+        load_trial_runs(f"sqlite:///{tmp_path}/absent.db", EXP)
+    assert not (tmp_path / "absent.db").exists()
+    empty = load_trial_runs(store["uri"], "lamo/empty")
+    assert empty.empty and list(empty.columns) == list(BASE_COLUMNS)
+    assert select_scores(empty).empty
+
+
+def _pick(sel, name):
+    r = sel.set_index("run_name").loc[name]
+    return r["normalised_score"], r["rtg_target"], r["step"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",  # run hopper_r0.1_lamo_s1: base = 40 + 10 = 50
+    [
+        (dict(), (75.0, 1800.0, 5000)),  # LaMo: best target's final score
+        (dict(target_rule="largest"), (70.0, 3600.0, 5000)),  # CORL last
+        (dict(target_rule="largest", checkpoint="best"), (80.0, 3600.0, 2500)),  # CORL best
+        (dict(checkpoint="best"), (80.0, 3600.0, 2500)),
+        (dict(target_rule="fixed", fixed_target={"hopper": 1800, "reacher2d": 76}), (75.0, 1800.0, 5000)),
+        (dict(target_rule="fixed", fixed_target={"hopper": 3600, "reacher2d": 40}, checkpoint="best"),
+         (80.0, 3600.0, 2500)),
+        (dict(checkpoint="mean_last_k", last_k=2), (75.0, 3600.0, 5000)),  # (80+70)/2 > (55+75)/2
+        (dict(checkpoint="mean_last_k", last_k=1), (75.0, 1800.0, 5000)),
+    ],
+)
+def test_selection_rules(tidy, kwargs, expected):
+    sel = select_scores(tidy, **kwargs)
+    assert len(sel) == N_MAIN and sel["run_id"].is_unique
+    assert _pick(sel, "hopper_r0.1_lamo_s1") == expected
+    assert set(sel["selection_rule"]) == {describe_rule(**kwargs)}
+
+
+def test_mean_last_k_values_and_fixed_missing(tidy):
+    sel = select_scores(tidy, target_rule="largest", checkpoint="mean_last_k", last_k=5)
+    r = sel.set_index("run_name").loc["hopper_r0.1_dt_s0"]  # base 20: (50 + 40) / 2, returns ×30
+    assert (r["normalised_score"], r["return_mean"], r["n_evals"]) == (45.0, 1350.0, 2)
+    with pytest.warns(UserWarning, match="left out"):
+        sel = select_scores(tidy, target_rule="fixed", fixed_target=3600)
+    assert set(sel["task"]) == {"hopper"}
+
+
+def test_rule_validation_and_text():
+    assert "LaMo" in describe_rule() and "final evaluation" in describe_rule()
+    assert "CORL" in describe_rule("largest", "best") and "best evaluation" in describe_rule("largest", "best")
+    assert "last 4 evaluations" in describe_rule(checkpoint="mean_last_k", last_k=4)
+    for bad in [dict(target_rule="max"), dict(checkpoint="final"), dict(target_rule="fixed"),
+                dict(checkpoint="mean_last_k", last_k=0)]:
+        with pytest.raises(ValueError):
+            describe_rule(**bad)
+
+
+def test_score_table_and_markdown(tidy):
+    table = score_table(select_scores(tidy)).set_index(["task", "sample_ratio", "variant"])
+    cell = table.loc[("hopper", 0.1, "lamo")]  # seeds 0,1,2 → 65, 75, 85
+    assert (cell["mean"], cell["std"], cell["n"]) == (75.0, 10.0, 3)
+    cell = table.loc[("hopper", 0.1, "dt")]  # seeds 0,1 → 45, 55
+    assert cell["mean"] == 50.0 and math.isclose(cell["std"], math.sqrt(50)) and cell["n"] == 2
+    assert tuple(table.loc[("reacher2d", 1.0, "lamo")]) == (75.0, 0.0, 1)  # single seed → std 0
+    md = markdown_table(table.reset_index(), describe_rule())
+    lines = md.splitlines()
+    assert "LaMo: best target's final score" in lines[0] and "mean ± std" in lines[0]
+    assert lines[2] == "| task | sample ratio | dt | lamo |"
+    assert "| hopper | 1% | 45.0 ± 10.0 (n=3) | **50.0 ± 10.0 (n=3)** |" in lines
+    assert "| hopper | 10% | 50.0 ± 7.1 (n=2) | **75.0 ± 10.0 (n=3)** |" in lines
+    assert "| reacher2d | 100% | — | 75.0 ± 0.0 (n=1) |" in lines
+
+
+def test_plot(tidy, tmp_path):
+    path = plot_score_vs_ratio(select_scores(tidy), tmp_path / "fig.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_write_report(store, tmp_path):
+    paths = write_report(store["uri"], EXP, tmp_path / "out", parent_run_id=store["parent"], target_rule="largest")
+    assert set(paths) == {"scores", "table", "figure"} and all(p.is_file() for p in paths.values())
+    scores = pd.read_csv(paths["scores"])
+    assert len(scores) == N_MAIN and set(scores["target_rule"]) == {"largest"}
+    assert "CORL" in paths["table"].read_text()
+    with pytest.raises(ValueError, match="No FINISHED trial runs"):
+        write_report(store["uri"], "lamo/empty", tmp_path / "none")
+
+
+def test_cli(store, tmp_path):
+    runner = CliRunner()
+    base = ["report", "--tracking-uri", store["uri"], "--experiment", EXP]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "r"), "--parent-run-id", store["parent"],
+                              "--checkpoint", "mean_last_k", "--last-k", "2"])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "r").iterdir()} == {"scores.csv", "table.md", "score_vs_ratio.png"}
+    assert "hopper" in res.output and "table.md" in res.output
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "f"), "--target-rule", "fixed",
+                              "--fixed-target", "hopper=3600", "--fixed-target", "reacher2d=76"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", "--tracking-uri", store["uri"], "--experiment", "nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "not found" in res.output
+    res = runner.invoke(app, [*base, "--out", str(tmp_path), "--target-rule", "max"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, [*base, "--out", str(tmp_path), "--target-rule", "fixed"])
+    assert res.exit_code == 2 and "fixed_target" in res.output

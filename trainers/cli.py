@@ -1,0 +1,97 @@
+"""``lamo-trial``: run ONE trial without Ray or MLflow (for debugging, e.g. under ``pdb``).
+
+Examples::
+
+    lamo-trial run --sweep sweeps/quickstart.yaml --index 0          # the first trial of a sweep
+    lamo-trial run trial.yaml --set train.steps=200 --workdir /tmp/t  # a TrialConfig YAML file
+    lamo-trial prepare --sweep sweeps/quickstart.yaml                 # collect data / pre-train the LM
+
+Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from trainers.config import TrialConfig
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+
+
+def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[str]) -> tuple[list[TrialConfig], Path]:
+    from orchestrator.schema import Sweep, SweepError, deep_merge, parse_overrides
+
+    try:
+        over = parse_overrides(set_)
+        if sweep is not None:
+            sw = Sweep.load(sweep, over)
+            if not 0 <= index < len(sw.trials) and index != -1:
+                raise typer.BadParameter(f"--index {index}: the sweep has {len(sw.trials)} trials (0..{len(sw.trials) - 1})")
+            trials = sw.trials if index == -1 else [sw.trials[index]]
+            return trials, sw.storage
+        if config is None:
+            raise typer.BadParameter("give a TrialConfig YAML file or --sweep FILE")
+        raw = yaml.safe_load(config.read_text()) or {}
+        return [TrialConfig.model_validate(deep_merge(raw, over))], Path("lamo_runs").resolve()
+    except SweepError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        typer.echo(f"error: invalid trial config {config}:\n{e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="TrialConfig YAML file"),
+    sweep: Optional[Path] = typer.Option(None, "--sweep", help="take the trial from this sweep file"),
+    index: int = typer.Option(0, "--index", help="which trial of --sweep (0-based)"),
+    set_: list[str] = typer.Option([], "--set", help="override a field, e.g. --set train.steps=200"),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="default <storage>/debug/<slug>"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="default <storage>/data or $LAMO_DATA_DIR"),
+    prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="make missing datasets/LMs first"),
+) -> None:
+    """Train and evaluate one trial in this process."""
+    from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+    from trainers.train import run_trial
+
+    (cfg,), storage = _load(config, sweep, index, set_)
+    dd = (data_dir or default_data_dir(storage)).resolve()
+    missing = missing_inputs([cfg], dd)
+    if missing:
+        typer.echo("error: inputs missing:\n  - " + "\n  - ".join(map(str, missing)), err=True)
+        raise typer.Exit(3)
+    if prepare:
+        prepare_inputs([cfg], dd)
+    wd = (workdir or storage / "debug" / f"{cfg.slug()}-{cfg.config_hash()}").resolve()
+    typer.echo(f"trial {cfg.slug()} (config hash {cfg.config_hash()}) in {wd}")
+    final = run_trial(cfg, wd, dd)
+    typer.echo(json.dumps(final, indent=1))
+
+
+@app.command("prepare")
+def prepare_cmd(
+    sweep: Path = typer.Option(..., "--sweep", help="prepare the inputs of every trial of this sweep"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+) -> None:
+    """Collect missing datasets and pre-train missing project LMs (what ``lamo-sweep`` does before fan-out)."""
+    from trainers.inputs import default_data_dir, prepare_inputs
+
+    trials, storage = _load(None, sweep, -1, [])
+    dd = (data_dir or default_data_dir(storage)).resolve()
+    made = prepare_inputs(trials, dd)
+    typer.echo(json.dumps(made, indent=1, default=str))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The trial config: one typed object that describes a LaMo/DT trial completely.
+
+A sweep file expands into a list of these (see :mod:`orchestrator.schema`); the single-trial command
+``lamo-trial`` takes one as YAML/JSON. Its canonical hash (:meth:`TrialConfig.config_hash`) is the
+trial's identity in MLflow and on disk.
+
+Defaults are LaMo's D4RL hyperparameters (``../shared/docs/lamo_spec.md`` §3.1, §11): AdamW lr 1e-4,
+weight decay 1e-5, eps 1e-6, linear warmup 2,500 steps then constant, gradient clip 0.25, dropout 0.1,
+batch 64, 100k steps, evaluation every 2,500 steps with 20 episodes per RTG target, LoRA r=16, alpha=32,
+dropout 0.1, language-loss weight 0.1 on 1024-token blocks, 2 sequences per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trainers.tasks import get_task
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ArchConfig(_Strict):
+    """GPT-2 shape used when the backbone is built from a config (random initialisation, no LM).
+
+    Defaults: the original Decision Transformer / LaMo DT baseline, ``GPT2Config(n_embd=128,
+    n_layer=3, n_head=1, n_inner=512, activation_function="relu")`` (spec §1.1).
+    """
+
+    n_layer: int = Field(3, ge=1)
+    n_embd: int = Field(128, ge=8)
+    n_head: int = Field(1, ge=1)
+    n_inner: int | None = Field(512, ge=8)
+    activation: str = "relu"
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ArchConfig":
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class LoraSettings(_Strict):
+    """LoRA hyperparameters (spec §1.3: r = 16, alpha = 32, dropout 0.1 on the fused Q/K/V projection).
+
+    ``target_modules=None`` picks the attention projections per architecture
+    (:func:`trainers.model.default_lora_targets`).
+    """
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    train_bias: bool = Field(
+        True, description="train the bias of the adapted projection (loralib bias='lora_only', as LaMo)"
+    )
+
+
+class ModelConfig(_Strict):
+    """Backbone, embeddings and fine-tuning mode.
+
+    Attributes:
+        lm: the pre-trained causal LM: a Hugging Face hub id (``"gpt2"``), a local directory, or the
+            name of an LM this project pre-trains itself (``"lamo-wiki-tiny"``, see
+            :mod:`trainers.lm.pretrain`). ``None`` builds a GPT-2 from :attr:`arch`.
+        init: ``pretrained`` loads the LM's weights; ``random`` keeps its architecture with fresh
+            weights (the paper's "random initialisation" ablation).
+        embedding: ``mlp`` (LaMo's residual two-layer blocks, action head without tanh) or ``linear``
+            (DT's linear projections, action head with tanh).
+        finetune: ``lora`` (backbone frozen, LoRA on attention), ``full`` or ``frozen`` (only
+            embeddings and heads train).
+        n_blocks: keep only the first n transformer blocks of the LM (``None`` = all).
+        dropout: residual/attention/embedding dropout of the backbone.
+    """
+
+    lm: str | None = None
+    init: Literal["pretrained", "random"] = "random"
+    arch: ArchConfig = Field(default_factory=ArchConfig)
+    embedding: Literal["mlp", "linear"] = "linear"
+    finetune: Literal["lora", "full", "frozen"] = "full"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    n_blocks: int | None = Field(None, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelConfig":
+        if self.lm is None and self.init == "pretrained":
+            raise ValueError("init='pretrained' needs an `lm` (hub id, local dir or project LM name); "
+                             "set model.lm or use init: random")
+        return self
+
+
+class LanguageConfig(_Strict):
+    """The auxiliary language-modelling loss (spec §2).
+
+    ``weight`` is LaMo's ``co_lambda``: total loss = action MSE + weight * LM cross-entropy. With
+    ``weight == 0`` the corpus is never loaded and no language forward pass runs.
+    ``corpus`` names a text source (:mod:`trainers.lm.corpus`); ``block_size`` tokens per sequence
+    (LaMo: 1024), ``batch_size`` sequences per training step (LaMo: 2).
+    """
+
+    weight: float = Field(0.0, ge=0)
+    corpus: str = "wikitext-103-local"
+    block_size: int = Field(1024, ge=8)
+    batch_size: int = Field(2, ge=1)
+
+
+class TrainConfig(_Strict):
+    """Optimisation (spec §3.1). ``steps`` are gradient steps."""
+
+    steps: int = Field(100_000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    adam_eps: float = Field(1e-6, gt=0)
+    warmup_steps: int = Field(2500, ge=0)
+    grad_clip: float = Field(0.25, gt=0)
+    log_every: int = Field(100, ge=1)
+    checkpoint_every: int = Field(2500, ge=1)
+
+
+class EvalConfig(_Strict):
+    """Evaluation cadence (spec §5): every ``every_steps`` gradient steps and after the last one,
+    ``episodes`` episodes per RTG target. ``rtg_targets=None`` uses the task's targets (raw return).
+    ``max_episode_steps=None`` uses the task's ``max_ep_len``."""
+
+    every_steps: int = Field(2500, ge=1)
+    episodes: int = Field(20, ge=1)
+    rtg_targets: list[float] | None = None
+    max_episode_steps: int | None = Field(None, ge=1)
+
+
+class TrialConfig(_Strict):
+    """A fully described trial.
+
+    Attributes:
+        task: registry name (:data:`trainers.tasks.TASKS`).
+        sample_ratio: fraction of whole trajectories kept, in (0, 1] (LaMo, spec §4).
+        seed: seeds torch, NumPy, Python ``random``, the data subset and the evaluation envs.
+        variant: the sweep's label for this model/training recipe (``lamo``, ``dt``, ...).
+        context_length: K; ``None`` = the task's (20 MuJoCo, 5 Reacher2d).
+        rtg_scale: ``None`` = the task's.
+        device: ``auto`` picks CUDA when available.
+    """
+
+    task: str
+    sample_ratio: float = Field(1.0, gt=0, le=1)
+    seed: int = Field(0, ge=0)
+    variant: str = "custom"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    context_length: int | None = Field(None, ge=1)
+    rtg_scale: float | None = Field(None, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _language_needs_lm(self) -> "TrialConfig":
+        if self.language.weight > 0 and self.model.lm is None:
+            raise ValueError("language.weight > 0 needs a language model with a tokenizer (model.lm); "
+                             "set language.weight: 0 for a model without an LM")
+        return self
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        try:
+            get_task(v)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        return v
+
+    # --- resolved views -------------------------------------------------------------------------
+    @property
+    def task_spec(self):
+        return get_task(self.task)
+
+    @property
+    def K(self) -> int:
+        """Context length actually used."""
+        return self.context_length or self.task_spec.context_length
+
+    @property
+    def scale(self) -> float:
+        """RTG scale actually used."""
+        return self.rtg_scale or self.task_spec.rtg_scale
+
+    @property
+    def targets(self) -> list[float]:
+        """Evaluation RTG targets actually used (raw return units)."""
+        return list(self.eval.rtg_targets or self.task_spec.rtg_targets)
+
+    # --- identity -------------------------------------------------------------------------------
+    def canonical_json(self) -> str:
+        """Sorted, compact JSON of every field (defaults included): the input of :meth:`config_hash`."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def config_hash(self) -> str:
+        """First 16 hex digits of the SHA-256 of :meth:`canonical_json`: the trial's identity."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def slug(self) -> str:
+        """A readable, deterministic trial name, e.g. ``reacher2d-medium_r0.1_lamo_s0``."""
+        return f"{self.task}_r{self.sample_ratio:g}_{self.variant}_s{self.seed}"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Flatten nested dicts to dotted keys (``{"train": {"lr": 1}} -> {"train.lr": 1}``); lists are
+    kept as JSON strings so they can be MLflow params."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out

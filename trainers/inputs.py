@@ -1,0 +1,171 @@
+"""Where a trial's inputs live, whether they exist, and how ``prepare`` makes the missing ones.
+
+Layout under the data directory (``data_dir``, default ``<storage>/data``, or ``$LAMO_DATA_DIR``):
+
+* ``datasets/<name>.hdf5``: datasets this project collects itself (D4RL layout), e.g.
+  ``reacher2d-medium-v0.hdf5``.
+* ``d4rl/<name>.hdf5``: D4RL files the user provides (e.g. ``hopper_medium-v2.hdf5``).
+* ``models/<name>/``: language models this project pre-trains itself (``lamo-wiki-tiny``).
+* ``corpus_cache/``: tokenised language-loss corpora (``.npy``), shared by trials.
+
+Trials never download or produce anything: :func:`prepare_inputs` runs in the sweep driver before
+fan-out, and :func:`missing_inputs` lets the driver stop, before any compute, with a message that says
+how to provide what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainers.config import TrialConfig
+from trainers.tasks import get_task
+
+
+@dataclass(frozen=True)
+class MissingInput:
+    """An input a sweep needs that is absent and cannot be produced here; ``fix`` says how to get it."""
+
+    what: str
+    path: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.what} is missing ({self.path}).\n    fix: {self.fix}"
+
+
+def default_data_dir(storage: Path) -> Path:
+    """``$LAMO_DATA_DIR`` if set, else ``<storage>/data`` (absolute)."""
+    env = os.environ.get("LAMO_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else (storage / "data").resolve()
+
+
+def dataset_path(task_name: str, data_dir: Path) -> Path:
+    """Path of a task's dataset file (see the module docstring for the layout)."""
+    src = get_task(task_name).dataset
+    sub = "datasets" if src.kind == "collected" else "d4rl"
+    return Path(data_dir) / sub / f"{src.name}.hdf5"
+
+
+def project_lm_names() -> set[str]:
+    """Names of the LMs this project can pre-train itself (:data:`trainers.lm.pretrain.LM_RECIPES`)."""
+    from trainers.lm.pretrain import LM_RECIPES
+
+    return set(LM_RECIPES)
+
+
+def lm_location(lm: str, data_dir: Path) -> str:
+    """Resolve ``model.lm`` to what ``from_pretrained`` takes: a project LM's directory
+    (``<data_dir>/models/<name>``), an existing local directory, or else the hub id unchanged."""
+    if lm in project_lm_names():
+        return str(Path(data_dir) / "models" / lm)
+    p = Path(lm).expanduser()
+    if p.is_dir():
+        return str(p.resolve())
+    return lm
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo_id, local_files_only=True)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable offline"
+        return False
+
+
+def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingInput]:
+    """Inputs the trials need that are absent *and* that ``prepare`` cannot make.
+
+    Collected datasets and project LMs are not reported (``prepare`` makes them); D4RL files, hub LMs
+    that are not in the local Hugging Face cache, and missing text corpora are.
+    """
+    out: dict[str, MissingInput] = {}
+    for cfg in configs:
+        task = get_task(cfg.task)
+        path = dataset_path(cfg.task, data_dir)
+        if task.dataset.kind != "collected" and not path.exists():
+            out[str(path)] = MissingInput(
+                f"D4RL dataset {task.dataset.name!r} for task {cfg.task!r}", str(path),
+                f"download D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release) on a machine with "
+                f"internet and copy it to {path} (or point LAMO_DATA_DIR at a directory holding "
+                f"d4rl/{task.dataset.name}.hdf5). The old `d4rl` package does not install on modern "
+                f"Python; the file is read directly with h5py.",
+            )
+        lm = cfg.model.lm
+        if lm is not None and lm not in project_lm_names():
+            loc = lm_location(lm, data_dir)
+            if not Path(loc).is_dir() and not _hub_cached(lm):
+                out[f"lm:{lm}"] = MissingInput(
+                    f"language model {lm!r}", f"Hugging Face hub id, not in the local cache",
+                    f"on a machine with internet run `hf download {lm}` (with HF_HOME on shared storage), "
+                    f"or set model.lm to a local directory saved with save_pretrained, or use the "
+                    f"offline project LM `lamo-wiki-tiny` ({', '.join(sorted(project_lm_names()))}).",
+                )
+        if cfg.language.weight > 0:
+            from trainers.lm.corpus import corpus_files
+
+            try:
+                files = corpus_files(cfg.language.corpus)
+                absent = [f for f in files if not Path(f).exists()]
+            except (FileNotFoundError, KeyError) as e:
+                absent, files = [str(e)], []
+            if absent:
+                out[f"corpus:{cfg.language.corpus}"] = MissingInput(
+                    f"language-loss corpus {cfg.language.corpus!r}", ", ".join(map(str, absent)),
+                    "set LAMO_TEXT_DIR to a directory holding wikitext-103/wiki.valid.tokens and "
+                    "wiki.test.tokens, or set language.weight: 0",
+                )
+    return list(out.values())
+
+
+def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print) -> dict:
+    """Make every producible input the trials need (idempotent; existing files are kept).
+
+    * collected datasets: rolled out by the task's behaviour policy (:func:`trainers.data.collect.collect_dataset`);
+    * project LMs: pre-trained by :func:`trainers.lm.pretrain.pretrain_lm`;
+    * tokenised language-loss corpora: cached for each (LM tokenizer, block size).
+
+    Returns:
+        ``{"datasets": {name: summary}, "lms": {name: metrics}}`` for what was made (for logging).
+    """
+    from trainers.data.collect import collect_dataset
+    from trainers.lm.pretrain import LM_RECIPES, is_pretrained, pretrain_lm
+
+    made: dict = {"datasets": {}, "lms": {}}
+    data_dir = Path(data_dir)
+    for cfg in configs:
+        task = get_task(cfg.task)
+        path = dataset_path(cfg.task, data_dir)
+        if task.dataset.kind == "collected" and not path.exists():
+            log(f"[prepare] collecting {task.dataset.name} ({task.dataset.episodes} episodes, behaviour "
+                f"policy {task.dataset.behaviour_policy}) -> {path}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made["datasets"][task.dataset.name] = collect_dataset(
+                cfg.task, path, episodes=task.dataset.episodes, seed=0, progress=progress)
+        lm = cfg.model.lm
+        if lm in LM_RECIPES:
+            out = Path(lm_location(lm, data_dir))
+            if not is_pretrained(out):
+                log(f"[prepare] pre-training project LM {lm} on its text corpus -> {out}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                made["lms"][lm] = pretrain_lm(lm, out, progress=progress)
+    seen: set[tuple] = set()
+    for cfg in configs:
+        if cfg.language.weight > 0 and cfg.model.lm is not None:
+            key = (cfg.model.lm, cfg.language.corpus, cfg.language.block_size)
+            if key in seen:
+                continue
+            seen.add(key)
+            from transformers import AutoTokenizer
+
+            from trainers.lm.corpus import load_token_blocks
+
+            tok = AutoTokenizer.from_pretrained(lm_location(cfg.model.lm, data_dir))
+            blocks = load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
+                                       cache_dir=data_dir / "corpus_cache")
+            log(f"[prepare] language corpus {cfg.language.corpus} for {cfg.model.lm}: "
+                f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens")
+    return made

@@ -1,0 +1,236 @@
+"""LaMo stage 1 at small scale: pre-train a GPT-2 on offline text so that stage 2 starts from a real
+(if small) pre-trained causal LM.
+
+LaMo starts from OpenAI's GPT-2 (``../shared/docs/lamo_spec.md`` §1.1, §4.1); its weights cannot be
+obtained offline, so :func:`pretrain_lm` trains, from scratch on the ``wikitext-103-local-pretrain``
+text (:mod:`trainers.lm.corpus`):
+
+1. a byte-level BPE tokenizer (HF ``tokenizers``, GPT-2's scheme and ``<|endoftext|>`` token), saved as
+   a transformers ``GPT2TokenizerFast``;
+2. a standard ``GPT2LMHeadModel`` (learned absolute positions, tied LM head) with AdamW, linear
+   warmup then cosine decay, on shuffled contiguous token blocks (no EOS between lines, as §2).
+
+The output directory loads offline with ``AutoModelForCausalLM.from_pretrained`` /
+``AutoTokenizer.from_pretrained`` and carries ``lamo_pretrain.json`` (recipe, metrics, corpus hashes,
+versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainers.lm.corpus import LanguageBatcher, corpus_files, corpus_lines, file_sha256, load_token_blocks
+
+META_FILE = "lamo_pretrain.json"
+EOS = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """Everything that defines one stage-1 run.
+
+    Model: ``GPT2Config(vocab_size, n_positions, n_embd, n_layer, n_head)``, dropout ``dropout`` on
+    residual/embedding/attention. Data: blocks of ``block_size`` tokens from ``corpus``, ``batch_size``
+    blocks per step, so ``steps * batch_size * block_size`` training tokens. Optimiser: AdamW(lr,
+    betas (0.9, 0.95), ``weight_decay`` on matrices only), linear warmup over ``warmup_steps`` then
+    cosine decay to ``min_lr_ratio * lr``, gradient clip ``grad_clip`` (global norm).
+    Perplexity is measured on ``heldout_corpus`` blocks of the same length.
+    """
+
+    vocab_size: int = 8192
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 1024
+    block_size: int = 256
+    batch_size: int = 16
+    steps: int = 600
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    seed: int = 0
+    corpus: str = "wikitext-103-local-pretrain"
+    heldout_corpus: str = "wikitext-103-local-heldout"
+    dropout: float = 0.0
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+
+LM_RECIPES: dict[str, PretrainRecipe] = {
+    # ~1.8M parameters (1.05M of them the tied 8192 x 128 embedding); see README / tests for timings.
+    "lamo-wiki-tiny": PretrainRecipe(),
+}
+
+
+def is_pretrained(out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a finished stage-1 run (metadata, config and weights)."""
+    d = Path(out_dir)
+    return ((d / META_FILE).is_file() and (d / "config.json").is_file()
+            and any((d / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")))
+
+
+def _train_tokenizer(recipe: PretrainRecipe, work_dir: Path):
+    """Byte-level BPE with ``recipe.vocab_size`` entries (incl. ``<|endoftext|>``), as GPT2TokenizerFast."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(corpus_lines(recipe.corpus), vocab_size=recipe.vocab_size, min_frequency=2,
+                            special_tokens=[EOS], show_progress=False)
+    bpe.save_model(str(work_dir))  # vocab.json + merges.txt, GPT-2's file layout
+    return GPT2TokenizerFast.from_pretrained(str(work_dir), model_max_length=recipe.n_positions,
+                                             bos_token=EOS, eos_token=EOS, unk_token=EOS)
+
+
+@torch.no_grad()
+def evaluate_loss(model, blocks: np.ndarray, batch_size: int = 16) -> float:
+    """Mean next-token cross-entropy (nats/token) of ``model`` over ``blocks`` ``(n, block_size)``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        x = torch.from_numpy(blocks[i:i + batch_size].astype(np.int64))
+        n_pred = x.shape[0] * (x.shape[1] - 1)
+        total += model(input_ids=x, labels=x).loss.item() * n_pred
+        count += n_pred
+    model.train(was_training)
+    return total / count
+
+
+def _lr_lambda(recipe: PretrainRecipe, steps: int):
+    def f(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return (step + 1) / recipe.warmup_steps
+        t = (step - recipe.warmup_steps) / max(1, steps - recipe.warmup_steps)
+        return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    return Progress(TextColumn("stage-1 LM"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), disable=not enabled)
+
+
+def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: bool = True,
+                steps: int | None = None) -> dict:
+    """Run stage 1 (tokenizer + tokenisation + GPT-2 training) and write the result to ``out_dir``.
+
+    Args:
+        recipe: a name in :data:`LM_RECIPES` or a :class:`PretrainRecipe`.
+        out_dir: destination; written to a sibling temp dir and renamed into place at the end (an
+            existing directory is replaced).
+        progress: show a rich progress bar with the running loss.
+        steps: overrides ``recipe.steps`` (e.g. tiny runs in tests).
+
+    Returns: metrics dict: ``heldout_loss_before/after`` (nats/token), ``heldout_ppl_before/after``,
+    ``final_train_loss`` (mean of the last 20 steps), ``train_tokens``, ``tokens_per_s`` (training
+    only), ``tokenizer_s``, ``tokenize_s``, ``train_s``, ``wall_s`` (seconds), ``n_params``,
+    ``n_train_blocks``, ``n_heldout_blocks``.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+    import transformers
+
+    t_start = time.perf_counter()
+    if isinstance(recipe, str):
+        try:
+            recipe = LM_RECIPES[recipe]
+        except KeyError:
+            raise KeyError(f"unknown LM recipe {recipe!r}; known: {', '.join(sorted(LM_RECIPES))}") from None
+    if steps is not None:
+        recipe = dataclasses.replace(recipe, steps=steps)
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    work.chmod(0o755)
+    try:
+        torch.manual_seed(recipe.seed)
+        np.random.seed(recipe.seed)
+
+        tokenizer = _train_tokenizer(recipe, work)
+        t_tok = time.perf_counter()
+        train_blocks = load_token_blocks(recipe.corpus, tokenizer, recipe.block_size)
+        heldout_blocks = load_token_blocks(recipe.heldout_corpus, tokenizer, recipe.block_size)
+        t_data = time.perf_counter()
+
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
+                            n_layer=recipe.n_layer, n_head=recipe.n_head, resid_pdrop=recipe.dropout,
+                            embd_pdrop=recipe.dropout, attn_pdrop=recipe.dropout,
+                            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+        model = GPT2LMHeadModel(config)
+        loss_before = evaluate_loss(model, heldout_blocks)
+
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.95))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe, recipe.steps))
+        batcher = LanguageBatcher(train_blocks, recipe.batch_size, recipe.seed)
+        model.train()
+        losses = []
+        with _progress(progress) as bar:
+            task = bar.add_task("train", total=recipe.steps, loss=float("nan"))
+            for _ in range(recipe.steps):
+                x = batcher.next_batch()
+                loss = model(input_ids=x, labels=x).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+        t_train = time.perf_counter()
+        loss_after = evaluate_loss(model, heldout_blocks)
+
+        train_tokens = recipe.steps * recipe.batch_size * recipe.block_size
+        metrics = {
+            "heldout_loss_before": loss_before, "heldout_ppl_before": math.exp(loss_before),
+            "heldout_loss_after": loss_after, "heldout_ppl_after": math.exp(loss_after),
+            "final_train_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+            "train_tokens": train_tokens, "tokens_per_s": train_tokens / max(t_train - t_data, 1e-9),
+            "tokenizer_s": t_tok - t_start, "tokenize_s": t_data - t_tok, "train_s": t_train - t_data,
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "n_train_blocks": len(train_blocks), "n_heldout_blocks": len(heldout_blocks),
+        }
+
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        metrics["wall_s"] = time.perf_counter() - t_start
+        meta = {
+            "recipe": dataclasses.asdict(recipe), "metrics": metrics,
+            "corpus_files": {str(p): file_sha256(p) for name in (recipe.corpus, recipe.heldout_corpus)
+                             for p in corpus_files(name)},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "torch_threads": torch.get_num_threads(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (work / META_FILE).write_text(json.dumps(meta, indent=2))
+        _replace_dir(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return metrics
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and deleted afterwards."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

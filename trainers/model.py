@@ -1,0 +1,253 @@
+"""LaMo's Decision Transformer on any Hugging Face causal language model.
+
+What it computes (``../shared/docs/lamo_spec.md`` §1, read from the official LaMo code
+``srzer/LaMo-2023:experiment-d4rl/decision_transformer/models/decision_transformer.py``):
+
+* Each timestep contributes three tokens in the order (return-to-go R, state s, action a); K steps make a
+  sequence of 3K token embeddings.
+* Embeddings: ``linear`` (DT: ``Linear(in, H)``) or ``mlp`` (LaMo: :class:`ResidualBlock`).
+* The stacked embeddings go through ``embed_ln`` (LayerNorm(H)) **first**, then the learned timestep
+  embedding (``Embedding(max_ep_len, H)``, absolute env timestep, clipped to ``max_ep_len - 1``) is added
+  to all three tokens of its step. (The original DT adds the timestep before the LayerNorm; LaMo after.)
+* The action for step t is read from the hidden state at the state token s_t. Action head: ``linear``
+  mode ``Linear(H, act_dim) + Tanh``; ``mlp`` mode ``Linear(H, H) -> GELU -> Linear(H, act_dim)`` with no
+  tanh.
+* GPT-2 family: the learned absolute position table ``wpe`` is zeroed and frozen, which is exactly
+  LaMo's D4RL behaviour (its GPT-2 copy never adds ``wpe``, for RL tokens and language tokens alike,
+  spec §1.1). The original DT's GPT-2 copy drops ``wpe`` as well, so the DT baseline matches too.
+  Deviation: architectures with rotary positions (Llama family) cannot drop positions; they keep them.
+
+Fine-tuning modes (spec §1.3), applied to the LM part only; the DT-side modules (embeddings, timestep
+table, ``embed_ln``, heads) always train, as LaMo's ``--adapt_embed``:
+
+* ``lora``: peft LoRA on the attention projections, everything else of the LM frozen (``wte``/LM head,
+  LayerNorms, MLPs, output projections). With ``lora.train_bias`` the adapted projection's bias trains
+  too (loralib ``bias='lora_only'``, as LaMo). Deviation, documented: the official code uses loralib's
+  ``MergedLinear`` on GPT-2's fused ``c_attn`` with one rank-r pair *per Q, K, V slice*
+  (12 x (48*768 + 2304*16) = 884,736 LoRA weights for GPT-2 small); peft puts one rank-r pair on the
+  whole fused layer (12 x (16*768 + 2304*16) = 589,824). peft is the maintained library, so we use it;
+  :func:`trainable_share` reports the measured counts.
+* ``full``: every LM weight trains (except the zeroed ``wpe``).
+* ``frozen``: the whole LM is frozen; only the DT-side modules train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainers.config import ModelConfig, TrialConfig
+
+
+class ResidualBlock(nn.Module):
+    """LaMo's MLP embedding block (``experiment-d4rl/decision_transformer/models/utils.py``).
+
+    ``u = W1 x + b1``; ``out = W2 GELU(u) + b2 + u`` (skip from the first layer's pre-activation output).
+    Input ``(..., in_dim)`` -> output ``(..., hidden)``.
+    """
+
+    def __init__(self, in_dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.fc1(x)
+        return self.fc2(self.act(u)) + u
+
+
+def default_lora_targets(lm: nn.Module) -> list[str]:
+    """LoRA target modules per architecture: GPT-2's fused ``c_attn`` (Q, K, V, as LaMo);
+    ``q_proj``/``k_proj``/``v_proj`` for Llama-style models.
+
+    Raises:
+        ValueError: for an architecture without a known attention projection; set
+            ``model.lora.target_modules`` explicitly then.
+    """
+    names = {n.rsplit(".", 1)[-1] for n, _ in lm.named_modules()}
+    if "c_attn" in names:
+        return ["c_attn"]
+    if {"q_proj", "k_proj", "v_proj"} <= names:
+        return ["q_proj", "k_proj", "v_proj"]
+    raise ValueError(
+        f"no known attention projection in {type(lm).__name__}; set model.lora.target_modules"
+    )
+
+
+def _blocks(trunk: nn.Module) -> tuple[str, nn.ModuleList]:
+    for attr in ("h", "layers", "layer", "blocks"):
+        mods = getattr(trunk, attr, None)
+        if isinstance(mods, nn.ModuleList):
+            return attr, mods
+    raise ValueError(f"cannot find the transformer blocks of {type(trunk).__name__}")
+
+
+def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None) -> nn.Module:
+    """Build the causal LM that serves as the trunk (and LM head for the language loss).
+
+    Args:
+        mcfg: the trial's model config.
+        lm_path: resolved local directory or hub id of ``mcfg.lm`` (``None`` when ``mcfg.lm`` is None).
+
+    Returns:
+        a ``transformers`` ``*ForCausalLM`` (fp32). Without an LM: ``GPT2LMHeadModel`` from
+        :class:`~trainers.config.ArchConfig` (random init, vocabulary of 1: no text).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    drop = mcfg.dropout
+    if lm_path is None:
+        a = mcfg.arch
+        conf = GPT2Config(
+            vocab_size=1, n_positions=1024, n_embd=a.n_embd, n_layer=a.n_layer, n_head=a.n_head,
+            n_inner=a.n_inner, activation_function=a.activation,
+            resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop, bos_token_id=0, eos_token_id=0,
+        )
+        lm = GPT2LMHeadModel(conf)
+    else:
+        conf = AutoConfig.from_pretrained(lm_path)
+        for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"):
+            if hasattr(conf, key):
+                setattr(conf, key, drop)
+        if mcfg.init == "pretrained":
+            lm = AutoModelForCausalLM.from_pretrained(lm_path, config=conf, dtype=torch.float32)
+        else:
+            lm = AutoModelForCausalLM.from_config(conf, dtype=torch.float32)
+    if mcfg.n_blocks is not None:
+        attr, blocks = _blocks(lm.base_model)
+        if mcfg.n_blocks > len(blocks):
+            raise ValueError(f"model.n_blocks={mcfg.n_blocks} but the LM has only {len(blocks)} blocks")
+        setattr(lm.base_model, attr, blocks[: mcfg.n_blocks])
+        for key in ("n_layer", "num_hidden_layers"):
+            if hasattr(lm.config, key):
+                setattr(lm.config, key, mcfg.n_blocks)
+    wpe = getattr(lm.base_model, "wpe", None)
+    if isinstance(wpe, nn.Embedding):  # GPT-2 family: LaMo never adds absolute positions (spec §1.1)
+        with torch.no_grad():
+            wpe.weight.zero_()
+        wpe.weight.requires_grad_(False)
+    return lm
+
+
+class DecisionTransformer(nn.Module):
+    """Decision Transformer whose trunk is a (possibly pre-trained, possibly LoRA-adapted) causal LM.
+
+    Args:
+        cfg: trial config (model, context length, ...).
+        obs_dim / act_dim: state and action sizes.
+        max_ep_len: size of the timestep-embedding table (env steps).
+        lm_path: resolved LM location (see :func:`build_causal_lm`).
+
+    Attributes:
+        lm: the causal LM (peft-wrapped in ``lora`` mode); ``lm(input_ids=..., labels=...)`` gives the
+            language-model loss through the same adapted trunk and the tied LM head.
+        trunk: the LM's base model, used with ``inputs_embeds`` for RL tokens.
+    """
+
+    def __init__(self, cfg: TrialConfig, obs_dim: int, act_dim: int, max_ep_len: int,
+                 lm_path: str | Path | None = None):
+        super().__init__()
+        m = cfg.model
+        self.obs_dim, self.act_dim, self.max_ep_len = obs_dim, act_dim, max_ep_len
+        lm = build_causal_lm(m, lm_path)
+        trunk = lm.base_model  # modules are modified in place by peft, so this handle stays valid
+        hidden = lm.config.hidden_size
+        if m.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            targets = m.lora.target_modules or default_lora_targets(lm)
+            lcfg = LoraConfig(
+                r=m.lora.rank, lora_alpha=m.lora.alpha, lora_dropout=m.lora.dropout,
+                target_modules=targets, bias="lora_only" if m.lora.train_bias else "none",
+                fan_in_fan_out="c_attn" in targets,  # GPT-2 uses Conv1D (weights stored transposed)
+            )
+            lm = get_peft_model(lm, lcfg)
+        elif m.finetune == "frozen":
+            lm.requires_grad_(False)
+        self.lm = lm
+        self.trunk = trunk
+        self.hidden = hidden
+
+        if m.embedding == "mlp":
+            self.embed_return = ResidualBlock(1, hidden)
+            self.embed_state = ResidualBlock(obs_dim, hidden)
+            self.embed_action = ResidualBlock(act_dim, hidden)
+            self.predict_action = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, act_dim))
+        else:
+            self.embed_return = nn.Linear(1, hidden)
+            self.embed_state = nn.Linear(obs_dim, hidden)
+            self.embed_action = nn.Linear(act_dim, hidden)
+            self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
+        self.embed_timestep = nn.Embedding(max_ep_len, hidden)
+        self.embed_ln = nn.LayerNorm(hidden)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
+                timesteps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Predict actions.
+
+        Args:
+            states: ``(B, K, obs_dim)`` normalised states.
+            actions: ``(B, K, act_dim)``.
+            returns_to_go: ``(B, K, 1)`` return-to-go divided by the RTG scale.
+            timesteps: ``(B, K)`` long, absolute env timesteps (clipped to ``max_ep_len - 1``).
+            attention_mask: ``(B, K)``, 1 for real steps, 0 for left padding.
+
+        Returns:
+            ``(B, K, act_dim)`` action predictions, read at the state tokens.
+        """
+        B, K, _ = states.shape
+        tokens = torch.stack(
+            (self.embed_return(returns_to_go), self.embed_state(states), self.embed_action(actions)), dim=2
+        ).reshape(B, 3 * K, self.hidden)
+        tokens = self.embed_ln(tokens)
+        t = self.embed_timestep(timesteps.clamp(0, self.max_ep_len - 1))  # (B, K, H)
+        tokens = tokens + t.repeat_interleave(3, dim=1)
+        mask = attention_mask.repeat_interleave(3, dim=1).to(tokens.dtype)
+        h = self.trunk(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+        h = h.reshape(B, K, 3, self.hidden)[:, :, 1]  # state tokens
+        return self.predict_action(h)
+
+    def language_loss(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy (nats/token) of ``input_ids`` ``(B, T)`` through the same adapted
+        trunk and the LM's tied head (LaMo spec §2; HF's shifted loss)."""
+        return self.lm(input_ids=input_ids, labels=input_ids).loss
+
+
+@dataclass
+class ParamCounts:
+    """Parameter counts (numbers of scalars).
+
+    ``backbone_*`` count the LM incl. LoRA weights (what LaMo's 0.7 % figure divides by, spec §1.3);
+    ``total_*`` count the whole model incl. the DT-side embeddings and heads.
+    """
+
+    backbone_total: int
+    backbone_trainable: int
+    total: int
+    trainable: int
+
+    @property
+    def backbone_share(self) -> float:
+        return self.backbone_trainable / self.backbone_total
+
+    @property
+    def share(self) -> float:
+        return self.trainable / self.total
+
+
+def trainable_share(model: DecisionTransformer) -> ParamCounts:
+    """Count trainable vs all parameters of the LM part and of the whole model (see :class:`ParamCounts`)."""
+    def count(params, trainable_only):
+        return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+
+    lm_params = list(model.lm.parameters())
+    all_params = list(model.parameters())
+    return ParamCounts(count(lm_params, False), count(lm_params, True), count(all_params, False),
+                       count(all_params, True))

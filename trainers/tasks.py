@@ -1,0 +1,157 @@
+"""Task registry: everything a trial needs to know about one offline-RL task, in one place.
+
+A *task* is an environment plus a dataset plus the evaluation protocol LaMo uses on it: return-to-go
+(RTG) targets in raw-return units, the RTG scale, the context length K, the maximum episode length, and
+the constants that turn a raw return into a normalised score (0-100).
+
+Sources of the constants (see ``../shared/docs/lamo_spec.md``):
+
+* RTG targets, RTG scale, K and ``max_ep_len``: the official LaMo repo
+  (``srzer/LaMo-2023:experiment-d4rl/experiment.py`` and ``run*.sh``), spec §1.1, §4, §5.
+* D4RL reference min/max returns: D4RL ``d4rl/infos.py`` (``REF_MIN_SCORE``/``REF_MAX_SCORE``),
+  spec §5. Normalised score = 100 * (R - R_min) / (R_max - R_min).
+* Reacher2d: LaMo's ``get_normalized_score(x) = x / 100``, i.e. R_min = 0, R_max = 100 (spec §6).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a task's offline dataset comes from.
+
+    Attributes:
+        kind: ``"collected"`` (produced by this project's ``prepare`` step from a behaviour policy),
+            ``"d4rl_hdf5"`` (a D4RL file the user provides) or ``"minari"`` (a Minari dataset id).
+        name: file stem / dataset id, e.g. ``"reacher2d-medium-v0"`` or ``"hopper_medium-v2"``.
+        behaviour_policy: for ``collected`` sources, the name of the behaviour policy that rolls out the
+            episodes (see :mod:`trainers.data.collect`).
+        episodes: for ``collected`` sources, how many episodes to roll out.
+    """
+
+    kind: str
+    name: str
+    behaviour_policy: str | None = None
+    episodes: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the registry.
+
+    Attributes:
+        name: registry key, e.g. ``"reacher2d-medium"``.
+        env_id: gymnasium id used for evaluation rollouts.
+        obs_dim: observation size (floats).
+        act_dim: action size (floats, continuous in [-1, 1]).
+        max_ep_len: maximum episode length (env steps); also the size of the timestep-embedding table.
+        context_length: K, the number of (R, s, a) steps the model sees.
+        rtg_scale: return-to-go divisor fed to the model (LaMo: 1000 MuJoCo, 10 Reacher2d, 1 Kitchen).
+        rtg_targets: evaluation return targets, raw-return units, in LaMo's order.
+        ref_min_return / ref_max_return: raw returns mapped to normalised scores 0 and 100.
+        dataset: where the offline data comes from.
+        paper_sample_ratios: the sample ratios LaMo uses for this task (spec §4, §7).
+    """
+
+    name: str
+    env_id: str
+    obs_dim: int
+    act_dim: int
+    max_ep_len: int
+    context_length: int
+    rtg_scale: float
+    rtg_targets: tuple[float, ...]
+    ref_min_return: float
+    ref_max_return: float
+    dataset: DatasetSource
+    paper_sample_ratios: tuple[float, ...] = field(default=())
+
+    def normalised_score(self, raw_return: float) -> float:
+        """Map a raw episode return to the normalised score (0 = reference min, 100 = reference max).
+
+        Formula: ``100 * (R - R_min) / (R_max - R_min)`` (D4RL ``get_normalized_score`` x 100; for
+        Reacher2d LaMo's ``return / 100`` x 100).
+        """
+        return 100.0 * (raw_return - self.ref_min_return) / (self.ref_max_return - self.ref_min_return)
+
+
+# D4RL reference returns, d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE), spec §5.
+_D4RL_REF = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+}
+# LaMo's RTG targets, experiment-d4rl/experiment.py, spec §5.
+_MUJOCO_TARGETS = {
+    "hopper": (3600.0, 2600.0, 2200.0, 1800.0),
+    "halfcheetah": (12000.0, 8000.0, 6000.0, 4500.0),
+    "walker2d": (5000.0, 4000.0, 3000.0, 2500.0),
+}
+_MUJOCO_DIMS = {"hopper": (11, 3), "halfcheetah": (17, 6), "walker2d": (17, 6)}
+_GYM_NAMES = {"hopper": "Hopper", "halfcheetah": "HalfCheetah", "walker2d": "Walker2d"}
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def _register(spec: TaskSpec) -> None:
+    TASKS[spec.name] = spec
+
+
+_register(
+    TaskSpec(
+        name="reacher2d-medium",
+        env_id="lamo/Reacher2d-v0",
+        obs_dim=12,
+        act_dim=2,
+        max_ep_len=100,
+        context_length=5,
+        rtg_scale=10.0,
+        rtg_targets=(76.0, 40.0),
+        ref_min_return=0.0,
+        ref_max_return=100.0,
+        dataset=DatasetSource(
+            kind="collected",
+            name="reacher2d-medium-v0",
+            behaviour_policy="reacher2d-ik-medium",
+            episodes=1000,
+        ),
+    )
+)
+
+for _env in ("hopper", "halfcheetah", "walker2d"):
+    _lo, _hi = _D4RL_REF[_env]
+    _obs, _act = _MUJOCO_DIMS[_env]
+    _register(
+        TaskSpec(
+            name=f"{_env}-medium",
+            # v4 keeps the observation layout of the v3 envs D4RL's -v2 data came from.
+            env_id=f"{_GYM_NAMES[_env]}-v4",
+            obs_dim=_obs,
+            act_dim=_act,
+            max_ep_len=1000,
+            context_length=20,
+            rtg_scale=1000.0,
+            rtg_targets=_MUJOCO_TARGETS[_env],
+            ref_min_return=_lo,
+            ref_max_return=_hi,
+            dataset=DatasetSource(kind="d4rl_hdf5", name=f"{_env}_medium-v2"),
+            paper_sample_ratios=(0.005, 0.01, 0.1, 1.0),
+        )
+    )
+
+
+def get_task(name: str) -> TaskSpec:
+    """Return the registered task ``name``.
+
+    Raises:
+        KeyError: with the list of known tasks and the closest match, when ``name`` is unknown.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(TASKS))}") from None

@@ -1,0 +1,247 @@
+"""One trial, start to finish: data -> model -> training with evaluation -> checkpoints.
+
+Importable and runnable without Ray or MLflow (``lamo-trial`` binds it to the console); the sweep
+driver binds the same :class:`Reporter` interface to Ray Tune and MLflow.
+
+Training follows LaMo's D4RL recipe (``../shared/docs/lamo_spec.md`` §3.1): action MSE over non-padded
+steps, plus ``language.weight`` x next-token cross-entropy on a batch of text blocks through the same
+adapted trunk (skipped entirely when the weight is 0); AdamW (lr, weight decay, eps 1e-6) over all
+trainable parameters (LaMo's intended lr split for LM parameters is dead code in the official repo, so
+one group is what it actually runs); ``LambdaLR`` with ``min((step+1)/warmup, 1)``; global-norm gradient
+clipping. Unlike the official code, every RNG is seeded and checkpoints hold the full training state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from trainers.config import TrialConfig
+from trainers.data.trajectories import BatchSampler, TrajectorySet
+from trainers.evaluate import evaluate
+from trainers.inputs import dataset_path, lm_location
+from trainers.model import DecisionTransformer, trainable_share
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class Reporter(Protocol):
+    """Where a trial's results go. Metrics keys are ``train/...`` and ``eval/...`` (see README)."""
+
+    def start(self, cfg: TrialConfig, info: dict) -> None:
+        """Called once with static facts (data-subset hash, sizes, parameter counts)."""
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Called with metrics at training step ``step``."""
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        """Called after an evaluation, once a checkpoint of the full state is written at ``path``."""
+
+
+class ConsoleReporter:
+    """Prints progress lines and appends every metric to ``<workdir>/metrics.jsonl``."""
+
+    def __init__(self, workdir: Path, quiet: bool = False):
+        self.path = Path(workdir) / "metrics.jsonl"
+        self.quiet = quiet
+
+    def start(self, cfg: TrialConfig, info: dict) -> None:
+        if not self.quiet:
+            print(f"[trial {cfg.slug()}] {json.dumps(info)}", flush=True)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if not self.quiet:
+            shown = {k: round(v, 4) for k, v in metrics.items()
+                     if k.startswith("train/") or k.endswith("normalised_score")}
+            print(f"[step {step}] {shown}", flush=True)
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
+        pass
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python ``random``, NumPy's global RNG and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_trajectories(cfg: TrialConfig, data_dir: Path) -> TrajectorySet:
+    """Load the task's dataset and keep the trial's sample-ratio subset (see :mod:`trainers.data.trajectories`).
+
+    Raises:
+        trainers.data.d4rl_hdf5.DatasetError: missing/corrupt/inconsistent file (message names the fix).
+    """
+    from trainers.data.d4rl_hdf5 import load_d4rl_hdf5, split_trajectories
+
+    task = cfg.task_spec
+    data = load_d4rl_hdf5(dataset_path(cfg.task, data_dir), obs_dim=task.obs_dim, act_dim=task.act_dim)
+    return TrajectorySet.from_trajectories(split_trajectories(data), cfg.sample_ratio, cfg.seed)
+
+
+def _device(cfg: TrialConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path/state.pt`` atomically (temp dir + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporter | None = None,
+              resume_from: Path | None = None) -> dict[str, float]:
+    """Train and evaluate one trial.
+
+    Args:
+        cfg: the trial.
+        workdir: the trial's own directory (checkpoints under ``workdir/checkpoint``).
+        data_dir: the data directory (:mod:`trainers.inputs`); inputs must exist (``prepare``).
+        reporter: where metrics go; default :class:`ConsoleReporter`.
+        resume_from: a checkpoint directory to resume from; default ``workdir/checkpoint`` if present.
+
+    Returns:
+        the metrics of the final evaluation plus ``train/steps_per_s``.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    reporter = reporter or ConsoleReporter(workdir)
+    task = cfg.task_spec
+    device = _device(cfg)
+    seed_everything(cfg.seed)
+
+    data = load_trajectories(cfg, data_dir)
+    sampler = BatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=cfg.seed)
+    lm_path = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
+    model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm_path).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    tc = cfg.train
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
+    warm = max(tc.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 1.0))
+
+    batcher = None
+    if cfg.language.weight > 0:  # otherwise no corpus and no language forward pass at all
+        from transformers import AutoTokenizer
+
+        from trainers.lm.corpus import LanguageBatcher, load_token_blocks
+
+        tok = AutoTokenizer.from_pretrained(lm_path)
+        blocks = load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
+                                   cache_dir=Path(data_dir) / "corpus_cache")
+        batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=cfg.seed)
+
+    step = 0
+    resume_from = Path(resume_from) if resume_from else workdir / CHECKPOINT_DIR
+    if (resume_from / "state.pt").exists():
+        st = torch.load(resume_from / "state.pt", map_location=device, weights_only=False)
+        if st["config_hash"] != cfg.config_hash():
+            raise ValueError(f"checkpoint {resume_from} belongs to config {st['config_hash']}, "
+                             f"not {cfg.config_hash()}; delete it or use a fresh workdir")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        sampler.load_state_dict(st["sampler"])
+        if batcher is not None:
+            batcher.load_state_dict(st["language_batcher"])
+        _set_rng_state(st["rng"])
+        step = st["step"]
+
+    counts = trainable_share(model)
+    reporter.start(cfg, {
+        "data_subset_hash": data.subset_hash, **{f"data/{k}": v for k, v in data.summary().items()},
+        "params/total": counts.total, "params/trainable": counts.trainable,
+        "params/backbone_trainable_share": round(counts.backbone_share, 6), "resumed_at_step": step,
+        "device": str(device), "config_hash": cfg.config_hash(),
+    })
+
+    def do_eval() -> dict[str, float]:
+        return evaluate(model, task, cfg.targets, cfg.eval.episodes, data.state_mean, data.state_std,
+                        cfg.K, cfg.scale, seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps,
+                        device=device)
+
+    def checkpoint(metrics: dict[str, float]) -> None:
+        path = workdir / CHECKPOINT_DIR
+        save_checkpoint(path, {
+            "config_hash": cfg.config_hash(), "step": step, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
+            "language_batcher": batcher.state_dict() if batcher is not None else None,
+            "rng": _rng_state(), "data_indices": data.indices, "state_mean": data.state_mean,
+            "state_std": data.state_std,
+        })
+        reporter.checkpoint(step, path, metrics)
+
+    model.train()
+    acc = {"action": 0.0, "language": 0.0, "n": 0}
+    train_seconds = 0.0  # time in training steps only (evaluation excluded)
+    final: dict[str, float] = {}
+    while step < tc.steps:
+        t_step = time.perf_counter()
+        batch = {k: v.to(device) for k, v in sampler.sample(tc.batch_size).items()}
+        pred = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                     batch["attention_mask"])
+        m = batch["attention_mask"].bool()
+        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
+        loss = action_loss
+        if batcher is not None:
+            lang = model.language_loss(batcher.next_batch().to(device))
+            loss = loss + cfg.language.weight * lang
+            acc["language"] += float(lang.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        acc["action"] += float(action_loss.detach())
+        acc["n"] += 1
+        train_seconds += time.perf_counter() - t_step
+        if step % tc.log_every == 0 or step == tc.steps:
+            metrics = {"train/action_loss": acc["action"] / acc["n"], "train/lr": sched.get_last_lr()[0],
+                       "train/steps_per_s": acc["n"] / max(train_seconds, 1e-9)}
+            train_seconds = 0.0
+            if batcher is not None:
+                metrics["train/language_loss"] = acc["language"] / acc["n"]
+            reporter.log(step, metrics)
+            acc = {"action": 0.0, "language": 0.0, "n": 0}
+        if step % cfg.eval.every_steps == 0 or step == tc.steps:
+            final = do_eval()
+            reporter.log(step, final)
+            checkpoint(final)
+    if not final:  # resumed at the very end: evaluate the restored model
+        final = do_eval()
+        reporter.log(step, final)
+    return final
