@@ -34,23 +34,36 @@ class MissingInputsError(RuntimeError):
 
 
 class _MlflowTuneReporter:
-    """Binds :class:`trainers.train.Reporter` to the trial's MLflow child run and to Ray Tune."""
+    """Binds :class:`trainers.train.Reporter` to the trial's MLflow child run and to Ray Tune.
+
+    Metrics are buffered and sent to MLflow when a checkpoint is written: a trial killed between two
+    checkpoints resumes from the last one and re-creates exactly the metrics that were not sent, so
+    each (key, step) reaches MLflow once.
+    """
 
     def __init__(self, run: tracking.TrialRun):
         self.run = run
+        self.buffer: list[tuple[int, dict[str, float]]] = []
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
         self.run.set_tags({"data_subset_hash": info["data_subset_hash"], "device": info["device"]})
-        self.run.log_metrics(info.get("resumed_at_step", 0), {
-            k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))})
+        if info.get("resumed_at_step", 0) == 0:
+            self.run.log_metrics(0, {k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))})
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        self.run.log_metrics(step, metrics)
+        self.buffer.append((step, dict(metrics)))
+
+    def flush(self) -> None:
+        for step, metrics in self.buffer:
+            self.run.log_metrics(step, metrics)
+        self.buffer.clear()
 
     def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
-        from ray import tune
+        self.flush()
+        if metrics:
+            from ray import tune
 
-        tune.report({"step": step, **{k.replace("/", "."): v for k, v in metrics.items()}})
+            tune.report({"step": step, **{k.replace("/", "."): v for k, v in metrics.items()}})
 
 
 def trial_workdir(storage: Path, cfg: TrialConfig) -> Path:
@@ -68,8 +81,10 @@ def trial_trainable(config: dict) -> None:
     run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg)
     from trainers.train import run_trial
 
+    reporter = _MlflowTuneReporter(run)
     try:
-        run_trial(cfg, trial_workdir(Path(ctx["storage"]), cfg), Path(ctx["data_dir"]), _MlflowTuneReporter(run))
+        run_trial(cfg, trial_workdir(Path(ctx["storage"]), cfg), Path(ctx["data_dir"]), reporter)
+        reporter.flush()
     except BaseException:
         run.finish("FAILED")
         raise

@@ -43,7 +43,10 @@ class Reporter(Protocol):
         """Called with metrics at training step ``step``."""
 
     def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
-        """Called after an evaluation, once a checkpoint of the full state is written at ``path``."""
+        """Called each time a checkpoint of the full state is written at ``path`` (``metrics`` are the
+        evaluation metrics when the checkpoint follows an evaluation, else empty). Everything logged up
+        to ``step`` is now reproducible from the checkpoint, so a reporter that buffers metrics until
+        here logs each metric exactly once even if the trial is killed and resumed."""
 
 
 class ConsoleReporter:
@@ -165,6 +168,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=cfg.seed)
 
     step = 0
+    acc = {"action": 0.0, "language": 0.0, "n": 0}  # running means between two train-metric logs
     resume_from = Path(resume_from) if resume_from else workdir / CHECKPOINT_DIR
     if (resume_from / "state.pt").exists():
         st = torch.load(resume_from / "state.pt", map_location=device, weights_only=False)
@@ -179,6 +183,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
             batcher.load_state_dict(st["language_batcher"])
         _set_rng_state(st["rng"])
         step = st["step"]
+        acc = st["loss_accumulator"]
 
     counts = trainable_share(model)
     reporter.start(cfg, {
@@ -199,13 +204,12 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
             "config_hash": cfg.config_hash(), "step": step, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
             "language_batcher": batcher.state_dict() if batcher is not None else None,
-            "rng": _rng_state(), "data_indices": data.indices, "state_mean": data.state_mean,
+            "rng": _rng_state(), "loss_accumulator": dict(acc), "data_indices": data.indices, "state_mean": data.state_mean,
             "state_std": data.state_std,
         })
         reporter.checkpoint(step, path, metrics)
 
     model.train()
-    acc = {"action": 0.0, "language": 0.0, "n": 0}
     train_seconds = 0.0  # time in training steps only (evaluation excluded)
     final: dict[str, float] = {}
     while step < tc.steps:
@@ -241,7 +245,10 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
             final = do_eval()
             reporter.log(step, final)
             checkpoint(final)
+        elif step % tc.checkpoint_every == 0:
+            checkpoint({})
     if not final:  # resumed at the very end: evaluate the restored model
         final = do_eval()
         reporter.log(step, final)
+        reporter.checkpoint(step, workdir / CHECKPOINT_DIR, final)
     return final

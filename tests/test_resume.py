@@ -1,0 +1,96 @@
+"""Exact resume: a trial SIGKILLed at a random point and resumed from its checkpoint ends with the same
+final metrics and bit-identical weights as an uninterrupted trial (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from trainers.config import TrialConfig
+from trainers.data.collect import collect_dataset
+from trainers.inputs import dataset_path
+from trainers.lm.pretrain import PretrainRecipe, pretrain_lm
+from trainers.train import CHECKPOINT_DIR, run_trial
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    data = root / "data"
+    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", data), episodes=10, seed=1, progress=False)
+    lm = root / "lm"
+    pretrain_lm(PretrainRecipe(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64, block_size=32,
+                               batch_size=4, steps=3), lm, progress=False)
+    return root, data, lm
+
+
+def config(lm) -> TrialConfig:
+    return TrialConfig(
+        task="reacher2d-medium", sample_ratio=0.5, seed=3, variant="lamo",
+        model={"lm": str(lm), "init": "pretrained", "embedding": "mlp", "finetune": "lora",
+               "lora": {"rank": 4, "alpha": 8, "dropout": 0.1}},
+        language={"weight": 0.1, "block_size": 32, "batch_size": 2},
+        train={"steps": 60, "batch_size": 8, "warmup_steps": 10, "log_every": 5, "checkpoint_every": 10},
+        eval={"every_steps": 30, "episodes": 2, "max_episode_steps": 12}, device="cpu",
+    )
+
+
+def test_killed_trial_resumes_exactly(inputs, tmp_path):
+    root, data, lm = inputs
+    cfg = config(lm)
+    torch.set_num_threads(1)
+    reference = run_trial(cfg, tmp_path / "ref", data)
+
+    wd = tmp_path / "killed"
+    cfg_file = tmp_path / "trial.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import torch, sys; torch.set_num_threads(1); from trainers.cli import main; "
+                             "sys.argv=['lamo-trial','run',sys.argv[1],'--workdir',sys.argv[2],'--data-dir',"
+                             "sys.argv[3],'--no-prepare']; main()", str(cfg_file), str(wd), str(data)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # wait for a first checkpoint, then kill at a random later moment (before the trial ends)
+    deadline = time.time() + 240
+    while not (wd / CHECKPOINT_DIR / "state.pt").exists():
+        assert proc.poll() is None, "trial exited before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"]
+    assert 10 <= killed_at < 60, killed_at
+
+    resumed = run_trial(cfg, wd, data)
+    timing = "eval/episodes_per_s"
+    assert {k: v for k, v in resumed.items() if k != timing} == {k: v for k, v in reference.items() if k != timing}
+    a = torch.load(tmp_path / "ref" / CHECKPOINT_DIR / "state.pt", weights_only=False)
+    b = torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)
+    assert a["step"] == b["step"] == 60
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    # the training-loss log after the resume point matches the uninterrupted one exactly
+    ref_log = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    res_log = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    last = {r["step"]: r["train/action_loss"] for r in ref_log if "train/action_loss" in r}
+    again = {r["step"]: r["train/action_loss"] for r in res_log if "train/action_loss" in r}
+    assert last == again
+
+
+def test_checkpoint_of_another_config_is_refused(inputs, tmp_path):
+    root, data, lm = inputs
+    cfg = config(lm).model_copy(update={"train": config(lm).train.model_copy(update={"steps": 10})})
+    run_trial(cfg, tmp_path / "w", data)
+    other = cfg.model_copy(update={"seed": 4})
+    with pytest.raises(ValueError, match="belongs to config"):
+        run_trial(other, tmp_path / "w", data)
