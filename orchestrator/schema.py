@@ -298,6 +298,19 @@ class Sweep:
         probs: list[tuple[str, str]] = []
         g = spec.grid
         variants = g.variant or list(spec.variants)
+        from trainers.presets import get_preset
+
+        layers: dict[str, tuple[dict, dict]] = {}  # variant -> (preset, own overrides)
+        for name, over in spec.variants.items():
+            over = dict(over)
+            preset = over.pop("preset", None)
+            if preset is None:
+                layers[name] = ({}, over)
+                continue
+            try:
+                layers[name] = (get_preset(str(preset)), over)
+            except KeyError as e:
+                probs.append((f"variants.{name}.preset", e.args[0]))
         for i, v in enumerate(variants):
             if v not in spec.variants:
                 close = difflib.get_close_matches(v, spec.variants, n=1)
@@ -319,8 +332,8 @@ class Sweep:
         axes = list(g.axes.items())
         for task, ratio, seed, variant, *extra in itertools.product(
                 g.task, g.sample_ratio, g.seed, variants, *[vals for _, vals in axes]):
-            over = spec.variants[variant]
-            merged = deep_merge(spec.base, over)
+            preset, over = layers[variant]
+            merged = deep_merge(deep_merge(preset, spec.base), over)
             for (axis, _), val in zip(axes, extra):
                 try:
                     set_dotted(merged, axis, val)

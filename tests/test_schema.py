@@ -133,3 +133,32 @@ def test_cli_dry_run_and_exit_codes(tmp_path):
     assert r.returncode == 3, r.stdout + r.stderr
     assert "hopper_medium-v2.hdf5" in r.stderr and "hf download gpt2" in r.stderr
     assert not (tmp_path / "st" / "mlflow.db").exists()
+
+
+def test_presets_layering(tmp_path):
+    text = """
+    name: p
+    base: {train: {warmup_steps: 7}, model: {lm: lamo-wiki-tiny}}
+    variants:
+      lamo: {preset: lamo, language: {block_size: 64}}
+      dt: {preset: dt}
+      frozen: {preset: lamo-frozen}
+    grid: {task: [hopper-medium]}
+    """
+    lamo, dt, frozen = Sweep.load(write(tmp_path, text)).trials
+    # preset < base < variant overrides
+    assert (lamo.model.embedding, lamo.model.finetune, lamo.language.weight) == ("mlp", "lora", 0.1)
+    assert lamo.model.lm == "lamo-wiki-tiny" and lamo.language.block_size == 64 and lamo.train.warmup_steps == 7
+    assert (dt.model.arch.n_layer, dt.model.arch.n_embd, dt.model.arch.n_head, dt.model.arch.activation) == (3, 128, 1, "relu")
+    assert dt.train.weight_decay == 1e-4 and dt.train.adam_eps == 1e-8 and dt.train.warmup_steps == 7
+    assert frozen.model.finetune == "frozen" and frozen.model.embedding == "mlp"
+    e = errors_of(tmp_path, text.replace("preset: dt", "preset: dtt"))
+    assert any(loc == "variants.dt.preset" for loc, _ in e.problems) and "did you mean 'dt'" in str(e).lower()
+
+
+def test_ablation_sweep_validates():
+    sw = Sweep.load(REPO / "sweeps" / "ablations.yaml")
+    assert len(sw.trials) == 36
+    by = {t.variant: t for t in sw.trials}
+    assert by["linear-embeddings"].model.embedding == "linear"
+    assert by["random-init"].model.init == "random" and by["no-language-loss"].language.weight == 0
