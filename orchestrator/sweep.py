@@ -46,7 +46,8 @@ class _MlflowTuneReporter:
         self.buffer: list[tuple[int, dict[str, float]]] = []
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
-        self.run.set_tags({"data_subset_hash": info["data_subset_hash"], "device": info["device"]})
+        self.run.set_tags({"data_subset_hash": info["data_subset_hash"], "device": info["device"],
+                           "data_source": info["data_source"]})
         if info.get("resumed_at_step", 0) == 0:
             self.run.log_metrics(0, {k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))})
 

@@ -135,6 +135,32 @@ class EvalConfig(_Strict):
     max_episode_steps: int | None = Field(None, ge=1)
 
 
+class DataConfig(_Strict):
+    """Which dataset a trial trains on (see :mod:`trainers.data.loaders`).
+
+    ``source``: ``default`` (the task's: D4RL for MuJoCo, collected for Reacher2d), ``d4rl`` (D4RL-layout
+    HDF5: ``path`` or ``<data_dir>/d4rl/<name>.hdf5``), ``collected`` (D4RL-style data this project rolls
+    out from the task's behaviour policies: ``<data_dir>/datasets/<name>.hdf5``), ``minari`` (a local
+    Minari dataset, ``minari_id`` or the task's), or ``pickle`` (the DT/LaMo trajectory pickle at
+    ``path``; loading a pickle runs code, so it needs ``allow_pickle: true``).
+    """
+
+    source: Literal["default", "d4rl", "collected", "minari", "pickle"] = "default"
+    path: str | None = None
+    minari_id: str | None = None
+    allow_pickle: bool = False
+
+    @model_validator(mode="after")
+    def _pickle_opt_in(self) -> "DataConfig":
+        if self.source == "pickle":
+            if not self.path:
+                raise ValueError("data.source 'pickle' needs data.path (the trajectory pickle file)")
+            if not self.allow_pickle:
+                raise ValueError("loading a pickle runs code from the file: set data.allow_pickle: true "
+                                 "only for files you trust, or convert it to D4RL-layout HDF5")
+        return self
+
+
 class TrialConfig(_Strict):
     """A fully described trial.
 
@@ -152,6 +178,7 @@ class TrialConfig(_Strict):
     sample_ratio: float = Field(1.0, gt=0, le=1)
     seed: int = Field(0, ge=0)
     variant: str = "custom"
+    data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -180,6 +207,13 @@ class TrialConfig(_Strict):
     @property
     def task_spec(self):
         return get_task(self.task)
+
+    @property
+    def data_source(self) -> str:
+        """The dataset source actually used: ``collected``, ``d4rl``, ``minari`` or ``pickle``."""
+        if self.data.source != "default":
+            return self.data.source
+        return "collected" if self.task_spec.dataset.kind == "collected" else "d4rl"
 
     @property
     def K(self) -> int:

@@ -42,11 +42,24 @@ def default_data_dir(storage: Path) -> Path:
     return Path(env).expanduser().resolve() if env else (storage / "data").resolve()
 
 
-def dataset_path(task_name: str, data_dir: Path) -> Path:
-    """Path of a task's dataset file (see the module docstring for the layout)."""
+def dataset_path(task_name: str, data_dir: Path, source: str = "default", path: str | None = None) -> Path | None:
+    """Path of a task's dataset file for ``source`` (``default``, ``collected``, ``d4rl``, ``pickle``);
+    ``None`` for ``minari`` (Minari manages its own storage). An explicit ``path`` wins."""
     src = get_task(task_name).dataset
-    sub = "datasets" if src.kind == "collected" else "d4rl"
-    return Path(data_dir) / sub / f"{src.name}.hdf5"
+    if source == "default":
+        source = "collected" if src.kind == "collected" else "d4rl"
+    if path:
+        return Path(path).expanduser().resolve()
+    if source == "collected":
+        return Path(data_dir) / "datasets" / f"{src.collected_name or src.name}.hdf5"
+    if source == "d4rl":
+        return Path(data_dir) / "d4rl" / f"{src.name}.hdf5"
+    return None
+
+
+def trial_dataset_path(cfg: TrialConfig, data_dir: Path) -> Path | None:
+    """:func:`dataset_path` for a trial's ``data`` section."""
+    return dataset_path(cfg.task, data_dir, cfg.data_source, cfg.data.path)
 
 
 def project_lm_names() -> set[str]:
@@ -91,14 +104,24 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
     out: dict[str, MissingInput] = {}
     for cfg in configs:
         task = get_task(cfg.task)
-        path = dataset_path(cfg.task, data_dir)
-        if task.dataset.kind != "collected" and not path.exists():
+        path = trial_dataset_path(cfg, data_dir)
+        if cfg.data_source == "minari":
+            from trainers.data.loaders import minari_available
+
+            mid = cfg.data.minari_id or task.dataset.minari_id
+            problem = minari_available(mid)
+            if problem:
+                out[f"minari:{mid}"] = MissingInput(f"Minari dataset {mid!r}", "Minari's local store", problem)
+        elif cfg.data_source == "pickle" and not path.exists():
+            out[str(path)] = MissingInput("trajectory pickle", str(path), "check data.path")
+        elif cfg.data_source == "d4rl" and not path.exists():
             out[str(path)] = MissingInput(
                 f"D4RL dataset {task.dataset.name!r} for task {cfg.task!r}", str(path),
                 f"download D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release) on a machine with "
                 f"internet and copy it to {path} (or point LAMO_DATA_DIR at a directory holding "
                 f"d4rl/{task.dataset.name}.hdf5). The old `d4rl` package does not install on modern "
-                f"Python; the file is read directly with h5py.",
+                f"Python; the file is read directly with h5py. Offline, `data: {{source: collected}}` "
+                f"trains on D4RL-style data rolled out from trained behaviour policies instead.",
             )
         lm = cfg.model.lm
         if lm in PACKAGED_LMS:
@@ -150,13 +173,16 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
     data_dir = Path(data_dir)
     for cfg in configs:
         task = get_task(cfg.task)
-        path = dataset_path(cfg.task, data_dir)
-        if task.dataset.kind == "collected" and not path.exists():
-            log(f"[prepare] collecting {task.dataset.name} ({task.dataset.episodes} episodes, behaviour "
-                f"policy {task.dataset.behaviour_policy}) -> {path}")
+        path = trial_dataset_path(cfg, data_dir)
+        if cfg.data_source == "collected" and not path.exists():
+            size = (f"{task.dataset.episodes} episodes" if task.dataset.episodes
+                    else f"{task.dataset.transitions:,} transitions")
+            log(f"[prepare] collecting {path.stem} ({size} per behaviour policy, "
+                f"{task.dataset.behaviour_policy}) -> {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            made["datasets"][task.dataset.name] = collect_dataset(
-                cfg.task, path, episodes=task.dataset.episodes, seed=0, progress=progress)
+            made["datasets"][path.stem] = collect_dataset(
+                cfg.task, path, episodes=task.dataset.episodes, seed=0, progress=progress,
+                transitions=task.dataset.transitions)
         lm = cfg.model.lm
         if lm in LM_RECIPES:
             out = Path(lm_location(lm, data_dir))

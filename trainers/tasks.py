@@ -24,18 +24,26 @@ class DatasetSource:
     """Where a task's offline dataset comes from.
 
     Attributes:
-        kind: ``"collected"`` (produced by this project's ``prepare`` step from a behaviour policy),
-            ``"d4rl_hdf5"`` (a D4RL file the user provides) or ``"minari"`` (a Minari dataset id).
-        name: file stem / dataset id, e.g. ``"reacher2d-medium-v0"`` or ``"hopper_medium-v2"``.
-        behaviour_policy: for ``collected`` sources, the name of the behaviour policy that rolls out the
-            episodes (see :mod:`trainers.data.collect`).
-        episodes: for ``collected`` sources, how many episodes to roll out.
+        kind: the default source: ``"collected"`` (produced by this project's ``prepare`` step from a
+            behaviour policy) or ``"d4rl_hdf5"`` (a D4RL file the user provides). A trial can pick
+            another source with ``data.source`` (:class:`trainers.config.DataConfig`).
+        name: file stem of the default source, e.g. ``"reacher2d-medium-v0"`` or ``"hopper_medium-v2"``.
+        behaviour_policy: for ``collected``: the behaviour policy (:mod:`trainers.data.policies`); several
+            joined by ``+`` are rolled out one after the other and concatenated (D4RL's medium-expert).
+        episodes: for ``collected``: episodes per behaviour policy (``None``: use ``transitions``).
+        transitions: for ``collected``: transitions per behaviour policy (D4RL: 1M; the last episode
+            is cut, as in D4RL).
+        collected_name: file stem of the collected dataset (``None``: same as ``name``).
+        minari_id: the Minari dataset id for ``data.source: minari``.
     """
 
     kind: str
     name: str
     behaviour_policy: str | None = None
     episodes: int | None = None
+    transitions: int | None = None
+    collected_name: str | None = None
+    minari_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,26 +129,41 @@ _register(
     )
 )
 
+# Behaviour policies of the collected D4RL-style datasets: RL-Zoo agents in ../shared/data/sb3_agents
+# (see its README). D4RL's "medium" is about one third of expert: Hopper SAC (34 normalised),
+# HalfCheetah ARS (42), Walker2d ARS (31); TQC is expert level on all three. medium-expert = medium
+# followed by expert, as D4RL concatenates its medium and expert datasets.
+_SB3_MEDIUM = {"hopper": "sac", "halfcheetah": "ars", "walker2d": "ars"}
+_D4RL_LEVEL = {"medium": "medium", "expert": "expert", "medium-expert": "medium_expert"}
+
 for _env in ("hopper", "halfcheetah", "walker2d"):
     _lo, _hi = _D4RL_REF[_env]
     _obs, _act = _MUJOCO_DIMS[_env]
-    _register(
-        TaskSpec(
-            name=f"{_env}-medium",
-            # v4 keeps the observation layout of the v3 envs D4RL's -v2 data came from.
-            env_id=f"{_GYM_NAMES[_env]}-v4",
-            obs_dim=_obs,
-            act_dim=_act,
-            max_ep_len=1000,
-            context_length=20,
-            rtg_scale=1000.0,
-            rtg_targets=_MUJOCO_TARGETS[_env],
-            ref_min_return=_lo,
-            ref_max_return=_hi,
-            dataset=DatasetSource(kind="d4rl_hdf5", name=f"{_env}_medium-v2"),
-            paper_sample_ratios=(0.005, 0.01, 0.1, 1.0),
+    _zoo_env = f"{_GYM_NAMES[_env]}-v3"
+    _pol = {"medium": f"sb3:{_SB3_MEDIUM[_env]}/{_zoo_env}", "expert": f"sb3:tqc/{_zoo_env}"}
+    _pol["medium-expert"] = f"{_pol['medium']}+{_pol['expert']}"
+    for _level in ("medium", "expert", "medium-expert"):
+        _register(
+            TaskSpec(
+                name=f"{_env}-{_level}",
+                # v4 keeps the observation layout of the v3 envs D4RL's -v2 data came from.
+                env_id=f"{_GYM_NAMES[_env]}-v4",
+                obs_dim=_obs,
+                act_dim=_act,
+                max_ep_len=1000,
+                context_length=20,
+                rtg_scale=1000.0,
+                rtg_targets=_MUJOCO_TARGETS[_env],
+                ref_min_return=_lo,
+                ref_max_return=_hi,
+                dataset=DatasetSource(
+                    kind="d4rl_hdf5", name=f"{_env}_{_D4RL_LEVEL[_level]}-v2",
+                    behaviour_policy=_pol[_level], transitions=1_000_000,
+                    collected_name=f"{_env}-{_level}-sb3-v0", minari_id=f"mujoco/{_env}/{_level}-v0",
+                ),
+                paper_sample_ratios=(0.005, 0.01, 0.1, 1.0) if _level == "medium" else (),
+            )
         )
-    )
 
 
 def get_task(name: str) -> TaskSpec:

@@ -27,7 +27,7 @@ import torch
 from trainers.config import TrialConfig
 from trainers.data.trajectories import BatchSampler, TrajectorySet
 from trainers.evaluate import evaluate
-from trainers.inputs import dataset_path, lm_location
+from trainers.inputs import lm_location
 from trainers.model import DecisionTransformer, trainable_share
 
 CHECKPOINT_DIR = "checkpoint"
@@ -80,16 +80,15 @@ def seed_everything(seed: int) -> None:
 
 
 def load_trajectories(cfg: TrialConfig, data_dir: Path) -> TrajectorySet:
-    """Load the task's dataset and keep the trial's sample-ratio subset (see :mod:`trainers.data.trajectories`).
+    """Load the trial's dataset (:mod:`trainers.data.loaders`) and keep its sample-ratio subset
+    (:mod:`trainers.data.trajectories`).
 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: missing/corrupt/inconsistent file (message names the fix).
     """
-    from trainers.data.d4rl_hdf5 import load_d4rl_hdf5, split_trajectories
+    from trainers.data.loaders import load_trajectory_list
 
-    task = cfg.task_spec
-    data = load_d4rl_hdf5(dataset_path(cfg.task, data_dir), obs_dim=task.obs_dim, act_dim=task.act_dim)
-    return TrajectorySet.from_trajectories(split_trajectories(data), cfg.sample_ratio, cfg.seed)
+    return TrajectorySet.from_trajectories(load_trajectory_list(cfg, data_dir), cfg.sample_ratio, cfg.seed)
 
 
 def _device(cfg: TrialConfig) -> torch.device:
@@ -190,7 +189,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         "data_subset_hash": data.subset_hash, **{f"data/{k}": v for k, v in data.summary().items()},
         "params/total": counts.total, "params/trainable": counts.trainable,
         "params/backbone_trainable_share": round(counts.backbone_share, 6), "resumed_at_step": step,
-        "device": str(device), "config_hash": cfg.config_hash(),
+        "device": str(device), "config_hash": cfg.config_hash(), "data_source": cfg.data_source,
     })
 
     def do_eval() -> dict[str, float]:
