@@ -1,8 +1,10 @@
 """``lamo-sweep``: run a sweep file end to end.
 
 Exit status: 0 every trial finished; 1 some trial failed (its MLflow run is FAILED, the others are
-kept); 2 invalid sweep file or flag (nothing started); 3 inputs or tracking server unavailable
-(nothing started).
+kept); 2 invalid sweep file or flag, or per-trial resources this machine cannot give when no
+``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server unavailable
+(nothing started). Missing inputs are reported (3) before resources the local machine lacks, which are
+then shown as a warning; ``--dry-run`` only warns about resources, so any grid can be listed anywhere.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.schema import Sweep, SweepError, parse_overrides, set_dotted
+from orchestrator.schema import (Sweep, SweepError, local_resource_problems, parse_overrides, set_dotted,
+                                 tracking_uri_problem)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -61,9 +65,25 @@ def run(
             sweep.spec.storage = str(storage)
         if max_concurrent is not None:
             sweep.spec.max_concurrent_trials = max_concurrent
+        if tracking_uri is not None and (problem := tracking_uri_problem(tracking_uri)):
+            raise SweepError("command line", [("--tracking-uri", problem)])
     except SweepError as e:
-        err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
+    # per-trial resources against this machine (a cluster is checked once connected): before anything starts
+    short = [] if (address or prepare_only) else local_resource_problems(sweep.spec.resources)
+    short_txt = "\n".join(f"  - {loc}: {msg}" for loc, msg in short)
+    if short and not dry_run:
+        from trainers.inputs import default_data_dir, missing_inputs
+
+        dd = data_dir or (Path(sweep.spec.data_dir).resolve() if sweep.spec.data_dir else default_data_dir(sweep.storage))
+        if not missing_inputs(sweep.trials, dd):
+            err.print(f"[bold red]error:[/] {escape(sweep.source)}: per-trial resources this machine cannot "
+                      f"give (no --address given); nothing started:\n{escape(short_txt)}", highlight=False)
+            raise typer.Exit(2)
+    if short:
+        err.print(f"[bold yellow]warning:[/] per-trial resources this machine cannot give; a run here without "
+                  f"--address will be refused:\n{escape(short_txt)}", highlight=False)
     console.print(_plan_table(sweep))
     if dry_run:
         console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
@@ -78,7 +98,7 @@ def run(
         dd = data_dir or (Path(sweep.spec.data_dir).resolve() if sweep.spec.data_dir else default_data_dir(sweep.storage))
         missing = missing_inputs(sweep.trials, dd)
         if missing:
-            err.print("[bold red]error:[/] inputs missing:\n  - " + "\n  - ".join(map(str, missing)))
+            err.print("[bold red]error:[/] inputs missing:\n  - " + escape("\n  - ".join(map(str, missing))))
             raise typer.Exit(3)
         prepare_inputs(sweep.trials, dd)
         console.print(f"prepared inputs in {dd}")
@@ -87,7 +107,7 @@ def run(
         res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
                         analysis=not no_analysis)
     except (MissingInputsError, TrackingError, ResourceError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(3) from None
     console.print(f"\n[bold]sweep {sweep.spec.name!r} done in {res.seconds:.0f} s[/]: "
                   f"{len(res.finished)} finished, {len(res.failed)} failed, {len(res.skipped)} skipped "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,92 @@ class Resources(_Strict):
         return r
 
 
+def local_gpu_count() -> int:
+    """GPUs this machine offers (``torch.cuda.device_count()``); 0 without importing torch when no GPU
+    driver is present or ``CUDA_VISIBLE_DEVICES`` hides every device."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/gpus", "/dev/kfd")):
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - a broken driver counts as no GPU
+        return 0
+
+
+def local_resource_problems(res: Resources) -> list[tuple[str, str]]:
+    """Per-trial resources that the local machine cannot give one trial (a local Ray would leave such
+    trials pending forever): CPUs (``os.sched_getaffinity``), GPUs (:func:`local_gpu_count`), memory
+    (physical RAM) and every custom resource (a local Ray has none). Checked without starting Ray; a
+    cluster (``--address``) is checked against its nodes once connected."""
+    probs: list[tuple[str, str]] = []
+    fix = "lower it, or pass --address to run on a Ray cluster that has it"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if res.cpu > cpus:
+        probs.append(("resources.cpu", f"{res.cpu:g} CPUs per trial, but this machine has {cpus}: {fix}"))
+    if res.gpu > 0:
+        gpus = local_gpu_count()
+        if res.gpu > gpus:
+            probs.append(("resources.gpu", f"{res.gpu:g} GPU per trial, but this machine has {gpus} GPU"
+                                           f"{'s' * (gpus != 1)}: {fix}"))
+    if res.memory_gb:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+        except (ValueError, OSError, AttributeError):
+            total = None
+        if total is not None and res.memory_gb > total:
+            probs.append(("resources.memory_gb", f"{res.memory_gb:g} GiB per trial, but this machine has "
+                                                 f"{total:.1f} GiB of memory: {fix}"))
+    for name, amount in res.custom.items():
+        if amount > 0:
+            probs.append((f"resources.custom.{name}", f"custom resource {name!r} exists only on a Ray cluster "
+                                                      f"that declares it (ray start --resources); pass --address "
+                                                      f"to run on one, or remove it"))
+    return probs
+
+
 class Tracking(_Strict):
     """MLflow tracking: ``uri`` default ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
-    default: the sweep's name."""
+    default: the sweep's name; ``wait_s``: seconds a trial keeps retrying an unreachable server."""
 
     uri: str | None = None
     experiment: str | None = None
+    wait_s: float = Field(900.0, ge=0, description="how long a trial waits for an unreachable tracking "
+                          "server (training goes on meanwhile; metrics are buffered)")
+
+    @field_validator("uri")
+    @classmethod
+    def _supported_uri(cls, v: str | None) -> str | None:
+        problem = tracking_uri_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+# MLflow backend stores a sweep can use: a tracking server, or a database the driver and every trial reach.
+_URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def tracking_uri_problem(uri: str | None) -> str | None:
+    """Why ``uri`` cannot be a sweep's tracking URI, or ``None`` when it can. A value without ``://`` is
+    a path to a SQLite file; ``file:`` stores are refused (MLflow 3 keeps them in maintenance mode and
+    refuses them by default)."""
+    if uri is None or "://" not in uri:
+        return None if uri is None or uri.strip() else "empty tracking URI: leave it out for the default SQLite store"
+    scheme, rest = uri.split("://", 1)
+    base = scheme.lower().split("+", 1)[0]
+    if base == "file":
+        return (f"{uri!r}: MLflow 3 refuses the file store by default (maintenance mode); use "
+                f"sqlite:///ABSOLUTE/PATH/mlflow.db or an http(s):// tracking server")
+    if base not in _URI_SCHEMES:
+        return (f"{uri!r}: unsupported scheme {scheme!r}; use http(s)://HOST:PORT (an MLflow tracking "
+                f"server), sqlite:///PATH/mlflow.db, or a database URI (postgresql://, mysql://, mssql://)")
+    if base in ("http", "https") and not rest.split("/", 1)[0]:
+        return f"{uri!r}: no host; e.g. http://127.0.0.1:5000"
+    return None
 
 
 class Grid(_Strict):
@@ -141,12 +222,33 @@ def read_yaml(path: Path) -> dict:
         SweepError: unreadable file, YAML syntax error, unsafe tag, duplicate key, or a non-mapping top level.
     """
     src = str(path)
+    p = Path(path)
     try:
-        text = Path(path).read_text()
+        if p.stat().st_size > _MAX_FILE_BYTES:
+            raise SweepError(src, [("", f"the file is {p.stat().st_size} bytes; a sweep file is at most "
+                                        f"{_MAX_FILE_BYTES} bytes of YAML")])
+        raw = p.read_bytes()
     except OSError as e:
-        raise SweepError(src, [("", f"cannot read the file: {e.strerror or e}. Check the path.")]) from None
+        if p.is_symlink() and not p.exists():
+            why = f"it is a broken symbolic link (to {os.readlink(p)!r})"
+        elif p.is_dir():
+            why = "it is a directory, not a sweep file"
+        else:
+            why = e.strerror or str(e)
+        raise SweepError(src, [("", f"cannot read the file: {why}. Check the path.")]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader subclass
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SweepError(src, [("", f"not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}): "
+                                    f"a sweep file is YAML text")]) from None
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            problems = _node_problems(loader, node)
+            if problems:
+                raise SweepError(src, problems)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -154,9 +256,56 @@ def read_yaml(path: Path) -> dict:
         if "could not determine a constructor" in str(e):
             problem += " (only plain YAML is accepted: tags such as !!python/object are refused)"
         raise SweepError(src, [("", f"{where}YAML error: {problem}")]) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise SweepError(src, [("", "the file is empty (or only comments): a sweep file is a mapping with "
+                                    "keys name, variants, grid, ...")])
     if not isinstance(data, dict):
-        raise SweepError(src, [("", "the top level must be a mapping with keys name, variants, grid, ...")])
+        raise SweepError(src, [("", f"the top level must be a mapping with keys name, variants, grid, ... "
+                                    f"(got a {type(data).__name__})")])
     return data
+
+
+_MAX_FILE_BYTES = 1 << 20  # 1 MiB
+_MAX_NODES = 100_000  # YAML nodes after expanding aliases ("billion laughs" guard)
+_SPECIAL_KEY_TAGS = {"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}  # `<<: *anchor` merge keys
+
+
+def _node_problems(loader: yaml.SafeLoader, root: yaml.Node) -> list[tuple[str, str]]:
+    """Walk the composed YAML before constructing anything: tags other than plain YAML's (e.g.
+    ``!!python/object``, ``!include``) and duplicate mapping keys, each with its dotted path."""
+    probs: list[tuple[str, str]] = []
+    count = 0
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        count += 1
+        if count > _MAX_NODES:
+            return [("", f"the document expands to more than {_MAX_NODES} YAML nodes (aliases that repeat "
+                         f"themselves?); a sweep file is small")]
+        if node.tag not in loader.yaml_constructors and node.tag not in _SPECIAL_KEY_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            probs.append((path, f"line {node.start_mark.line + 1}: YAML tag {tag!r} is refused (only plain YAML "
+                                f"is accepted: tags such as !!python/object are refused)"))
+            continue
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                sub = f"{path}.{key}" if path else str(key)
+                if key is not None and key != "<<":
+                    if key in first:
+                        probs.append((sub, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first "
+                                           f"at line {first[key] + 1}); each key may appear once - rename or "
+                                           f"merge the two entries"))
+                        continue
+                    first[key] = key_node.start_mark.line
+                stack.append((key_node, sub))
+                stack.append((value_node, sub))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+    return sorted(set(probs), key=lambda p: p[0])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -198,6 +347,13 @@ def _pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str
             msg = f"unknown key.{hint} Allowed here: {', '.join(allowed)}" if allowed else "unknown key."
         elif e["type"] == "missing":
             msg = "required field is missing; add it"
+        elif e["type"] == "list_type":
+            msg = f"must be a YAML list, e.g. [{e.get('input')!s}] for one value (got {e.get('input')!r})"
+        elif e["type"] in ("dict_type", "model_type"):
+            msg = f"must be a mapping of key: value pairs (got {e.get('input')!r})"
+        elif e["type"] == "string_pattern_mismatch" and loc == ("name",):
+            msg = (f"must start with a letter or digit and use only letters, digits, '_', '.' and '-' (it "
+                   f"names the MLflow experiment and directories) (got {e.get('input')!r})")
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("value_error",) and not isinstance(e["input"], dict):
@@ -237,6 +393,26 @@ def _has_path(d: Any, loc: tuple) -> bool:
 
 
 _AXIS_FIXED = {"task", "sample_ratio", "seed", "variant"}
+
+
+def _axis_path_problem(axis: str) -> str | None:
+    """Why the dotted path ``axis`` does not name a trial-config field (with a "did you mean"), or None."""
+    cur: Any = TrialConfig
+    parts = axis.split(".")
+    for i, part in enumerate(parts):
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            return (f"{'.'.join(parts[:i])!r} is a value, not a section: {axis!r} is not a path to a "
+                    f"trial-config field")
+        fields = list(cur.model_fields)
+        if part not in fields:
+            close = difflib.get_close_matches(part, fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            where = f" in {'.'.join(parts[:i])!r}" if i else ""
+            return f"unknown field {part!r}{where}.{hint} Allowed here: {', '.join(fields)}"
+        ann = cur.model_fields[part].annotation
+        cur = next((c for c in (ann, *getattr(ann, "__args__", ()))
+                    if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return None
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -322,6 +498,8 @@ class Sweep:
                 probs.append((f"grid.axes.{axis}", f"use grid.{axis.split('.')[0]} for this axis"))
             elif not values:
                 probs.append((f"grid.axes.{axis}", "empty axis: give at least one value"))
+            elif (bad := _axis_path_problem(axis)):
+                probs.append((f"grid.axes.{axis}", bad))
         if len(set(variants)) != len(variants):
             probs.append(("grid.variant", "a variant is listed twice; list each once"))
         if probs:
@@ -348,7 +526,7 @@ class Sweep:
                     if key in checked:
                         continue
                     checked.add(key)
-                    path = tuple(loc.split("."))
+                    path = tuple(loc.split(".")) if loc else ()
                     if loc == "task" or loc.startswith("task"):
                         where = f"grid.task ({task!r})"
                     elif _has_path(over, path) or (loc.split(".")[0] not in merged and path[:1] in over):
@@ -359,7 +537,7 @@ class Sweep:
                         where = f"grid.axes.{loc}"
                     else:
                         where = f"variants.{variant}.{loc}"
-                    probs.append((where, msg))
+                    probs.append((where.rstrip("."), msg))
         if probs:
             # de-duplicate identical lines (the same bad value is seen once per grid point)
             probs = list(dict.fromkeys(probs))

@@ -36,28 +36,54 @@ class MissingInputsError(RuntimeError):
 class _MlflowTuneReporter:
     """Binds :class:`trainers.train.Reporter` to the trial's MLflow child run and to Ray Tune.
 
-    Metrics are buffered and sent to MLflow when a checkpoint is written: a trial killed between two
-    checkpoints resumes from the last one and re-creates exactly the metrics that were not sent, so
-    each (key, step) reaches MLflow once.
+    * Exactly once: metrics are buffered and sent to MLflow when a checkpoint is written. A trial killed
+      between two checkpoints resumes from the last one and re-creates exactly the metrics that were not
+      sent, so each (key, step) reaches MLflow once.
+    * Outages: if the tracking server is unreachable, the buffer is kept and training goes on; the next
+      checkpoint tries again, and the end of the trial waits (with back-off, up to ``wait_s``) until
+      everything is delivered. Nothing is lost unless the outage outlasts ``wait_s``.
     """
 
-    def __init__(self, run: tracking.TrialRun):
-        self.run = run
+    def __init__(self, run: tracking.TrialRun, wait_s: float, say=print):
+        self.run, self.wait_s, self.say = run, wait_s, say
         self.buffer: list[tuple[int, dict[str, float]]] = []
+        self.tags: dict[str, str] = {}
+        self.outage_since: float | None = None
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
-        self.run.set_tags({"data_subset_hash": info["data_subset_hash"], "device": info["device"],
-                           "data_source": info["data_source"]})
+        self.tags.update({"data_subset_hash": info["data_subset_hash"], "device": info["device"],
+                          "data_source": info["data_source"]})
         if info.get("resumed_at_step", 0) == 0:
-            self.run.log_metrics(0, {k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))})
+            self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))}))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.buffer.append((step, dict(metrics)))
 
-    def flush(self) -> None:
-        for step, metrics in self.buffer:
+    def _send(self) -> None:
+        if self.tags:
+            self.run.set_tags(self.tags)
+            self.tags = {}
+        while self.buffer:
+            step, metrics = self.buffer[0]
             self.run.log_metrics(step, metrics)
-        self.buffer.clear()
+            self.buffer.pop(0)
+
+    def flush(self, wait: bool = False) -> None:
+        """Send what is buffered; on a transient error keep it (or, with ``wait``, retry up to ``wait_s``)."""
+        try:
+            tracking.retry(self._send, self.wait_s if wait else 0.0)
+        except Exception as e:  # noqa: BLE001
+            if wait or not tracking.is_transient(e):
+                raise
+            if self.outage_since is None:
+                self.outage_since = time.monotonic()
+                self.say(f"[trial] tracking server unreachable ({type(e).__name__}); training goes on, "
+                         f"{len(self.buffer)} metric records buffered")
+            return
+        if self.outage_since is not None:
+            self.say(f"[trial] tracking server back after {time.monotonic() - self.outage_since:.0f} s; "
+                     f"buffered metrics delivered")
+            self.outage_since = None
 
     def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
         self.flush()
@@ -72,24 +98,35 @@ def trial_workdir(storage: Path, cfg: TrialConfig) -> Path:
     return Path(storage) / "trials" / f"{cfg.slug()}-{cfg.config_hash()}"
 
 
-def trial_trainable(config: dict) -> None:
-    """Ray Tune function trainable: ``config = {"trial": TrialConfig dict, "ctx": sweep context}``."""
+def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
+    """Ray Tune function trainable. ``config = {"trial": <config hash>}`` (so Tune's tables and trial
+    directories stay small); ``trials`` maps hashes to TrialConfig dicts and ``ctx`` is the sweep context,
+    both passed once through the object store (``tune.with_parameters``)."""
     import torch
 
-    ctx = config["ctx"]
-    cfg = TrialConfig.model_validate(config["trial"])
+    cfg = TrialConfig.model_validate(trials[config["trial"]])
     torch.set_num_threads(max(1, int(ctx["cpu"])))
-    run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg)
+    # fail fast on an unreachable server (we buffer and retry ourselves) instead of MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    wait_s = float(ctx.get("tracking_wait_s", 900))
+    run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg, wait_s)
     from trainers.train import run_trial
 
-    reporter = _MlflowTuneReporter(run)
+    reporter = _MlflowTuneReporter(run, wait_s)
+    workdir = trial_workdir(Path(ctx["storage"]), cfg)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "trial.pid").write_text(f"{os.getpid()}\n")  # which process trains this trial (ops, fault tests)
     try:
-        run_trial(cfg, trial_workdir(Path(ctx["storage"]), cfg), Path(ctx["data_dir"]), reporter)
-        reporter.flush()
+        run_trial(cfg, workdir, Path(ctx["data_dir"]), reporter)
+        reporter.flush(wait=True)
     except BaseException:
-        run.finish("FAILED")
+        try:
+            tracking.retry(lambda: run.finish("FAILED"), min(wait_s, 60))
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
         raise
-    run.finish("FINISHED")
+    tracking.retry(lambda: run.finish("FINISHED"), wait_s)
 
 
 @dataclass
@@ -104,6 +141,7 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     report: dict[str, Path] = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -137,32 +175,42 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                                                                 if t.config_hash() in done])
     if result.skipped:
         log(f"[sweep] {len(result.skipped)} trial(s) already FINISHED in experiment {sweep.experiment!r}: skipped")
+    prev_id, prev = tracking.previous_trial_hashes(uri, exp_id, sweep.spec.name)
+    now_hashes = [t.config_hash() for t in sweep.trials]
+    added = [t.slug() for t in sweep.trials if prev_id and prev and t.config_hash() not in set(prev)]
+    removed = len(set(prev) - set(now_hashes))
+    if prev_id and prev and (added or removed):
+        log(f"[sweep] the sweep changed since its last invocation (parent run {prev_id}): {len(added)} new or "
+            f"changed trial(s) will run; {removed} trial(s) no longer in the sweep are left alone (their runs are kept)")
+    result.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
+    statuses: dict[str, bool] = {}
     if todo:
         with _ray_session(address, ray_init_kwargs or {}):
             check_cluster_resources(sweep)
             prepare_inputs(todo, data_dir, progress=progress, log=log)
-            result.parent_run_id = tracking.start_parent_run(
-                uri, exp_id, sweep.spec.name, Path(sweep.source) if Path(sweep.source).is_file() else None,
-                sweep.trials, len(result.skipped))
+            result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
             try:
                 statuses = _run_tune(sweep, todo, {
                     "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": result.parent_run_id,
                     "storage": str(storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
+                    "tracking_wait_s": sweep.spec.tracking.wait_s,
                 })
             except BaseException:
                 tracking.client(uri).set_terminated(result.parent_run_id, "KILLED")
                 raise
-        for slug, ok in statuses.items():
-            (result.finished if ok else result.failed).append(slug)
-        c = tracking.client(uri)
-        from mlflow.entities import Metric
+    else:  # nothing to run: still record the invocation
+        result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
+    for slug, ok in statuses.items():
+        (result.finished if ok else result.failed).append(slug)
+    c = tracking.client(uri)
+    from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        c.log_batch(result.parent_run_id, metrics=[
-            Metric("trials_finished", len(result.finished), now, 0),
-            Metric("trials_failed", len(result.failed), now, 0),
-            Metric("trials_skipped", len(result.skipped), now, 0)])
-        c.set_terminated(result.parent_run_id, "FAILED" if result.failed else "FINISHED")
+    now = int(time.time() * 1000)
+    c.log_batch(result.parent_run_id, metrics=[
+        Metric("trials_finished", len(result.finished), now, 0),
+        Metric("trials_failed", len(result.failed), now, 0),
+        Metric("trials_skipped", len(result.skipped), now, 0)])
+    c.set_terminated(result.parent_run_id, "FAILED" if result.failed else "FINISHED")
     result.seconds = time.perf_counter() - t0
     if analysis:
         from analysis.report import write_report
@@ -173,6 +221,17 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
             log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
     return result
+
+
+def _start_parent(sweep: Sweep, uri: str, exp_id: str, result: SweepResult) -> str:
+    rid = tracking.start_parent_run(uri, exp_id, sweep.spec.name,
+                                    Path(sweep.source) if Path(sweep.source).is_file() else None,
+                                    sweep.trials, len(result.skipped))
+    ch = result.changes
+    if ch.get("previous_parent_run_id"):
+        tracking.client(uri).set_tag(rid, "lamo.changes", f"previous={ch['previous_parent_run_id']} "
+                                     f"added={len(ch['added'])} removed={ch['removed']}")
+    return rid
 
 
 class ResourceError(RuntimeError):
@@ -227,14 +286,17 @@ def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, boo
     """Run the trials with Ray Tune (Ray already initialised); return ``{slug: finished_ok}``."""
     from ray import tune
 
-    trainable = tune.with_resources(trial_trainable, sweep.spec.resources.ray_resources())
+    trials = {t.config_hash(): t.model_dump(mode="json") for t in todo}
+    slugs = {h: t.slug() for h, t in zip(trials, todo)}
+    trainable = tune.with_resources(tune.with_parameters(trial_trainable, trials=trials, ctx=ctx),
+                                    sweep.spec.resources.ray_resources())
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.model_dump(mode="json") for t in todo]), "ctx": ctx},
+        param_space={"trial": tune.grid_search(list(trials))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=sweep.spec.max_concurrent_trials,
-            trial_name_creator=lambda tr: TrialConfig.model_validate(tr.config["trial"]).slug(),
-            trial_dirname_creator=lambda tr: TrialConfig.model_validate(tr.config["trial"]).slug(),
+            trial_name_creator=lambda tr: slugs[tr.config["trial"]],
+            trial_dirname_creator=lambda tr: slugs[tr.config["trial"]],
         ),
         run_config=tune.RunConfig(
             name=f"{sweep.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -246,6 +308,5 @@ def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, boo
     grid = tuner.fit()
     out: dict[str, bool] = {}
     for res in grid:
-        slug = TrialConfig.model_validate(res.config["trial"]).slug()
-        out[slug] = res.error is None
+        out[slugs[res.config["trial"]]] = res.error is None
     return out

@@ -140,6 +140,57 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
     return rid
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that mean "tracking server unreachable or overloaded, try again later"."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, (OSError, requests.exceptions.RequestException)):
+        return True
+    if isinstance(exc, MlflowException):
+        text = str(exc).lower()
+        return any(w in text for w in ("connection", "max retries", "timed out", "timeout", "503", "502",
+                                       "504", "database is locked", "refused", "unavailable"))
+    return False
+
+
+def retry(fn, wait_s: float, first_delay: float = 1.0, max_delay: float = 30.0):
+    """Call ``fn`` until it succeeds, retrying transient tracking errors (:func:`is_transient`) with
+    exponential back-off for up to ``wait_s`` seconds; other errors, and the last transient one, raise."""
+    deadline = time.monotonic() + wait_s
+    delay = first_delay
+    while True:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001
+            if not is_transient(e) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, max_delay)
+
+
+def previous_trial_hashes(uri: str, experiment_id: str, sweep_name: str) -> tuple[str | None, list[str]]:
+    """Run id and trial config hashes of the latest earlier invocation of ``sweep_name`` (from its
+    ``resolved_trials.json`` artifact); ``(None, [])`` when there is none."""
+    import mlflow.artifacts
+
+    from trainers.config import TrialConfig as _TC
+
+    c = client(uri)
+    runs = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`lamo.sweep` = '{sweep_name}'",
+                         max_results=1, order_by=["attributes.start_time DESC"])
+    if not runs:
+        return None, []
+    rid = runs[0].info.run_id
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{rid}/resolved_trials.json") if uri.startswith("http") else \
+            Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="resolved_trials.json",
+                                                     tracking_uri=uri)).read_text()
+    except Exception:  # noqa: BLE001 - an old or partial parent run: nothing to compare
+        return rid, []
+    return rid, [_TC.model_validate(t).config_hash() for t in json.loads(text)]
+
+
 class TrialRun:
     """The MLflow child run of one trial, used from inside the trial process.
 
@@ -151,7 +202,14 @@ class TrialRun:
         self.uri, self.run_id, self.c = uri, run_id, client(uri)
 
     @classmethod
-    def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":
+    def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig,
+             wait_s: float = 0.0) -> "TrialRun":
+        """Reattach to or create the trial's child run; retry for up to ``wait_s`` seconds while the
+        tracking server is unreachable."""
+        return retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg), wait_s)
+
+    @classmethod
+    def _open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":
         c = client(uri)
         h = cfg.config_hash()
         existing = c.search_runs([experiment_id], f"tags.config_hash = '{h}' and tags.`{ROLE}` = 'trial' "
