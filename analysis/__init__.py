@@ -1,8 +1,15 @@
-"""Analysis for lamo-sweep: tables and figures regenerated from the MLflow store only.
+"""Analysis for lamo-sweep: the paper's tables and figures, regenerated from the MLflow store only.
 
-``runs.load_trial_runs`` reads the trial runs of a sweep into a tidy frame (one row per run ×
-evaluation step × RTG target), ``select.select_scores`` applies an explicit, recorded rule for
-which RTG target and which checkpoint give a trial's score, and ``report`` turns the selected
-scores into the paper-style mean ± std table and the score-vs-sample-ratio figure
-(``lamo-analysis report``).
+Pipeline (``docs/analysis.md``):
+
+* ``runs.load_trial_runs`` — a sweep's trial runs → tidy frame (one row per run × evaluation step ×
+  RTG target) with the grid axes, data provenance (``dataset``, ``data_source``) and ablation axes;
+* ``select.select_scores`` — one score per trial by an explicit, recorded rule (RTG target ×
+  checkpoint);
+* ``tables`` — the paper's sparse / dense / Atari / ablation tables (Markdown, LaTeX, CSV);
+* ``figures`` — score vs ratio, Figure-1 domain bars, learning curves, rliable plots (PNG + PDF);
+* ``stats`` — rliable IQM / mean / optimality gap and probability of improvement with seeded
+  stratified-bootstrap CIs;
+* ``paper`` — the paper's known numbers (``paper_numbers.yaml``, with provenance) beside ours;
+* ``report.write_report`` / ``lamo-analysis`` — all of it into one output directory.
 """

@@ -1,59 +1,53 @@
-"""Paper-style outputs from selected trial scores: mean ± std table (Markdown) and score-vs-ratio plot.
+"""Everything ``lamo-analysis report`` writes, from the MLflow store only.
 
 Statistics follow the LaMo paper and CORL's README tables: mean ± std over seeds of each trial's
 selected normalised score (0–100). The std is the *sample* std (ddof=1); a cell with a single seed
 reports std 0 (instead of NaN) so that every filled cell prints, while ``n`` shows there is one seed.
-The figure's bands are mean ± 0.5·std, the LaMo paper's convention for shaded curves (spec §0).
+Figure bands are mean ± 0.5·std, the LaMo paper's convention for shaded curves (spec §0). rliable
+aggregates and probabilities of improvement come with stratified-bootstrap CIs from a fixed seed.
+
+Output directory (flat):
+
+=================================  ===============================================================
+``scores.csv``                     one row per trial: selected score, RTG target, step, rule, axes
+``table.md``                       all tasks × ratios × ``column`` (the quick-look table)
+``score_vs_ratio.png/.pdf``        normalised score vs sample ratio per task
+``table_<sparse|dense|atari|other>.md/.tex/.csv``  the paper's main tables (those with data)
+``ablation_<field>.md/.tex/.csv``  ablation tables (fields varying within matching configs)
+``domain_averages.csv``, ``domain_bars.png/.pdf``  Figure-1-style per-domain averages
+``learning_curves.png/.pdf``       score vs training step per method
+``rliable_aggregates.csv/.png/.pdf``          IQM, mean, optimality gap with 95 % CIs
+``probability_of_improvement.csv/.png/.pdf``  P(reference > other) with 95 % CIs
+``paper_comparison.md/.csv/.tex``  the paper's known numbers beside ours
+``report.md``                      index: source, rule, every file, all tables, notes
+=================================  ===============================================================
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from analysis import figures as F
+from analysis import paper as P
+from analysis import stats as S
+from analysis import tables as T
+from analysis.figures import plot_score_vs_ratio  # noqa: F401  (re-exported)
 from analysis.runs import load_trial_runs
 from analysis.select import FixedTarget, describe_rule, select_scores
+from analysis.tables import format_ratio, score_table  # noqa: F401  (re-exported)
 
 ROWS = ("task", "sample_ratio")
 MISSING = "—"
-
-
-def format_ratio(ratio: float) -> str:
-    """Sample ratio as the paper prints it: 0.005 → ``0.5%``, 0.1 → ``10%``, 1 → ``100%``."""
-    return f"{ratio * 100:.6g}%"
-
-
-def score_table(selected: pd.DataFrame, by: Sequence[str] = ("task", "sample_ratio", "variant")) -> pd.DataFrame:
-    """Mean, std and n of the selected normalised score (0–100) over seeds, per ``by`` cell.
-
-    Args:
-        selected: output of :func:`analysis.select.select_scores` (one row per trial).
-        by: grouping columns; the last one is the table's column axis (e.g. ``variant`` or an
-            ablation field such as ``param.language.weight``).
-
-    Returns:
-        Columns ``*by, mean, std, n``. ``std`` is the sample std (ddof=1), 0.0 when ``n == 1``;
-        ``n`` counts trials. A ``UserWarning`` is issued when a cell holds the same seed twice
-        (e.g. two sweeps in one experiment without ``parent_run_id``, or an ablation axis hidden
-        under one variant label).
-    """
-    by = list(by)
-    if selected.duplicated(by + ["seed"]).any():
-        warnings.warn("some cells contain the same seed more than once; n counts trials", stacklevel=2)
-    g = selected.groupby(by, sort=True, dropna=False)["normalised_score"]
-    table = g.agg(mean="mean", std="std", n="count").reset_index()
-    table["std"] = table["std"].where(table["n"] > 1, 0.0)
-    return table
+PARTS = ("tables", "figures", "rliable", "paper")
+#: Output names this module owns (stale ones from an earlier report in the same directory are removed).
+_OWNED_GLOBS = ("table_*.md", "table_*.tex", "table_*.csv", "ablation_*.md", "ablation_*.tex", "ablation_*.csv")
 
 
 def markdown_table(table: pd.DataFrame, rule: str, column: str = "variant") -> str:
-    """Markdown table: rows task × sample ratio (as %), one column per ``column`` value.
+    """Markdown quick-look table (``table.md``): rows task × sample ratio (as %), one column per value.
 
     Cells read ``mean ± std (n=N)`` with one decimal; missing cells ``—``; the best mean of a row
     is bold when the row has at least two filled cells. The first line is the caption, stating
@@ -81,44 +75,127 @@ def markdown_table(table: pd.DataFrame, rule: str, column: str = "variant") -> s
     return "\n".join(lines) + "\n"
 
 
-def plot_score_vs_ratio(selected: pd.DataFrame, path: str | Path, column: str = "variant") -> Path:
-    """PNG with one subplot per task: x = sample ratio (log scale), y = normalised score (0–100).
+def load_selected(
+    tracking_uri: str,
+    experiment: str,
+    parent_run_id: str | None = None,
+    target_rule: str = "best",
+    checkpoint: str = "last",
+    fixed_target: FixedTarget = None,
+    last_k: int = 3,
+    include_unfinished: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``(tidy, selected, rule)``: the sweep's evaluations, one score per trial, the rule's text.
 
-    One line per ``column`` value (mean over seeds) with a mean ± 0.5·std band (LaMo paper's
-    convention for shaded regions). Rendered with the Agg backend, without touching pyplot state.
+    Raises:
+        ValueError: bad rule arguments, unknown experiment / missing local store, or no trial with
+            an evaluation to report.
     """
-    path = Path(path)
-    table = score_table(selected, by=(*ROWS, column))
-    tasks = sorted(table["task"].unique(), key=str)
-    colours = {v: f"C{i % 10}" for i, v in enumerate(sorted(table[column].unique(), key=str))}
-    ncols = min(3, max(1, len(tasks)))
-    nrows = max(1, math.ceil(len(tasks) / ncols))
-    fig = Figure(figsize=(4.4 * ncols, 3.6 * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, task in zip(axes, tasks):
-        t = table[table["task"] == task]
-        for value, tv in t.groupby(column, sort=True):
-            tv = tv.sort_values("sample_ratio")
-            x, m, s = tv["sample_ratio"], tv["mean"], tv["std"]
-            ax.plot(x, m, marker="o", color=colours[value], label=str(value))
-            ax.fill_between(x, m - 0.5 * s, m + 0.5 * s, color=colours[value], alpha=0.2, lw=0)
-        ratios = sorted(t["sample_ratio"].unique())
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.set_xticks(ratios, [format_ratio(r) for r in ratios])
-        ax.set(title=str(task), xlabel="sample ratio", ylabel="normalised score")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", title=column if column != "variant" else None)
-    for ax in axes[len(tasks):]:
-        ax.set_visible(False)
-    if not tasks:
-        axes[0].set_visible(True)
-        axes[0].text(0.5, 0.5, "no trials", ha="center", va="center", transform=axes[0].transAxes)
-    fig.suptitle("normalised score vs sample ratio (mean ± 0.5·std over seeds)", fontsize="medium")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    rule = describe_rule(target_rule, checkpoint, fixed_target, last_k)  # fail fast on bad args
+    tidy = load_trial_runs(tracking_uri, experiment, parent_run_id, include_unfinished)
+    selected = select_scores(tidy, target_rule, checkpoint, fixed_target, last_k)
+    if selected.empty:
+        which = "trial" if include_unfinished else "FINISHED trial"
+        parent = f" under parent run {parent_run_id!r}" if parent_run_id else ""
+        raise ValueError(
+            f"No {which} runs with evaluation metrics in experiment {experiment!r}{parent} at "
+            f"{tracking_uri!r}. Hint: check --parent-run-id, or pass --include-unfinished."
+        )
+    return tidy, selected, rule
+
+
+class _Writer:
+    """Collects written paths (``name → path``) and notes for ``report.md``."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.paths: dict[str, Path] = {}
+        self.notes: list[str] = []
+        self.sections: list[str] = []
+
+    def text(self, name: str, text: str) -> Path:
+        p = self.out / name
+        p.write_text(text, encoding="utf-8")
+        self.paths[name] = p
+        return p
+
+    def csv(self, name: str, frame: pd.DataFrame) -> Path:
+        p = self.out / name
+        frame.to_csv(p, index=False)
+        self.paths[name] = p
+        return p
+
+    def files(self, paths: Iterable[Path]) -> None:
+        for p in paths:
+            self.paths[p.name] = p
+
+
+def _write_table(w: _Writer, t: T.PaperTable, source: str) -> None:
+    md = T.to_markdown(t) + f"\n_Source: {source}._\n"
+    w.text(f"{t.name}.md", md)
+    w.text(f"{t.name}.tex", T.to_latex(t))
+    w.csv(f"{t.name}.csv", T.to_csv_frame(t))
+    w.sections.append(f"### {t.title}\n\n{md}")
+
+
+def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, source: str) -> None:
+    w.notes += T.mixed_configurations(selected, column)
+    for t in T.paper_tables(selected, rule, column):
+        _write_table(w, t, source)
+    abl, notes = T.ablation_tables(selected, rule)
+    for t in abl:
+        _write_table(w, t, source)
+    w.notes += [f"Ablation {n}" for n in notes]
+
+
+def _write_figures(w: _Writer, tidy: pd.DataFrame, selected: pd.DataFrame, column: str) -> None:
+    png = F.plot_score_vs_ratio(selected, w.out / "score_vs_ratio.png", column, formats=("png", "pdf"))
+    w.files([png, png.with_suffix(".pdf")])
+    averages = T.domain_averages(selected, column)
+    w.csv("domain_averages.csv", averages)
+    if len(averages):
+        w.files(F.plot_domain_bars(averages, w.out / "domain_bars", column))
+    else:
+        w.files(F.plot_message(w.out / "domain_bars", "Per-domain averages", "no scores to average"))
+    w.files(F.plot_learning_curves(tidy, selected, w.out / "learning_curves", column))
+
+
+def _write_rliable(w: _Writer, selected: pd.DataFrame, column: str, reference: str, reps: int,
+                   poi_reps: int, seed: int, min_runs: int) -> None:
+    try:
+        agg, notes = S.aggregate_estimates(selected, column, reps=reps, seed=seed, min_runs=min_runs)
+        poi, poi_notes = S.probability_of_improvement(selected, reference, column, reps=poi_reps, seed=seed,
+                                                      min_runs=min_runs)
+    except S.RliableUnavailable as e:
+        agg, notes = pd.DataFrame(columns=S.AGG_COLUMNS), [str(e)]
+        poi, poi_notes = pd.DataFrame(columns=S.POI_COLUMNS), [str(e)]
+    w.csv("rliable_aggregates.csv", agg)
+    w.csv("probability_of_improvement.csv", poi)
+    w.notes += [f"rliable aggregates: {n}" for n in notes] + [f"Probability of improvement: {n}" for n in poi_notes]
+    if len(agg):
+        w.files(F.plot_rliable_aggregates(agg, w.out / "rliable_aggregates", column))
+    else:
+        why = "; ".join(notes) or "no data"
+        w.files(F.plot_message(w.out / "rliable_aggregates", "rliable aggregates: skipped",
+                               f"Needs at least {min_runs} seeds per (task, ratio) cell for every method. {why}"))
+    if len(poi):
+        w.files(F.plot_probability_of_improvement(poi, w.out / "probability_of_improvement", column))
+    else:
+        why = "; ".join(poi_notes) or "no data"
+        w.files(F.plot_message(w.out / "probability_of_improvement", "Probability of improvement: skipped",
+                               f"Needs the reference method {reference!r} and another method with at least "
+                               f"{min_runs} seeds in common (task, ratio) cells. {why}"))
+
+
+def _write_paper(w: _Writer, selected: pd.DataFrame, rule: str, column: str, paper_numbers: str | Path | None,
+                 method_map: dict[str, str] | None) -> None:
+    numbers, sources, methods = P.load_paper_numbers(paper_numbers)
+    comp, notes = P.compare(selected, numbers, sources, methods, column, method_map)
+    md = P.comparison_markdown(comp, sources, rule, notes)
+    w.text("paper_comparison.md", md)
+    w.csv("paper_comparison.csv", comp)
+    w.text("paper_comparison.tex", P.comparison_latex(comp, rule))
+    w.sections.append(f"### The paper beside us\n\n{md}")
 
 
 def write_report(
@@ -132,39 +209,91 @@ def write_report(
     last_k: int = 3,
     include_unfinished: bool = False,
     column: str = "variant",
+    parts: Iterable[str] = PARTS,
+    reference: str = "lamo",
+    reps: int = 2000,
+    poi_reps: int = 1000,
+    seed: int = 0,
+    min_runs: int = 2,
+    paper_numbers: str | Path | None = None,
+    method_map: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Load a sweep from MLflow and write ``scores.csv``, ``table.md``, ``score_vs_ratio.png``.
+    """Load a sweep from MLflow and write its tables, figures and comparisons (module docstring).
 
-    ``scores.csv`` holds one row per trial (selected score, chosen RTG target and step, the rule,
-    config axes and params); ``table.md`` the :func:`markdown_table` with a provenance line;
-    the PNG the :func:`plot_score_vs_ratio` figure. Rule arguments as in
+    Always written: ``scores.csv`` (one row per trial) and ``report.md`` (index). ``parts`` picks
+    the rest: ``tables`` (``table.md`` + paper and ablation tables), ``figures`` (score vs ratio,
+    domain bars, learning curves), ``rliable`` (aggregates and probability of improvement of
+    ``reference`` over each other ``column`` value; bootstrap ``reps`` / ``poi_reps`` with ``seed``;
+    cells need ``min_runs`` seeds) and ``paper`` (comparison with ``paper_numbers``, default the
+    packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides). Rule arguments as in
     :func:`analysis.select.select_scores`.
 
     Returns:
-        ``{"scores": ..., "table": ..., "figure": ...}`` paths inside ``out_dir`` (created).
+        ``name → path`` of every written file. With the default ``parts`` it includes the keys
+        ``"scores"`` (scores.csv), ``"table"`` (table.md) and ``"figure"`` (score_vs_ratio.png).
 
     Raises:
-        ValueError: bad rule arguments, unknown experiment / missing local store (see
-            :func:`analysis.runs.load_trial_runs`), or no trial with an evaluation to report.
+        ValueError: bad rule arguments or parts, unknown experiment / missing local store (see
+            :func:`analysis.runs.load_trial_runs`), no trial with an evaluation, unknown ``column``.
     """
-    rule = describe_rule(target_rule, checkpoint, fixed_target, last_k)  # fail fast on bad args
-    df = load_trial_runs(tracking_uri, experiment, parent_run_id, include_unfinished)
-    selected = select_scores(df, target_rule, checkpoint, fixed_target, last_k)
-    if selected.empty:
-        which = "trial" if include_unfinished else "FINISHED trial"
-        parent = f" under parent run {parent_run_id!r}" if parent_run_id else ""
-        raise ValueError(
-            f"No {which} runs with evaluation metrics in experiment {experiment!r}{parent} at "
-            f"{tracking_uri!r}. Hint: check --parent-run-id, or pass --include-unfinished."
-        )
-    if column not in selected:
-        raise ValueError(f"column {column!r} not in the trial runs; try 'variant' or a 'param.<name>'")
+    parts = set(parts)
+    if not parts <= set(PARTS):
+        raise ValueError(f"parts must be a subset of {PARTS}, got {sorted(parts)}")
+    tidy, selected, rule = load_selected(tracking_uri, experiment, parent_run_id, target_rule, checkpoint,
+                                         fixed_target, last_k, include_unfinished)
+    if column not in selected or selected[column].isna().all():
+        raise ValueError(f"column {column!r} has no values in the trial runs; try 'variant', an ablation field "
+                         "(embedding, finetune, language_weight, init, lm) or a 'param.<name>'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"scores": out / "scores.csv", "table": out / "table.md", "figure": out / "score_vs_ratio.png"}
-    selected.to_csv(paths["scores"], index=False)
+    w = _Writer(out)
     source = f"experiment `{experiment}`" + (f", parent run `{parent_run_id}`" if parent_run_id else "")
-    md = markdown_table(score_table(selected, by=(*ROWS, column)), rule, column)
-    paths["table"].write_text(md + f"\n_Source: {source}; {len(selected)} trials._\n", encoding="utf-8")
-    plot_score_vs_ratio(selected, paths["figure"], column)
-    return paths
+    source += f", tracking URI `{tracking_uri}`; {len(selected)} trials"
+    w.csv("scores.csv", selected)
+    unlabelled = selected[column].isna()
+    if unlabelled.any():
+        w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
+        selected = selected[~unlabelled]
+    if "tables" in parts:
+        md = markdown_table(score_table(selected, by=(*ROWS, column)), rule, column)
+        w.text("table.md", md + f"\n_Source: {source}._\n")
+        _write_tables(w, selected, rule, column, source)
+    if "figures" in parts:
+        _write_figures(w, tidy, selected, column)
+    if "rliable" in parts:
+        _write_rliable(w, selected, column, reference, reps, poi_reps, seed, min_runs)
+    if "paper" in parts:
+        _write_paper(w, selected, rule, column, paper_numbers, method_map)
+    if parts == set(PARTS):
+        for pattern in _OWNED_GLOBS:  # tables of an earlier report that this data no longer produces
+            for stale in out.glob(pattern):
+                if stale.name not in w.paths:
+                    stale.unlink()
+                    w.notes.append(f"removed stale `{stale.name}` from an earlier report")
+    _write_index(w, source, rule, selected)
+    paths = dict(w.paths)
+    aliases = {"scores": "scores.csv", "table": "table.md", "figure": "score_vs_ratio.png"}
+    front = {k: paths[v] for k, v in aliases.items() if v in paths}
+    return {**front, **paths}
+
+
+def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame) -> None:
+    statuses = selected["status"].value_counts().to_dict() if "status" in selected else {}
+    lines = [
+        "# lamo-analysis report", "",
+        f"- Source: {source} ({', '.join(f'{v} {k}' for k, v in statuses.items())}).",
+        f"- Selection rule: {rule}",
+        "- Statistics: mean ± std over seeds (sample std, ddof=1); figure bands mean ± 0.5·std; rliable "
+        "CIs are 95 % stratified-bootstrap intervals with a fixed seed.", "",
+        "## Files", "",
+    ]
+    lines += [f"- `{name}`" for name in sorted(w.paths)] + ["- `report.md` (this file)"]
+    if w.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in w.notes]
+    if w.sections:
+        lines += ["", "## Tables", ""] + w.sections
+    w.text("report.md", "\n".join(lines) + "\n")
+
+
+__all__ = ["markdown_table", "score_table", "format_ratio", "plot_score_vs_ratio", "load_selected",
+           "write_report", "PARTS"]

@@ -4,7 +4,8 @@ Contract written by the orchestrator (one experiment per sweep):
 
 * parent run per ``lamo-sweep`` invocation, tag ``lamo.role = "sweep"``;
 * one child run per trial, tags ``lamo.role = "trial"``, ``mlflow.parentRunId``, ``task``,
-  ``sample_ratio``, ``seed``, ``variant``, ``config_hash``; params = flattened resolved config;
+  ``sample_ratio``, ``seed``, ``variant``, ``config_hash``, ``data_subset_hash`` (optional
+  ``data_source``, ``dataset``); params = flattened resolved config (``model.embedding``, ...);
 * metrics with ``step`` = training step, per RTG target ``T`` (raw return, ``f"{T:g}"``):
   ``eval/rtg_{T}/return_mean``, ``.../return_std``, ``.../normalised_score`` (0–100),
   ``.../length_mean``.
@@ -21,6 +22,8 @@ import pandas as pd
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from analysis.domains import registry_data_source
+
 #: Columns of the tidy frame, before the ``param.<name>`` columns.
 BASE_COLUMNS: dict[str, str] = {
     "run_id": "object",
@@ -31,6 +34,14 @@ BASE_COLUMNS: dict[str, str] = {
     "seed": "Int64",
     "variant": "object",
     "config_hash": "object",
+    "dataset": "object",
+    "data_source": "object",
+    "data_subset_hash": "object",
+    "lm": "object",
+    "init": "object",
+    "embedding": "object",
+    "finetune": "object",
+    "language_weight": "float64",
     "step": "int64",
     "rtg_target": "float64",
     "return_mean": "float64",
@@ -39,7 +50,15 @@ BASE_COLUMNS: dict[str, str] = {
     "length_mean": "float64",
 }
 METRIC_FIELDS = ("return_mean", "return_std", "normalised_score", "length_mean")
-RUN_AXES = ("task", "sample_ratio", "seed", "variant", "config_hash")
+RUN_AXES = ("task", "sample_ratio", "seed", "variant", "config_hash", "data_subset_hash")
+#: Ablation axes as plain columns (column → trial-config param): the paper's ablation tables.
+ABLATION_FIELDS: dict[str, str] = {
+    "embedding": "model.embedding",
+    "finetune": "model.finetune",
+    "language_weight": "language.weight",
+    "init": "model.init",
+    "lm": "model.lm",
+}
 
 _PAGE_SIZE = 1000  # runs per search_runs page (module constant so tests can shrink it)
 # The contract spells it "normalised"; the US spelling is accepted too (same meaning).
@@ -131,6 +150,18 @@ def _axis(run, name: str):
     return run.data.tags.get(name, run.data.params.get(name))
 
 
+def _provenance(run) -> dict[str, str]:
+    """``dataset`` and ``data_source`` of a trial: its tags if the orchestrator set them, else the task
+    registry (``trainers.tasks.get_task(task).dataset``), else ``"unknown"``.
+
+    ``data_source`` is the registry's dataset kind: ``collected`` (this project's D4RL-style data),
+    ``d4rl_hdf5`` or ``minari`` (real D4RL data), or ``unknown``.
+    """
+    tags = run.data.tags
+    kind, name = registry_data_source(str(_axis(run, "task")))
+    return {"data_source": tags.get("data_source") or kind, "dataset": tags.get("dataset") or name}
+
+
 def load_trial_runs(
     tracking_uri: str,
     experiment: str,
@@ -149,7 +180,11 @@ def load_trial_runs(
 
     Returns:
         Columns ``run_id, run_name, status, task, sample_ratio`` (float fraction, e.g. 0.1),
-        ``seed`` (nullable int), ``variant, config_hash, step`` (training step, int),
+        ``seed`` (nullable int), ``variant, config_hash``, ``dataset`` (dataset name) and
+        ``data_source`` (``collected`` = locally collected D4RL-style data; ``d4rl_hdf5`` /
+        ``minari`` = real D4RL; ``unknown``; see :func:`_provenance`), ``data_subset_hash``, the
+        ablation axes ``lm, init, embedding, finetune`` (strings) and ``language_weight`` (float),
+        from the params ``model.*`` / ``language.weight`` (missing → NaN), ``step`` (training step, int),
         ``rtg_target`` (raw-return units, float), ``return_mean, return_std`` (raw episode
         return), ``normalised_score`` (D4RL/gamer-normalised, 0–100 scale), ``length_mean``
         (episode steps), then every trial param as ``param.<name>`` (strings, as logged).
@@ -176,6 +211,8 @@ def load_trial_runs(
             "run_name": run.info.run_name,
             "status": run.info.status,
             **{a: _axis(run, a) for a in RUN_AXES},
+            **_provenance(run),
+            **{col: run.data.params.get(p) for col, p in ABLATION_FIELDS.items()},
             **{f"param.{k}": v for k, v in run.data.params.items()},
         }
         frames.append(hist.assign(**info))
@@ -185,7 +222,7 @@ def load_trial_runs(
     for col, dtype in BASE_COLUMNS.items():
         if col not in df:
             df[col] = pd.Series(dtype=dtype)
-        elif col in ("sample_ratio", "seed"):
+        elif col in ("sample_ratio", "seed", "language_weight"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(dtype)
         else:
             df[col] = df[col].astype(dtype)

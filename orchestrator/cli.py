@@ -121,8 +121,10 @@ def run(
         table = res.report.get("table")
         if table and Path(table).exists():
             console.print(Path(table).read_text())
-        for name, path in res.report.items():
-            console.print(f"  {name}: {path}")
+        for name in ("table", "figure", "scores"):
+            if name in res.report:
+                console.print(f"  {name}: {res.report[name]}")
+        console.print(f"  all outputs: {Path(res.report['table']).parent} (report.md lists them)")
     raise typer.Exit(res.exit_code)
 
 

@@ -217,7 +217,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
 
         out = storage / "analysis" / sweep.experiment
         try:
-            result.report = write_report(uri, sweep.experiment, out)
+            result.report = write_report(uri, sweep.experiment, out, reps=500, poi_reps=300)
         except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
             log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
     return result
@@ -247,7 +247,18 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
     started_here = not ray.is_initialized()
     if started_here:
         kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
-        ray.init(address=address, **kw) if address else ray.init(**kw)
+        try:
+            ray.init(address=address, **kw) if address else ray.init(**kw)
+        except Exception as e:  # noqa: BLE001
+            if address and "token" in str(e).lower():
+                raise ResourceError(
+                    f"the Ray cluster at {address} uses token authentication and this driver has no token: "
+                    f"export RAY_AUTH_TOKEN=$(ray get-auth-token) with the head node's token "
+                    f"(or copy ~/.ray/auth_token from the head)") from None
+            if address:
+                raise ResourceError(f"cannot connect to the Ray cluster at {address}: {e}. Start it with "
+                                    f"`ray start --head` or drop --address for a local Ray") from None
+            raise
     try:
         yield
     finally:

@@ -1,0 +1,161 @@
+"""Lookup tables: which paper table and Figure-1 domain a task belongs to, display names, data provenance.
+
+The task names are the registry keys of :mod:`trainers.tasks` (``hopper-medium``, ``reacher2d-medium``,
+...). Tasks that are not listed here (new registry entries, other sweeps) still work: their domain is
+guessed from the environment prefix, and anything unrecognised lands in an ``Other`` domain and table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+#: Paper tables (file stem → title). ``other`` collects tasks the paper has no table for.
+TABLES: dict[str, str] = {
+    "sparse": "Sparse-reward tasks (Kitchen, Reacher2d)",
+    "dense": "Dense-reward MuJoCo tasks (medium)",
+    "atari": "Atari (gamer-normalised score)",
+    "other": "Other tasks",
+}
+#: Figure-1 domain order (the paper's bars: Kitchen, Atari, MuJoCo; then what the paper does not plot).
+DOMAIN_ORDER = ("Kitchen", "Atari", "MuJoCo", "Reacher2d", "Other")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Where a task goes in the paper's layout.
+
+    Attributes:
+        display: row label, e.g. ``"Hopper-Medium"``.
+        domain: Figure-1 domain (``Kitchen``, ``Atari``, ``MuJoCo``, ``Reacher2d``, ``Other``).
+        table: paper table key of :data:`TABLES`.
+        order: sort key inside the table (the paper's row order).
+    """
+
+    display: str
+    domain: str
+    table: str
+    order: int = 99
+
+
+KNOWN_TASKS: dict[str, TaskInfo] = {
+    "kitchen-partial": TaskInfo("Kitchen-Partial", "Kitchen", "sparse", 0),
+    "kitchen-complete": TaskInfo("Kitchen-Complete", "Kitchen", "sparse", 1),
+    "reacher2d-medium": TaskInfo("Reacher2d", "Reacher2d", "sparse", 2),
+    "hopper-medium": TaskInfo("Hopper-Medium", "MuJoCo", "dense", 0),
+    "halfcheetah-medium": TaskInfo("HalfCheetah-Medium", "MuJoCo", "dense", 1),
+    "walker2d-medium": TaskInfo("Walker2d-Medium", "MuJoCo", "dense", 2),
+    "breakout-medium": TaskInfo("Breakout", "Atari", "atari", 0),
+    "qbert-medium": TaskInfo("Qbert", "Atari", "atari", 1),
+    "pong-medium": TaskInfo("Pong", "Atari", "atari", 2),
+}
+_MUJOCO_ENVS = ("hopper", "halfcheetah", "walker2d", "ant")
+_ATARI_GAMES = ("breakout", "qbert", "pong", "seaquest", "asterix", "spaceinvaders")
+
+
+@lru_cache(maxsize=None)
+def task_info(task: str) -> TaskInfo:
+    """The :class:`TaskInfo` of ``task``; unknown tasks get a guessed domain (never an error)."""
+    if task in KNOWN_TASKS:
+        return KNOWN_TASKS[task]
+    name = str(task)
+    env = re.split(r"[-_]", name.lower(), maxsplit=1)[0]
+    pretty = "-".join(p[:1].upper() + p[1:] for p in re.split(r"[-_]", name) if p)
+    if env == "kitchen":
+        return TaskInfo(pretty, "Kitchen", "sparse", 50)
+    if env.startswith("reacher"):
+        return TaskInfo(pretty, "Reacher2d", "sparse", 60)
+    if env in _MUJOCO_ENVS:
+        return TaskInfo(pretty, "MuJoCo", "dense", 50)
+    if env in _ATARI_GAMES:
+        return TaskInfo(pretty, "Atari", "atari", 50)
+    return TaskInfo(name, "Other", "other", 99)
+
+
+def task_sort_key(task: str) -> tuple:
+    info = task_info(task)
+    return (list(TABLES).index(info.table), info.order, str(task))
+
+
+def domain_sort_key(domain: str) -> tuple:
+    return (DOMAIN_ORDER.index(domain) if domain in DOMAIN_ORDER else len(DOMAIN_ORDER), domain)
+
+
+# --- methods ------------------------------------------------------------------------------------------
+#: Display names of the paper's methods, keyed by :func:`method_key`; also the column order of the tables.
+METHOD_NAMES: dict[str, str] = {
+    "lamo": "LaMo",
+    "dt": "DT",
+    "wikirl": "Wiki-RL",
+    "cql": "CQL",
+    "iql": "IQL",
+    "td3bc": "TD3+BC",
+    "bc": "BC",
+}
+#: Display of ablation values (field → value → label); other values print as logged.
+VALUE_NAMES: dict[str, dict[str, str]] = {
+    "embedding": {"mlp": "MLP", "linear": "Linear"},
+    "finetune": {"lora": "LoRA", "full": "Full", "frozen": "Frozen"},
+    "init": {"pretrained": "Pre-trained", "random": "Random"},
+}
+
+
+def method_key(name: object) -> str:
+    """Case- and punctuation-insensitive key: ``"Wiki-RL"``, ``"wiki_rl"`` → ``"wikirl"``."""
+    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
+
+
+def method_display(value: object, column: str = "variant") -> str:
+    """Column header for a method / ablation value."""
+    field = column.rsplit(".", 1)[-1]
+    if field in ("weight", "language_weight"):
+        return f"λ = {value}"
+    if field in VALUE_NAMES:
+        return VALUE_NAMES[field].get(str(value), str(value))
+    return METHOD_NAMES.get(method_key(value), str(value))
+
+
+def method_sort_key(value: object) -> tuple:
+    """Paper methods first in the paper's order (LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC, BC), then the rest."""
+    k = method_key(value)
+    order = list(METHOD_NAMES)
+    if k in METHOD_NAMES:
+        return (0, order.index(k), "")
+    try:
+        return (1, float(value), str(value))  # numeric ablation values (λ) in numeric order
+    except (TypeError, ValueError):
+        return (2, 0, str(value))
+
+
+# --- data provenance ----------------------------------------------------------------------------------
+#: How a ``data_source`` kind is described; ``collected`` is this project's D4RL-style data.
+DATA_SOURCES: dict[str, str] = {
+    "d4rl_hdf5": "D4RL",
+    "minari": "D4RL (Minari)",
+    "d4rl": "D4RL",
+    "collected": "collected (D4RL-style, local)",
+    "unknown": "unknown",
+}
+#: Footnote markers used in tables for rows that are not on real D4RL data.
+SOURCE_MARKS: dict[str, str] = {"collected": "†", "unknown": "?"}
+SOURCE_NOTES: dict[str, str] = {
+    "collected": "† locally collected D4RL-style data (this project's behaviour policy), not comparable "
+    "one to one with numbers on the paper's datasets.",
+    "unknown": "? data source unknown (no `data_source` tag and the task is not in the registry).",
+}
+
+
+def is_d4rl(source: str) -> bool:
+    return source in ("d4rl_hdf5", "minari", "d4rl")
+
+
+def registry_data_source(task: str) -> tuple[str, str]:
+    """``(kind, dataset name)`` from :mod:`trainers.tasks`; ``("unknown", task)`` when not registered."""
+    try:
+        from trainers.tasks import get_task
+
+        spec = get_task(task)
+    except (ImportError, KeyError):
+        return "unknown", str(task)
+    return spec.dataset.kind, spec.dataset.name

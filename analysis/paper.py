@@ -1,0 +1,253 @@
+"""The paper beside us: known LaMo numbers (``paper_numbers.yaml``) next to the reproduced ones.
+
+The YAML holds every number of the paper that could be recovered (``lamo_spec.md`` §8) with its
+provenance: Figure 1's per-domain averages (read off the README figure), the sample-ratio-1 numbers of
+LaMo and of LaMo without the language loss (quoted from the paper in srzer/LaMo-2023 issue #1) and a
+third party's reproduction (same issue; labelled ``reproduction``, not the paper). They are reference
+data only: they are put beside our numbers, never into our tables.
+
+Each comparison row says where *our* number comes from: ``D4RL`` when all trials behind it used real
+D4RL data, ``collected`` when they used this project's locally collected D4RL-style data (not
+comparable one to one with the paper), mixed/unknown otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis.domains import DATA_SOURCES, is_d4rl, method_key, task_info
+from analysis.tables import domain_averages, format_ratio, latex_escape, score_table
+
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
+COMPARISON_COLUMNS = [
+    "item", "domain", "task", "sample_ratio", "paper_method", "our_method", "paper", "reproduction_3rd_party",
+    "ours_mean", "ours_std", "ours_n", "delta", "our_data_source", "comparable", "provenance",
+]
+
+
+def load_paper_numbers(path: str | Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """``(numbers, sources, methods)`` from the YAML (default: the packaged ``paper_numbers.yaml``).
+
+    Raises:
+        ValueError: a number refers to an unknown source, or lacks ``value``/``method``/``kind``.
+    """
+    data = yaml.safe_load(Path(path or PAPER_NUMBERS).read_text(encoding="utf-8"))
+    sources, methods = data.get("sources", {}), data.get("methods", {})
+    numbers = pd.DataFrame(data.get("numbers", []))
+    for col in ("item", "domain", "task", "sample_ratio", "method", "value", "kind", "source"):
+        if col not in numbers:
+            numbers[col] = np.nan
+    bad = numbers[numbers["value"].isna() | numbers["method"].isna() | ~numbers["kind"].isin(["paper", "reproduction"])]
+    if len(bad):
+        raise ValueError(f"paper numbers without value/method or with an unknown kind: {bad.to_dict('records')[:3]}")
+    unknown = set(numbers["source"]) - set(sources)
+    if unknown:
+        raise ValueError(f"paper numbers cite unknown sources {sorted(unknown)}; known: {sorted(sources)}")
+    numbers["sample_ratio"] = pd.to_numeric(numbers["sample_ratio"], errors="coerce")
+    numbers["value"] = numbers["value"].astype(float)
+    return numbers, sources, methods
+
+
+def parse_method_map(values: list[str] | None) -> dict[str, str]:
+    """``["LaMo w/o language loss=lamo_nolang"]`` → ``{paper method: our variant}``."""
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise ValueError(f"--method-map takes PAPER_METHOD=VARIANT, got {v!r}")
+        k, val = v.split("=", 1)
+        out[k.strip()] = val.strip()
+    return out
+
+
+def _config_matches(trials: pd.DataFrame, config: dict) -> bool:
+    for col, want in config.items():
+        if col not in trials:
+            return False
+        vals = trials[col].dropna().unique()
+        if len(vals) != 1:
+            return False
+        have = vals[0]
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            try:
+                if not np.isclose(float(have), float(want)):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(have) != str(want):
+            return False
+    return True
+
+
+def match_methods(selected: pd.DataFrame, methods: dict, column: str = "variant",
+                  overrides: dict[str, str] | None = None) -> tuple[dict[str, object], list[str]]:
+    """Map each paper method to one of our ``column`` values.
+
+    Order: an explicit override; else a label in the method's ``variants`` (case/punctuation-
+    insensitive); else, if the method has a ``config``, the single value whose trials all have that
+    configuration (ablation columns such as ``language_weight``). Ambiguous or absent → unmatched.
+    """
+    overrides = overrides or {}
+    ours = list(selected[column].dropna().unique()) if column in selected else []
+    by_key = {method_key(v): v for v in ours}
+    out, notes = {}, []
+    for name, spec in methods.items():
+        spec = spec or {}
+        if name in overrides:
+            if overrides[name] in map(str, ours):
+                out[name] = next(v for v in ours if str(v) == overrides[name])
+            else:
+                notes.append(f"--method-map {name}={overrides[name]}: no such {column} in the data")
+            continue
+        hit = next((by_key[method_key(a)] for a in spec.get("variants", []) if method_key(a) in by_key), None)
+        if hit is None and spec.get("config"):
+            cands = [v for v in ours if _config_matches(selected[selected[column] == v], spec["config"])]
+            if len(cands) == 1:
+                hit = cands[0]
+                notes.append(f"{name} ↔ {column} {hit!r} matched by config {spec['config']}")
+            elif len(cands) > 1:
+                notes.append(f"{name}: several {column} values match {spec['config']} ({cands}); "
+                             "pick one with --method-map")
+        if hit is not None:
+            out[name] = hit
+    return out, notes
+
+
+def _source_label(sources: set[str]) -> tuple[str, str]:
+    """``(label, comparable)`` for the data sources behind one of our numbers."""
+    if not sources:
+        return "", ""
+    if all(is_d4rl(s) for s in sources):
+        return "D4RL", "yes"
+    if sources == {"collected"}:
+        return DATA_SOURCES["collected"], "no (locally collected data)"
+    return " + ".join(sorted(DATA_SOURCES.get(s, s) for s in sources)), "partly"
+
+
+def compare(
+    selected: pd.DataFrame,
+    numbers: pd.DataFrame,
+    sources: dict,
+    methods: dict,
+    column: str = "variant",
+    overrides: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One row per paper number (paper and third-party reproduction side by side) with our number.
+
+    Our number for a Figure-1 domain average is :func:`analysis.tables.domain_averages` (same
+    selection rule as the tables); for a task at a ratio it is the cell's mean ± std (n). ``delta``
+    = ours − paper. Rows without a number of ours keep empty ``ours_*`` cells.
+    """
+    mapping, notes = match_methods(selected, methods, column, overrides)
+    doms = domain_averages(selected, column) if len(selected) else pd.DataFrame(columns=["domain", "method"])
+    cells = score_table(selected, by=("task", "sample_ratio", column)) if len(selected) else None
+    key_cols = ["item", "domain", "task", "sample_ratio", "method"]
+    numbers = numbers.copy()
+    numbers["_k"] = numbers[key_cols].astype(str).agg("|".join, axis=1)
+    recs = []
+    for _, grp in numbers.groupby("_k", sort=False):
+        first = grp.iloc[0]
+        paper = grp[grp["kind"] == "paper"]
+        repro = grp[grp["kind"] == "reproduction"]
+        ours = mapping.get(first["method"])
+        rec = {
+            "item": first["item"], "domain": first["domain"] if isinstance(first["domain"], str) else "",
+            "task": first["task"] if isinstance(first["task"], str) else "",
+            "sample_ratio": first["sample_ratio"], "paper_method": first["method"],
+            "our_method": "" if ours is None else ours,
+            "paper": float(paper["value"].iloc[0]) if len(paper) else np.nan,
+            "reproduction_3rd_party": float(repro["value"].iloc[0]) if len(repro) else np.nan,
+            "ours_mean": np.nan, "ours_std": np.nan, "ours_n": 0, "delta": np.nan,
+            "our_data_source": "", "comparable": "",
+            "provenance": "; ".join(f"{s}: {sources[s].get('where', '')}" for s in dict.fromkeys(grp["source"])),
+        }
+        if ours is not None and rec["task"]:
+            if not rec["domain"]:
+                rec["domain"] = task_info(rec["task"]).domain
+            c = cells[(cells["task"] == rec["task"]) & np.isclose(cells["sample_ratio"], rec["sample_ratio"])
+                      & (cells[column] == ours)] if cells is not None else []
+            if len(c):
+                rec.update(ours_mean=float(c["mean"].iloc[0]), ours_std=float(c["std"].iloc[0]), ours_n=int(c["n"].iloc[0]))
+                trials = selected[(selected["task"] == rec["task"]) & np.isclose(selected["sample_ratio"], rec["sample_ratio"])
+                                  & (selected[column] == ours)]
+                rec["our_data_source"], rec["comparable"] = _source_label(set(trials["data_source"].astype(str)))
+        elif ours is not None and rec["domain"]:
+            d = doms[(doms["domain"] == rec["domain"]) & (doms["method"] == ours)]
+            if len(d):
+                rec.update(ours_mean=float(d["mean"].iloc[0]), ours_n=int(d["n_rows"].iloc[0]))
+                rec["our_data_source"], rec["comparable"] = _source_label(set(str(d["data_source"].iloc[0]).split(";")))
+        if not np.isnan(rec["ours_mean"]) and not np.isnan(rec["paper"]):
+            rec["delta"] = rec["ours_mean"] - rec["paper"]
+        recs.append(rec)
+    unmatched = [m for m in methods if m not in mapping]
+    if unmatched:
+        notes.append(f"paper methods with no counterpart in our {column} values: {', '.join(unmatched)}")
+    return pd.DataFrame(recs, columns=COMPARISON_COLUMNS), notes
+
+
+def _num(x: float, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def comparison_markdown(comp: pd.DataFrame, sources: dict, rule: str, notes: list[str]) -> str:
+    """The comparison as Markdown: items with at least one number of ours first, then the rest."""
+    lines = [
+        "**The paper beside us.** Paper numbers (reference data, with provenance) next to ours: mean ± std "
+        f"over seeds (n) for a task cell, the domain average (n = cells averaged) for Figure 1. {rule} "
+        "Our data source: `D4RL` = real D4RL data (comparable); `collected` = locally collected "
+        "D4RL-style data (not comparable one to one).",
+        "",
+        "| item | domain / task | ratio | paper method | our method | paper | 3rd-party rerun | ours | Δ (ours − paper) | our data | comparable |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    comp = comp.assign(_has=comp["ours_n"] > 0).sort_values("_has", ascending=False, kind="stable")
+    for r in comp.to_dict("records"):
+        where = task_info(r["task"]).display if r["task"] else r["domain"]
+        ratio = format_ratio(r["sample_ratio"]) if not np.isnan(r["sample_ratio"]) else "all"
+        if r["ours_n"] and r["task"]:
+            ours = f"{r['ours_mean']:.1f} ± {r['ours_std']:.1f} (n={r['ours_n']})"
+        elif r["ours_n"]:
+            ours = f"{r['ours_mean']:.1f} (n={r['ours_n']} cells)"
+        else:
+            ours = "—"
+        delta = "—" if np.isnan(r["delta"]) else f"{r['delta']:+.1f}"
+        lines.append(
+            f"| {r['item']} | {where} | {ratio} | {r['paper_method']} | {r['our_method'] or '—'} | "
+            f"{_num(r['paper'])} | {_num(r['reproduction_3rd_party'], 2)} | {ours} | {delta} | "
+            f"{r['our_data_source'] or '—'} | {r['comparable'] or '—'} |"
+        )
+    lines += ["", "Sources:", ""]
+    for key, s in sources.items():
+        lines.append(f"- `{key}`: {s.get('what', '')} — {s.get('where', '')} ({s.get('how', '')})")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_latex(comp: pd.DataFrame, rule: str) -> str:
+    """A compact LaTeX table of the rows that have a number of ours (all rows when none has)."""
+    part = comp[comp["ours_n"] > 0]
+    part = part if len(part) else comp
+    lines = [
+        "% Generated by lamo-analysis (analysis/paper.py); needs \\usepackage{booktabs}.",
+        "\\begin{table}[t]", "\\centering",
+        "\\caption{" + latex_escape("Paper numbers (reference data) next to ours. " + rule) + "}",
+        "\\label{tab:paper-comparison}",
+        "\\begin{tabular}{lllrrrl}", "\\toprule",
+        "Item & Domain / task & Method & Paper & 3rd-party & Ours & Our data \\\\", "\\midrule",
+    ]
+    for r in part.to_dict("records"):
+        where = task_info(r["task"]).display if r["task"] else r["domain"]
+        if r["task"] and not np.isnan(r["sample_ratio"]):
+            where += f" ({format_ratio(r['sample_ratio'])})"
+        ours = "---" if not r["ours_n"] else (
+            f"{r['ours_mean']:.1f} $\\pm$ {r['ours_std']:.1f}" if r["task"] else f"{r['ours_mean']:.1f}")
+        cells = [latex_escape(r["item"]), latex_escape(where), latex_escape(r["paper_method"]),
+                 latex_escape(_num(r["paper"])), latex_escape(_num(r["reproduction_3rd_party"], 2)), ours,
+                 latex_escape(r["our_data_source"] or "—")]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,224 @@
+"""rliable statistics: IQM / mean / optimality gap with stratified-bootstrap CIs, probability of improvement.
+
+Following Agarwal et al. (NeurIPS 2021) and CORL's results pipeline (ecosystem notes §1.3, §5):
+
+* a *task* is one (task, sample ratio) cell of the grid, a *run* is one seed's trial;
+* scores go to rliable as normalised score / 100 (γ = 1 for the optimality gap, i.e. the mean
+  shortfall below a normalised score of 100); the outputs are scaled back to 0–100 like the tables;
+* confidence intervals: ``rliable.library.get_interval_estimates`` (stratified bootstrap: runs are
+  resampled within each task, percentile method, 95 %). Runs per task may differ between tasks, so the
+  scores are passed as one array per task (rliable's independent stratified bootstrap).
+* reproducibility: rliable draws its bootstrap indices from NumPy's *global* RNG (``np.random.choice``
+  in ``StratifiedBootstrap.update_indices``), not from ``random_state`` alone, so :func:`seeded`
+  seeds the global RNG for the duration of the call (and restores it afterwards) besides passing a
+  seeded ``random_state``.
+
+Only cells in which every compared method has at least ``min_runs`` (default 2) seeds are used:
+with one run per task a bootstrap CI has zero width and means nothing. When nothing qualifies the
+statistic is skipped with a message instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from analysis.domains import method_sort_key
+from analysis.tables import format_ratio
+
+METRICS = ("IQM", "Mean", "Optimality gap")
+AGG_COLUMNS = ["subset", "sample_ratio", "metric", "method", "estimate", "ci_low", "ci_high",
+               "n_tasks", "n_runs", "reps", "seed"]
+POI_COLUMNS = ["reference", "method", "estimate", "ci_low", "ci_high", "n_tasks", "reps", "seed"]
+
+
+class RliableUnavailable(RuntimeError):
+    """rliable is not installed (it is a dependency of the analysis package: ``rliable==1.2.0``)."""
+
+
+def _rliable():
+    try:
+        from rliable import library, metrics
+    except ImportError as e:  # pragma: no cover - exercised only without the dependency
+        raise RliableUnavailable(f"rliable is not importable ({e}); install rliable==1.2.0 (needs pandas<3)") from e
+    return library, metrics
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[np.random.RandomState]:
+    """Seed NumPy's global RNG (rliable's bootstrap draws from it) and restore its state on exit.
+
+    Also silences arch's ``FutureWarning`` about ``random_state`` (rliable 1.2.0 passes it).
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+            yield np.random.RandomState(seed)
+    finally:
+        np.random.set_state(state)
+
+
+def _interval(library, scores: list[np.ndarray], func, reps: int, confidence: float, seed: int):
+    """``get_interval_estimates`` for one score set: a runs × tasks matrix when every task has the
+    same number of runs (rliable's ``StratifiedBootstrap``), else one array per task (its independent
+    stratified bootstrap). Seeded per call, so a method's CI does not depend on the other methods."""
+    if len({a.shape[0] for a in scores}) == 1:
+        data = np.concatenate(scores, axis=1)
+        call = func
+    else:
+        data = list(scores)
+
+        def call(*per_task: np.ndarray) -> np.ndarray:
+            return func(np.concatenate([a.ravel() for a in per_task]).reshape(-1, 1))
+
+    with seeded(seed) as rs:
+        point, ci = library.get_interval_estimates(
+            {"x": data}, call, reps=reps, confidence_interval_size=confidence, random_state=rs
+        )
+    return point["x"], ci["x"]
+
+
+def score_arrays(
+    selected: pd.DataFrame, column: str = "variant", min_runs: int = 2, methods: list | None = None
+) -> tuple[dict[object, list[np.ndarray]], list[tuple[str, float]], list[str]]:
+    """Per method, one ``(runs × 1)`` array of normalised score / 100 per common (task, ratio) cell.
+
+    Returns:
+        ``(arrays, cells, notes)``: ``arrays[method][i]`` are the runs of ``cells[i]``; cells are those
+        in which every kept method has ≥ ``min_runs`` seeds; methods with no such cell are dropped
+        (noted). Empty ``arrays`` when nothing qualifies.
+    """
+    notes: list[str] = []
+    sel = selected.dropna(subset=["normalised_score", column])
+    counts = sel.groupby(["task", "sample_ratio", column]).size()
+    all_methods = sorted(sel[column].unique(), key=method_sort_key) if methods is None else list(methods)
+    ok = {m: {(t, r) for (t, r, mm), n in counts.items() if mm == m and n >= min_runs} for m in all_methods}
+    kept = [m for m in all_methods if ok[m]]
+    if not kept:
+        most = int(counts.max()) if len(counts) else 0
+        notes.append(f"no method has ≥{min_runs} seeds in any (task, ratio) cell (most seeds in a cell: {most})")
+        return {}, [], notes
+    for m in all_methods:
+        if not ok[m]:
+            notes.append(f"{m}: no (task, ratio) cell with ≥{min_runs} seeds; left out")
+    common = sorted(set.intersection(*(ok[m] for m in kept)), key=lambda c: (str(c[0]), c[1]))
+    if not common:
+        notes.append("no (task, ratio) cell in which every method has ≥%d seeds" % min_runs)
+        return {}, [], notes
+    dropped = set.union(*(ok[m] for m in kept)) - set(common)
+    if dropped:
+        notes.append(f"{len(dropped)} cell(s) left out because not every method has ≥{min_runs} seeds there")
+    arrays = {}
+    for m in kept:
+        arrays[m] = []
+        for t, r in common:
+            v = sel[(sel["task"] == t) & (sel["sample_ratio"] == r) & (sel[column] == m)]["normalised_score"]
+            arrays[m].append(v.to_numpy(dtype="float64").reshape(-1, 1) / 100.0)
+    return arrays, common, notes
+
+
+def _aggregate(metrics):
+    def func(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x), metrics.aggregate_optimality_gap(x, 1.0)])
+
+    return func
+
+
+def aggregate_estimates(
+    selected: pd.DataFrame,
+    column: str = "variant",
+    reps: int = 2000,
+    seed: int = 0,
+    min_runs: int = 2,
+    per_ratio: bool = True,
+    confidence: float = 0.95,
+) -> tuple[pd.DataFrame, list[str]]:
+    """IQM, mean and optimality gap per method with stratified-bootstrap CIs (0–100 scale).
+
+    Subsets: ``all`` (every common cell), and one per sample ratio when the data has several.
+    With unequal runs per task the run × task scores are pooled (with equal runs this is exactly
+    rliable's ``aggregate_*`` on the runs × tasks matrix).
+
+    Returns:
+        ``(frame, notes)`` with :data:`AGG_COLUMNS`; an empty frame plus notes when too few runs.
+    """
+    library, metrics = _rliable()
+    subsets = [("all", float("nan"), selected)]
+    ratios = sorted(selected["sample_ratio"].dropna().unique())
+    if per_ratio and len(ratios) > 1:
+        subsets += [(format_ratio(r), float(r), selected[selected["sample_ratio"] == r]) for r in ratios]
+    recs, notes = [], []
+    for name, ratio, part in subsets:
+        arrays, cells, why = score_arrays(part, column, min_runs)
+        notes += [f"[{name}{'' if arrays else ', skipped'}] {w}" for w in why]
+        if not arrays:
+            continue
+        for m in arrays:
+            point, ci = _interval(library, arrays[m], _aggregate(metrics), reps, confidence, seed)
+            for i, metric in enumerate(METRICS):
+                recs.append({
+                    "subset": name, "sample_ratio": ratio, "metric": metric, "method": m,
+                    "estimate": 100 * float(point[i]), "ci_low": 100 * float(ci[0, i]),
+                    "ci_high": 100 * float(ci[1, i]), "n_tasks": len(cells),
+                    "n_runs": int(sum(a.shape[0] for a in arrays[m])), "reps": reps, "seed": seed,
+                })
+    return pd.DataFrame(recs, columns=AGG_COLUMNS), notes
+
+
+def probability_of_improvement(
+    selected: pd.DataFrame,
+    reference: str = "lamo",
+    column: str = "variant",
+    reps: int = 1000,
+    seed: int = 0,
+    min_runs: int = 2,
+    confidence: float = 0.95,
+) -> tuple[pd.DataFrame, list[str]]:
+    """P(reference > other) averaged over the common (task, ratio) cells, with bootstrap CIs.
+
+    Uses ``rliable.metrics.probability_of_improvement`` per cell (Mann-Whitney U / (n_x n_y)) and
+    averages over cells; CIs by ``get_interval_estimates`` with an independent stratified bootstrap
+    of both methods' runs. Cells: those in which both methods have ≥ ``min_runs`` seeds.
+
+    Returns:
+        ``(frame, notes)`` with :data:`POI_COLUMNS`, one row per other method.
+    """
+    library, metrics = _rliable()
+    sel = selected.dropna(subset=[column])
+    present = sorted(sel[column].unique(), key=method_sort_key)
+    ref = next((m for m in present if str(m) == str(reference)), None)
+    if ref is None:
+        return pd.DataFrame(columns=POI_COLUMNS), [
+            f"reference method {reference!r} not in the data ({', '.join(map(str, present)) or 'none'})"
+        ]
+    recs, notes = [], []
+    for other in present:
+        if other == ref:
+            continue
+        arrays, cells, why = score_arrays(sel, column, min_runs, methods=[ref, other])
+        notes += [f"[{ref} vs {other}] {w}" for w in why]
+        if len(arrays) < 2:
+            continue
+        k = len(cells)
+
+        def func(*xs: np.ndarray, k: int = k) -> np.ndarray:
+            # xs = reference's per-cell runs, then the other method's; rliable's POI per cell, averaged
+            return np.array([np.mean([metrics.probability_of_improvement(xs[i], xs[k + i]) for i in range(k)])])
+
+        with seeded(seed) as rs:
+            point, ci = library.get_interval_estimates(
+                {"pair": arrays[ref] + arrays[other]}, func, reps=reps,
+                confidence_interval_size=confidence, random_state=rs,
+            )
+        recs.append({"reference": ref, "method": other, "estimate": float(point["pair"][0]),
+                     "ci_low": float(ci["pair"][0, 0]), "ci_high": float(ci["pair"][1, 0]), "n_tasks": k,
+                     "reps": reps, "seed": seed})
+    if len(present) < 2:
+        notes.append("only one method in the data; nothing to compare")
+    return pd.DataFrame(recs, columns=POI_COLUMNS), notes

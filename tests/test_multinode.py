@@ -1,0 +1,117 @@
+"""A multi-node Ray cluster on loopback: a head and a worker node started with ``ray start`` as separate
+processes, sweeps submitted with ``lamo-sweep --address``. Per-trial resources pack as declared (4 trials
+per "GPU" with ``gpu: 0.25``), and killing the worker node mid-sweep gets its trials rescheduled on the
+head and finished from their checkpoints (shared storage: the same filesystem)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.schema import Sweep
+from orchestrator.sweep import trial_workdir
+from tests.test_faults import check_runs, checkpoint_step, make_sweep, wait_for
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def head(tmp_path, monkeypatch):
+    import secrets
+
+    port = free_port()
+    # token authentication: every node and the driver share one token (RAY_AUTH_TOKEN, inherited)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    env = {**os.environ, "RAY_DEDUP_LOGS": "1"}
+    # a fake GPU: Ray only does the bookkeeping, which is what packing is about
+    r = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                        "--num-gpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def sweep_cli(sweep: Path, address: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep), "--no-analysis",
+                             "--address", address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_fractional_gpu_packs_four_trials(head, tmp_path):
+    sweep_file = make_sweep(tmp_path, "packing", ratios="0.25, 0.5, 0.75, 1.0", steps=40, every=40)
+    text = sweep_file.read_text().replace("resources: {cpu: 1}", "resources: {cpu: 0.5, gpu: 0.25}")
+    sweep_file.write_text(text)
+    proc = sweep_cli(sweep_file, head)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    runs = c.search_runs([c.get_experiment_by_name("packing").experiment_id], "tags.`lamo.role` = 'trial'")
+    assert len(runs) == 4
+    spans = [(r.info.start_time, r.info.end_time) for r in runs]
+    overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert overlap == 4, spans  # all four ran at once on one (fake) GPU
+    assert "0.25/1 GPUs" in out or "1.0/1 GPUs" in out
+
+
+def test_worker_node_killed_mid_sweep(head, tmp_path):
+    sweep_file = make_sweep(tmp_path, "nodekill", ratios="0.25, 0.5, 1.0", steps=160, every=80)
+    sweep = Sweep.load(sweep_file)
+    worker = subprocess.Popen([RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                               "--block", "--disable-usage-stats"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        import ray
+
+        deadline = time.time() + 60
+        ray.init(address=head, log_to_driver=False)
+        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+            assert time.time() < deadline, "worker node did not join"
+            time.sleep(0.5)
+        ray.shutdown()
+        proc = sweep_cli(sweep_file, head)
+        wds = [trial_workdir(tmp_path / "runs", t) for t in sweep.trials]
+        node = psutil.Process(worker.pid)
+
+        def on_worker_with_checkpoint():
+            mine = {p.pid for p in node.children(recursive=True)}
+            for wd in wds:
+                try:
+                    if int((wd / "trial.pid").read_text()) in mine and checkpoint_step(wd) >= 20:
+                        return True
+                except (OSError, ValueError):
+                    pass
+            return False
+
+        wait_for(on_worker_with_checkpoint, proc=proc)
+        victims = [node, *node.children(recursive=True)]  # the whole worker node: raylet, its workers
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:]
+    finally:
+        if worker.poll() is None:
+            os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+    assert "reacher2d-medium" in out
+    check_runs(tmp_path, "nodekill", sweep)  # every trial FINISHED once, metrics exactly once
