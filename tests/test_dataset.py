@@ -76,7 +76,13 @@ def test_collect_roundtrip(collected):
         "env_id": task.env_id, "task": TASK, "behaviour_policy": task.dataset.behaviour_policy, "seed": 11,
         "episodes": 6, "mean_return": summary["mean_return"],
         "mean_normalised_score": summary["mean_normalised_score"], "created_by": "lamo-sweep",
+        "transitions": 600, "n_envs": 1, "policies": summary["policies"],
     }
+    assert summary["policies"] == [{
+        "name": task.dataset.behaviour_policy, "transitions": 600, "trajectories": 6, "complete_episodes": 6,
+        "mean_return": summary["mean_return"], "std_return": summary["std_return"],
+        "mean_normalised_score": summary["mean_normalised_score"],
+    }]
     trajs = split_trajectories(data)
     assert [len(t["rewards"]) for t in trajs] == [100] * 6
     for t in trajs:

@@ -17,6 +17,7 @@ problems raise :class:`trainers.data.d4rl_hdf5.DatasetError` naming the file and
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -78,32 +79,58 @@ def load_pickle_trajectories(path: Path, allow_pickle: bool) -> list[dict]:
     return obj
 
 
+def _minari_dataset_dir(dataset_id: str) -> Path:
+    """Minari's directory for ``dataset_id``: ``$MINARI_DATASETS_PATH/<id>`` or ``~/.minari/datasets/<id>``
+    (``minari.storage.get_dataset_path``; Minari creates the store's root directory if absent)."""
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id))
+
+
 def minari_available(dataset_id: str | None) -> str | None:
-    """``None`` if the Minari dataset is in the local store, else a message saying how to get it."""
+    """``None`` if the Minari dataset is in the local store, else a message saying how to get it.
+
+    A dataset is present when ``<store>/<dataset_id>/data`` exists, the check ``minari.load_dataset``
+    itself makes (minari 0.5).
+    """
     if not dataset_id:
         return "this task has no Minari id; set data.minari_id"
     try:
-        import minari
+        import minari  # noqa: F401
     except ImportError:
         return "the minari package is not installed: pip install minari==0.5.4"
     try:
-        local = minari.list_local_datasets()
-    except Exception as e:  # noqa: BLE001
-        return f"cannot read Minari's local store ({e})"
-    if dataset_id in local:
+        where = _minari_dataset_dir(dataset_id)
+    except Exception as e:  # noqa: BLE001 - unreadable store, bad id
+        return f"cannot locate it in Minari's local store ({e})"
+    if (where / "data").is_dir():
         return None
-    return (f"not in Minari's local store ({minari.storage.get_dataset_path() if hasattr(minari, 'storage') else '~/.minari'}): "
-            f"on a machine with internet run `minari download {dataset_id}` (MINARI_DATASETS_PATH on "
-            f"shared storage)")
+    return (f"not in Minari's local store (expected {where}): on a machine with internet run "
+            f"`minari download {dataset_id}` with MINARI_DATASETS_PATH pointing at shared storage, "
+            f"and set MINARI_DATASETS_PATH to the same directory here (now: "
+            f"{os.environ.get('MINARI_DATASETS_PATH', 'unset, so ~/.minari/datasets')}); or create a local "
+            f"dataset with minari.create_dataset_from_buffers")
 
 
 def load_minari_trajectories(dataset_id: str) -> list[dict]:
-    """Episodes of a local Minari dataset as trajectories (``observations`` without the final one)."""
+    """Episodes of a local Minari dataset as trajectories (``observations`` without the final one).
+
+    Raises:
+        DatasetError: Minari cannot open the dataset, or its observations are not flat arrays.
+    """
     import minari
 
-    ds = minari.load_dataset(dataset_id)
+    try:
+        ds = minari.load_dataset(dataset_id)
+        episodes = list(ds.iterate_episodes())
+    except Exception as e:  # noqa: BLE001 - Minari raises assorted errors for broken stores
+        raise DatasetError(f"minari:{dataset_id}: cannot load the dataset ({type(e).__name__}: {e}); "
+                           f"re-download it with `minari download {dataset_id}`") from e
     trajs = []
-    for ep in ds.iterate_episodes():
+    for i, ep in enumerate(episodes):
+        if isinstance(ep.observations, (dict, tuple)):
+            raise DatasetError(f"minari:{dataset_id}: episode {i} has structured (Dict/Tuple) observations; "
+                               "only flat Box observations are supported")
         obs = np.asarray(ep.observations)
         trajs.append({"observations": obs[: len(ep.actions)], "actions": np.asarray(ep.actions),
                       "rewards": np.asarray(ep.rewards), "terminals": np.asarray(ep.terminations)})

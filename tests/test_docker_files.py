@@ -1,0 +1,202 @@
+"""Static checks of docker/ (no Docker engine here): the compose file, the Dockerfiles, the secrets script
+and docker/README.md agree with each other and with the repository."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+DOCKER = REPO / "docker"
+COMPOSE_FILE = DOCKER / "docker-compose.yml"
+DOCKERFILES = sorted(DOCKER.glob("Dockerfile*"))
+RAY_NODES = ("ray-head", "ray-worker", "driver")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _pins(pyproject: dict) -> dict[str, str]:
+    out = {}
+    for dep in pyproject["project"]["dependencies"]:
+        m = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^;\s]+)", dep)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def _expand_defaults(text: str) -> str:
+    """Compose interpolation with every variable unset: ``${VAR:-default}`` -> default."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m.group(1) or "", text)
+
+
+def _instructions(path) -> list[tuple[str, str]]:
+    """Dockerfile instructions as (KEYWORD, arguments), continuation lines joined, comments dropped."""
+    lines, cur = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        cur += " " + line[:-1] if line.endswith("\\") else " " + line
+        if not line.endswith("\\"):
+            lines.append(cur.strip())
+            cur = ""
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
+
+
+def test_compose_parses_with_the_documented_services(compose):
+    assert set(compose["services"]) == {"postgres", "mlflow", "ray-head", "ray-worker", "driver"}
+    assert {"lamo-shared", "pgdata", "mlartifacts"} <= set(compose["volumes"])
+    assert set(compose["secrets"]) == {"ray_auth_token", "pg_password"}
+    readme = (DOCKER / "README.md").read_text()
+    for name in compose["services"]:
+        assert f"`{name}`" in readme or f"| {name} |" in readme or name in readme, name
+    # the driver is opt-in, the others start with `up`
+    assert compose["services"]["driver"]["profiles"] == ["driver"]
+
+
+def test_every_published_port_is_loopback_by_default(compose):
+    published = []
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert isinstance(port, str), f"{name}: write ports as 'HOST_IP:HOST:CONTAINER' strings"
+            expanded = _expand_defaults(port)
+            parts = expanded.split(":")
+            assert len(parts) == 3 and parts[0] == "127.0.0.1", f"{name}: {port!r} -> {expanded!r}"
+            assert "${LAMO_BIND_ADDRESS:-127.0.0.1}" in port, f"{name}: bind address must be configurable"
+            published.append((name, int(parts[2])))
+    assert sorted(published) == [("mlflow", 5000), ("ray-head", 6379), ("ray-head", 8265)]
+    assert "ports" not in compose["services"]["postgres"], "the database is never published"
+    # nothing bypasses the port bindings
+    assert not any(svc.get("network_mode") == "host" for svc in compose["services"].values())
+
+
+def test_ray_nodes_share_storage_and_authenticate(compose):
+    for name in RAY_NODES:
+        svc = compose["services"][name]
+        env = svc["environment"]
+        assert env["RAY_AUTH_MODE"] == "token", name
+        assert env["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
+        assert "ray_auth_token" in svc["secrets"], name
+        assert "lamo-shared:/shared" in svc["volumes"], f"{name}: shared storage at the same path everywhere"
+        assert env["LAMO_DATA_DIR"].startswith("/shared/") and env["HF_HOME"].startswith("/shared/")
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert compose["secrets"]["ray_auth_token"]["file"] == "./secrets/ray_auth_token"
+    head = compose["services"]["ray-head"]["command"]
+    worker = compose["services"]["ray-worker"]["command"]
+    assert "ray start --head" in head and "--port=6379" in head and "--block" in head
+    assert "--address=ray-head:6379" in worker and "--block" in worker
+    assert compose["services"]["ray-worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    driver = compose["services"]["driver"]["entrypoint"]
+    assert driver[0] == "lamo-sweep"
+    flags = dict(zip(driver[1::2], driver[2::2]))
+    assert flags == {"--address": "ray-head:6379", "--tracking-uri": "http://mlflow:5000",
+                     "--storage": "/shared/lamo_runs"}
+
+
+def test_tracking_server_uses_postgres_and_a_secret_password(compose):
+    pg, ml = compose["services"]["postgres"], compose["services"]["mlflow"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pg_password"
+    assert "POSTGRES_PASSWORD" not in pg["environment"]
+    assert ml["depends_on"]["postgres"]["condition"] == "service_healthy"
+    cmd = " ".join(ml["command"])
+    assert "postgresql+psycopg2://mlflow:$$(cat /run/secrets/pg_password)@postgres:5432/mlflow" in cmd
+    assert "--workers 1" in cmd and "--artifacts-destination /mlartifacts" in cmd and "--allowed-hosts" in cmd
+    assert ml["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert "/health" in " ".join(ml["healthcheck"]["test"])
+
+
+def test_secrets_script_makes_every_secret_and_git_ignores_them(compose):
+    script = (DOCKER / "make-secrets.sh").read_text()
+    for name, spec in compose["secrets"].items():
+        assert spec["file"] == f"./secrets/{name}"
+        assert name in script, f"make-secrets.sh does not create {name}"
+    ignore = (DOCKER / "secrets" / ".gitignore").read_text().splitlines()
+    assert "*" in ignore and "!.gitignore" in ignore
+
+
+def test_build_contexts_and_dockerfiles_exist(compose):
+    for name, svc in compose["services"].items():
+        if "build" in svc:
+            ctx = (COMPOSE_FILE.parent / svc["build"]["context"]).resolve()
+            assert ctx == REPO, name
+            assert (ctx / svc["build"]["dockerfile"]).is_file(), name
+    assert {p.name for p in DOCKERFILES} >= {"Dockerfile.gpu", "Dockerfile.mlflow"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_copies_existing_paths(dockerfile):
+    copies = [args for kw, args in _instructions(dockerfile) if kw in ("COPY", "ADD")]
+    for args in copies:
+        parts = [p for p in shlex.split(args) if not p.startswith("--")]
+        for src in parts[:-1]:
+            assert not src.startswith(("http://", "https://")), f"{dockerfile.name}: remote ADD {src}"
+            assert (REPO / src).exists(), f"{dockerfile.name}: COPY source {src!r} is not in the repository"
+
+
+def _commands(compose) -> list[tuple[str, str]]:
+    """(where, executable) for every command the images and services run."""
+    out = []
+    for df in DOCKERFILES:
+        for kw, args in _instructions(df):
+            if kw in ("CMD", "ENTRYPOINT") and args.startswith("["):
+                out.append((df.name, yaml.safe_load(args)[0]))
+    for name, svc in compose["services"].items():
+        for key in ("entrypoint", "command"):
+            val = svc.get(key)
+            if val is None:
+                continue
+            words = val if isinstance(val, list) else shlex.split(val)
+            if words[:2] == ["sh", "-c"]:  # the executable after `exec`
+                inner = shlex.split(words[2].replace("$$(", "$("))
+                words = inner[inner.index("exec") + 1:]
+            if key == "command" and "entrypoint" in svc:
+                continue  # arguments to the entrypoint
+            out.append((f"compose {name}.{key}", words[0]))
+    return out
+
+
+def test_commands_are_declared(compose, pyproject):
+    scripts = set(pyproject["project"]["scripts"])
+    pins = _pins(pyproject)
+    mlflow_pip = " ".join(args for kw, args in _instructions(DOCKER / "Dockerfile.mlflow") if kw == "RUN")
+    cmds = _commands(compose)
+    assert {c for _, c in cmds} >= {"lamo-sweep", "ray", "mlflow"}
+    for where, cmd in cmds:
+        if cmd.startswith("lamo-"):
+            assert cmd in scripts, f"{where}: {cmd} is not a console script in pyproject.toml"
+        elif cmd == "ray":
+            assert "ray" in pins, f"{where}: ray is not pinned in pyproject.toml"
+        elif cmd == "mlflow":
+            assert f"mlflow=={pins['mlflow']}" in mlflow_pip, "Dockerfile.mlflow must install pyproject's mlflow pin"
+        else:
+            pytest.fail(f"{where}: unexpected command {cmd!r}")
+
+
+def test_mlflow_image_pins_match_the_project(pyproject):
+    pins = _pins(pyproject)
+    run = " ".join(args for kw, args in _instructions(DOCKER / "Dockerfile.mlflow") if kw == "RUN")
+    assert f"mlflow=={pins['mlflow']}" in run
+    m = re.search(r"psycopg2-binary==(\S+)", run)
+    assert m, "the server needs the PostgreSQL driver"
+    if "psycopg2-binary" in pins:
+        assert m.group(1) == pins["psycopg2-binary"]
+    users = [args for kw, args in _instructions(DOCKER / "Dockerfile.mlflow") if kw == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the server does not run as root"
+
+
+def test_gpu_image_pins_torch_like_the_project(pyproject):
+    text = (DOCKER / "Dockerfile.gpu").read_text()
+    assert f"torch=={_pins(pyproject)['torch']}" in text

@@ -1,0 +1,42 @@
+"""A tracking-server outage mid-sweep (PostgreSQL + ``mlflow server`` stopped, then started again):
+training goes on, metrics are buffered and arrive once the server is back, each exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.schema import Sweep
+from orchestrator.sweep import trial_workdir
+from tests.test_faults import checkpoint_step, make_sweep, wait_for
+from tests.test_tracking_server import _script, server  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_server_outage_mid_sweep_loses_nothing(server, tmp_path):  # noqa: F811
+    sweep_file = make_sweep(tmp_path, "outage", ratios="1.0", steps=200, every=100)
+    sweep = Sweep.load(sweep_file)
+    (trial,) = sweep.trials
+    wd = trial_workdir(tmp_path / "runs", trial)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis",
+                             "--tracking-uri", server["uri"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    wait_for(lambda: checkpoint_step(wd) >= 20, proc=proc)
+    r = _script("stop", server, timeout=120)
+    assert r.returncode == 0, r.stderr
+    down_at = checkpoint_step(wd)
+    wait_for(lambda: checkpoint_step(wd) >= down_at + 40, proc=proc)  # training goes on without the server
+    r = _script("start", server)
+    assert r.returncode == 0, r.stderr
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "tracking server unreachable" in out and "buffered metrics delivered" in out
+    c = MlflowClient(server["uri"])
+    (run,) = c.search_runs([c.get_experiment_by_name("outage").experiment_id], "tags.`lamo.role` = 'trial'")
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "train/action_loss")] == list(range(10, 201, 10))
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "eval/rtg_76/normalised_score")] == [100, 200]

@@ -1,0 +1,184 @@
+"""A real tracking server: ``scripts/tracking_server.sh`` (PostgreSQL + ``mlflow server``) under 16
+concurrent trial writers, an unreachable URI, and a clean stop.
+
+Needs PostgreSQL (Debian's ``postgresql``; the script installs it with apt-get when run as root) and
+``psycopg2-binary`` in the venv. Skipped, with the reason, only when PostgreSQL cannot be installed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "scripts" / "tracking_server.sh"
+N_WRITERS, N_KEYS, N_STEPS = 16, 200, 5
+HISTORY_KEYS = range(0, N_KEYS, 4)  # read back through REST per key; every key is counted in PostgreSQL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _script(cmd: str, srv: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAMO_MLFLOW": str(Path(sys.executable).parent / "mlflow")}
+    return subprocess.run(["bash", str(SCRIPT), cmd, "--dir", srv["dir"], "--port", str(srv["port"]),
+                           "--pg-port", str(srv["pg_port"])], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _leftovers(srv: dict) -> list[str]:
+    """Live (non-zombie) processes that belong to this server instance."""
+    out = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True).stdout
+    marks = (srv["dir"], f"--port {srv['port']}", f"-p {srv['pg_port']}")
+    return [line for line in out.splitlines()
+            if any(m in line for m in marks) and line.split()[1][:1] != "Z" and "ps -eo" not in line]
+
+
+@pytest.fixture(scope="module")
+def server():
+    pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed in the venv (pyproject pin)")
+    # the PostgreSQL cluster runs as the `postgres` user when we are root: it needs a traversable path,
+    # which pytest's tmp_path (/tmp/pytest-of-root, mode 700) is not
+    d = tempfile.mkdtemp(prefix="lamo-tracking-", dir="/tmp")
+    os.chmod(d, 0o755)
+    srv = {"dir": d, "port": _free_port(), "pg_port": _free_port()}
+    t0 = time.perf_counter()
+    r = _script("start", srv)
+    srv["start_s"] = time.perf_counter() - t0
+    if r.returncode != 0:
+        _script("stop", srv, timeout=60)
+        if "PostgreSQL (initdb, pg_ctl) not found" in r.stderr or "apt-get install postgresql failed" in r.stderr:
+            shutil.rmtree(d, ignore_errors=True)
+            pytest.skip(f"PostgreSQL cannot be installed here: {r.stderr.strip().splitlines()[-1]}")
+        pytest.fail(f"tracking_server.sh start failed (rc {r.returncode}):\n{r.stderr}")
+    srv["uri"] = r.stdout.strip().splitlines()[-1]
+    print(f"\n[tracking server] started in {srv['start_s']:.1f} s at {srv['uri']}")
+    yield srv
+    if not srv.get("stopped"):
+        _script("stop", srv, timeout=60)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _setup(uri: str) -> tuple[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.create_experiment(f"writers-{os.getpid()}-{time.time_ns()}")
+    return exp, c.create_run(exp, run_name="sweep", tags={"lamo.role": "sweep"}).info.run_id
+
+
+def _write(uri: str, exp: str, parent: str, seed: int) -> str:
+    from orchestrator.tracking import TrialRun
+    from trainers.config import TrialConfig
+
+    run = TrialRun.open(uri, exp, parent, TrialConfig(task="reacher2d-medium", seed=seed, variant="writer"))
+    for step in range(N_STEPS):  # one log_batch of N_KEYS metrics per step
+        run.log_metrics(step, {f"loss/k{k:03d}": step * 1000 + k for k in range(N_KEYS)})
+    run.finish("FINISHED")
+    return run.run_id
+
+
+def _history(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Histories through the REST API (``MlflowClient.get_metric_history``), one request per key."""
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    return {f"loss/k{k:03d}": sorted((m.step, m.value) for m in c.get_metric_history(run_id, f"loss/k{k:03d}"))
+            for k in HISTORY_KEYS}
+
+
+def _db_counts(srv: dict, run_ids: list[str]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """``{(run_id, key): (points, distinct steps, max step)}`` straight from the backend store."""
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=srv["pg_port"], user="lamo", dbname="mlflow",
+                            passfile=str(Path(srv["dir"]) / "pgpass"), connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT run_uuid, key, count(*), count(DISTINCT step), max(step) FROM metrics "
+                        "WHERE run_uuid = ANY(%s) GROUP BY run_uuid, key", (run_ids,))
+            return {(r, k): (n, ns, mx) for r, k, n, ns, mx in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_nothing(server):
+    import mlflow  # noqa: F401 - imported once here, inherited by the forked writers
+
+    import orchestrator.tracking  # noqa: F401
+
+    uri = server["uri"]
+    ctx = multiprocessing.get_context("fork")
+    t0 = time.perf_counter()
+    # every HTTP request is made in the workers: no client connection is shared across a fork
+    with ProcessPoolExecutor(N_WRITERS, mp_context=ctx) as pool:
+        exp, parent = pool.submit(_setup, uri).result(timeout=60)
+        run_ids = list(pool.map(_write, [uri] * N_WRITERS, [exp] * N_WRITERS, [parent] * N_WRITERS,
+                                range(N_WRITERS), timeout=120))
+        t_write = time.perf_counter() - t0
+        histories = list(pool.map(_history, [uri] * N_WRITERS, run_ids, timeout=120))
+    print(f"[tracking server] {N_WRITERS} writers x {N_KEYS} metrics x {N_STEPS} steps: written in "
+          f"{t_write:.1f} s, verified in {time.perf_counter() - t0 - t_write:.1f} s")
+    assert len(set(run_ids)) == N_WRITERS
+    counts = _db_counts(server, run_ids)
+    assert set(counts) == {(r, f"loss/k{k:03d}") for r in run_ids for k in range(N_KEYS)}
+    assert set(counts.values()) == {(N_STEPS, N_STEPS, N_STEPS - 1)}, "a metric point was lost or duplicated"
+    for rid, hist in zip(run_ids, histories):
+        assert len(hist) == len(HISTORY_KEYS)
+        for key, points in hist.items():
+            k = int(key[-3:])
+            assert points == [(s, float(s * 1000 + k)) for s in range(N_STEPS)], (rid, key, points)
+
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    runs = c.search_runs([exp], "tags.`lamo.role` = 'trial'", max_results=100)
+    assert len(runs) == N_WRITERS and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent}
+    assert all(len(r.data.metrics) == N_KEYS for r in runs)
+
+
+def test_unreachable_uri_fails_fast():
+    from orchestrator.tracking import TrackingError, check_reachable
+
+    t0 = time.perf_counter()
+    with pytest.raises(TrackingError, match=r"127\.0\.0\.1"):
+        check_reachable(f"http://127.0.0.1:{_free_port()}")
+    assert time.perf_counter() - t0 < 10
+
+
+@pytest.mark.slow
+def test_status_and_stop_leave_no_process(server):
+    r = _script("status", server, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "MLflow: running" in r.stderr and "PostgreSQL: running" in r.stderr
+    assert _leftovers(server), "the server's processes should be visible while it runs"
+    r = _script("stop", server, timeout=90)
+    assert r.returncode == 0, r.stderr
+    server["stopped"] = True
+    deadline = time.time() + 10
+    while _leftovers(server) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _leftovers(server), _leftovers(server)
+    for port in (server["port"], server["pg_port"]):
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(2)
+            s.connect(("127.0.0.1", port))
+    r = _script("status", server, timeout=60)
+    assert r.returncode == 1 and "MLflow: stopped" in r.stderr and "PostgreSQL: stopped" in r.stderr
+    assert not list(Path(server["dir"]).glob("*.pid"))
