@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_server_outage_mid_sweep_loses_nothing(server, tmp_path):  # noqa: F811
-    sweep_file = make_sweep(tmp_path, "outage", ratios="1.0", steps=200, every=100)
+    sweep_file = make_sweep(tmp_path, "outage", ratios="1.0", steps=600, every=300)
     sweep = Sweep.load(sweep_file)
     (trial,) = sweep.trials
     wd = trial_workdir(tmp_path / "runs", trial)
@@ -29,7 +29,8 @@ def test_server_outage_mid_sweep_loses_nothing(server, tmp_path):  # noqa: F811
     r = _script("stop", server, timeout=120)
     assert r.returncode == 0, r.stderr
     down_at = checkpoint_step(wd)
-    wait_for(lambda: checkpoint_step(wd) >= down_at + 40, proc=proc)  # training goes on without the server
+    # training goes on without the server (it may even reach the last step and wait there to deliver)
+    wait_for(lambda: checkpoint_step(wd) >= min(down_at + 40, 600), proc=proc)
     r = _script("start", server)
     assert r.returncode == 0, r.stderr
     out, _ = proc.communicate(timeout=600)
@@ -38,5 +39,5 @@ def test_server_outage_mid_sweep_loses_nothing(server, tmp_path):  # noqa: F811
     c = MlflowClient(server["uri"])
     (run,) = c.search_runs([c.get_experiment_by_name("outage").experiment_id], "tags.`lamo.role` = 'trial'")
     assert run.info.status == "FINISHED"
-    assert [m.step for m in c.get_metric_history(run.info.run_id, "train/action_loss")] == list(range(10, 201, 10))
-    assert [m.step for m in c.get_metric_history(run.info.run_id, "eval/rtg_76/normalised_score")] == [100, 200]
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "train/action_loss")] == list(range(10, 601, 10))
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "eval/rtg_76/normalised_score")] == [300, 600]
