@@ -70,7 +70,7 @@ class PretrainRecipe:
 
 LM_RECIPES: dict[str, PretrainRecipe] = {
     # ~1.8M parameters (1.05M of them the tied 8192 x 128 embedding); see README / tests for timings.
-    "lamo-wiki-tiny": PretrainRecipe(),
+    "lamo-wiki-tiny": PretrainRecipe(steps=400),  # ~3.5 min on 2 idle cores; held-out ppl 8401 -> ~400
 }
 
 
