@@ -16,20 +16,14 @@ import torch
 import yaml
 
 from trainers.config import TrialConfig
-from trainers.data.collect import collect_dataset
-from trainers.inputs import dataset_path
-from trainers.lm.pretrain import PretrainRecipe, pretrain_lm
+from tests.conftest import make_tiny_inputs
 from trainers.train import CHECKPOINT_DIR, run_trial
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    data = root / "data"
-    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", data), episodes=10, seed=1, progress=False)
-    lm = root / "lm"
-    pretrain_lm(PretrainRecipe(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64, block_size=32,
-                               batch_size=4, steps=3), lm, progress=False)
+    data, lm = make_tiny_inputs(root, episodes=10, seed=1)
     return root, data, lm
 
 

@@ -11,9 +11,7 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainers.data.collect import collect_dataset
-from trainers.inputs import dataset_path
-from trainers.lm.pretrain import PretrainRecipe, pretrain_lm
+from tests.conftest import make_tiny_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -38,11 +36,7 @@ grid: {{task: [reacher2d-medium], sample_ratio: [0.5, 1.0], seed: [0], variant: 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    data = root / "data"
-    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", data), episodes=12, seed=0, progress=False)
-    lm = root / "tiny-lm"
-    pretrain_lm(PretrainRecipe(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64, block_size=32,
-                               batch_size=4, steps=5), lm, progress=False)
+    data, lm = make_tiny_inputs(root, episodes=12, seed=0, lm_steps=5)
     sweep = root / "smoke.yaml"
     sweep.write_text(textwrap.dedent(SWEEP.format(storage=root / "runs", data=data, lm=lm)))
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep)], capture_output=True, text=True,

@@ -8,22 +8,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from trainers.config import TrialConfig
-from trainers.data.collect import collect_dataset
-from trainers.inputs import dataset_path
-from trainers.lm.pretrain import PretrainRecipe, pretrain_lm
+from tests.conftest import make_tiny_inputs
 from trainers.model import DecisionTransformer
 from trainers.train import CHECKPOINT_DIR, run_trial
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("units")
-    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", root / "data"), episodes=6, seed=2,
-                    progress=False)
-    lm = root / "lm"
-    pretrain_lm(PretrainRecipe(vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=64, block_size=32,
-                               batch_size=4, steps=3), lm, progress=False)
-    return root / "data", lm
+    return make_tiny_inputs(tmp_path_factory.mktemp("units"), episodes=6, seed=2)
 
 
 def cfg(lm, finetune="lora", weight=0.1):
