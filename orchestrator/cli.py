@@ -74,9 +74,9 @@ def run(
     short = [] if (address or prepare_only) else local_resource_problems(sweep.spec.resources)
     short_txt = "\n".join(f"  - {loc}: {msg}" for loc, msg in short)
     if short and not dry_run:
-        from trainers.inputs import default_data_dir, missing_inputs
+        from trainers.inputs import missing_inputs
 
-        dd = data_dir or (Path(sweep.spec.data_dir).resolve() if sweep.spec.data_dir else default_data_dir(sweep.storage))
+        dd = data_dir or sweep.data_dir
         if not missing_inputs(sweep.trials, dd):
             err.print(f"[bold red]error:[/] {escape(sweep.source)}: per-trial resources this machine cannot "
                       f"give (no --address given); nothing started:\n{escape(short_txt)}", highlight=False)
@@ -93,9 +93,9 @@ def run(
     from orchestrator.tracking import TrackingError
 
     if prepare_only:
-        from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+        from trainers.inputs import missing_inputs, prepare_inputs
 
-        dd = data_dir or (Path(sweep.spec.data_dir).resolve() if sweep.spec.data_dir else default_data_dir(sweep.storage))
+        dd = data_dir or sweep.data_dir
         missing = missing_inputs(sweep.trials, dd)
         if missing:
             err.print("[bold red]error:[/] inputs missing:\n  - " + escape("\n  - ".join(map(str, missing))))

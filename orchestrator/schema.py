@@ -451,6 +451,16 @@ class Sweep:
         return Path(self.spec.storage).expanduser().resolve()
 
     @property
+    def data_dir(self) -> Path:
+        """The data directory: the sweep's ``data_dir`` field, else ``$LAMO_DATA_DIR``, else
+        ``<storage>/data`` (absolute)."""
+        from trainers.inputs import default_data_dir
+
+        if self.spec.data_dir:
+            return Path(self.spec.data_dir).expanduser().resolve()
+        return default_data_dir(self.storage)
+
+    @property
     def experiment(self) -> str:
         return self.spec.tracking.experiment or self.spec.name
 

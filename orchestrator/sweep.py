@@ -26,7 +26,7 @@ from pathlib import Path
 from orchestrator import tracking
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
-from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+from trainers.inputs import missing_inputs, prepare_inputs
 
 
 class MissingInputsError(RuntimeError):
@@ -160,8 +160,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     t0 = time.perf_counter()
     storage = sweep.storage
     storage.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(data_dir or (Path(sweep.spec.data_dir).expanduser().resolve() if sweep.spec.data_dir
-                                 else default_data_dir(storage)))
+    data_dir = Path(data_dir or sweep.data_dir)
     uri = tracking.resolve_tracking_uri(tracking_uri or sweep.spec.tracking.uri, storage)
     tracking.check_reachable(uri)
     missing = missing_inputs(sweep.trials, data_dir)

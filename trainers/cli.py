@@ -24,7 +24,8 @@ from trainers.config import TrialConfig
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
 
-def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[str]) -> tuple[list[TrialConfig], Path]:
+def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[str]) -> tuple[list[TrialConfig], Path, Path]:
+    """``(trials, storage, data_dir)`` from a sweep file (its ``data_dir`` field honoured) or a trial YAML."""
     from orchestrator.schema import Sweep, SweepError, deep_merge, parse_overrides
 
     try:
@@ -34,11 +35,14 @@ def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[
             if not 0 <= index < len(sw.trials) and index != -1:
                 raise typer.BadParameter(f"--index {index}: the sweep has {len(sw.trials)} trials (0..{len(sw.trials) - 1})")
             trials = sw.trials if index == -1 else [sw.trials[index]]
-            return trials, sw.storage
+            return trials, sw.storage, sw.data_dir
         if config is None:
             raise typer.BadParameter("give a TrialConfig YAML file or --sweep FILE")
         raw = yaml.safe_load(config.read_text()) or {}
-        return [TrialConfig.model_validate(deep_merge(raw, over))], Path("lamo_runs").resolve()
+        from trainers.inputs import default_data_dir
+
+        storage = Path("lamo_runs").resolve()
+        return [TrialConfig.model_validate(deep_merge(raw, over))], storage, default_data_dir(storage)
     except SweepError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -58,11 +62,11 @@ def run(
     prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="make missing datasets/LMs first"),
 ) -> None:
     """Train and evaluate one trial in this process."""
-    from trainers.inputs import default_data_dir, missing_inputs, prepare_inputs
+    from trainers.inputs import missing_inputs, prepare_inputs
     from trainers.train import run_trial
 
-    (cfg,), storage = _load(config, sweep, index, set_)
-    dd = (data_dir or default_data_dir(storage)).resolve()
+    (cfg,), storage, default_dd = _load(config, sweep, index, set_)
+    dd = (data_dir or default_dd).resolve()
     missing = missing_inputs([cfg], dd)
     if missing:
         typer.echo("error: inputs missing:\n  - " + "\n  - ".join(map(str, missing)), err=True)
@@ -81,10 +85,10 @@ def prepare_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
     """Collect missing datasets and pre-train missing project LMs (what ``lamo-sweep`` does before fan-out)."""
-    from trainers.inputs import default_data_dir, prepare_inputs
+    from trainers.inputs import prepare_inputs
 
-    trials, storage = _load(None, sweep, -1, [])
-    dd = (data_dir or default_data_dir(storage)).resolve()
+    trials, _, default_dd = _load(None, sweep, -1, [])
+    dd = (data_dir or default_dd).resolve()
     made = prepare_inputs(trials, dd)
     typer.echo(json.dumps(made, indent=1, default=str))
 
