@@ -36,9 +36,12 @@ class MissingInputsError(RuntimeError):
 class _MlflowTuneReporter:
     """Binds :class:`trainers.train.Reporter` to the trial's MLflow child run and to Ray Tune.
 
-    * Exactly once: metrics are buffered and sent to MLflow when a checkpoint is written. A trial killed
-      between two checkpoints resumes from the last one and re-creates exactly the metrics that were not
-      sent, so each (key, step) reaches MLflow once.
+    * Exactly once: metrics are buffered and sent to MLflow right after a checkpoint is written; the
+      checkpoint itself holds the records not yet delivered (:meth:`state_dict`). A trial killed between
+      two checkpoints resumes from the last one and re-creates the metrics logged after it; the records
+      the checkpoint carried are compared with what the run already has (:meth:`load_state_dict`) and
+      only the missing ones are sent. So each (key, step) reaches MLflow once, whether the kill came
+      before, during or after a delivery, and even during a tracking outage.
     * Outages: if the tracking server is unreachable, the buffer is kept and training goes on; the next
       checkpoint tries again, and the end of the trial waits (with back-off, up to ``wait_s``) until
       everything is delivered. Nothing is lost unless the outage outlasts ``wait_s``.
@@ -58,6 +61,19 @@ class _MlflowTuneReporter:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.buffer.append((step, dict(metrics)))
+
+    def state_dict(self) -> dict:
+        """Undelivered records and tags, saved in the trial's checkpoint (before delivery is tried)."""
+        return {"buffer": [(s, dict(m)) for s, m in self.buffer], "tags": dict(self.tags)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the undelivered records of a checkpoint, minus the (key, step) pairs the run already
+        has (a delivery that was under way or done when the trial died)."""
+        buffer = [(int(s), dict(m)) for s, m in state.get("buffer", [])]
+        keys = sorted({k for _, m in buffer for k in m})
+        have = tracking.retry(lambda: {k: self.run.logged_steps(k) for k in keys}, self.wait_s)
+        self.buffer = [(s, m2) for s, m in buffer if (m2 := {k: v for k, v in m.items() if s not in have[k]})]
+        self.tags.update(state.get("tags", {}))
 
     def _send(self) -> None:
         if self.tags:

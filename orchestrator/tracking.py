@@ -245,5 +245,9 @@ class TrialRun:
         for i in range(0, len(ms), 1000):
             self.c.log_batch(self.run_id, metrics=ms[i:i + 1000])
 
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps at which metric ``key`` already reached this run (empty if never logged)."""
+        return {m.step for m in self.c.get_metric_history(self.run_id, key)}
+
     def finish(self, status: str) -> None:
         self.c.set_terminated(self.run_id, status)

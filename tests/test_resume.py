@@ -88,3 +88,80 @@ def test_checkpoint_of_another_config_is_refused(inputs, tmp_path):
     other = cfg.model_copy(update={"seed": 4})
     with pytest.raises(ValueError, match="belongs to config"):
         run_trial(other, tmp_path / "w", data)
+
+
+class _Died(BaseException):
+    """Stands in for a SIGKILL at a chosen point of a metrics delivery."""
+
+
+@pytest.mark.parametrize("phase", ["before", "during", "after"])
+def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, phase):
+    """A trial that dies right after writing a checkpoint, before / in the middle of / after sending the
+    buffered metrics to MLflow, and is then resumed, ends with exactly the (key, step) records of an
+    uninterrupted trial, each once (the checkpoint carries the undelivered records; the resume drops the
+    ones the run already has)."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import tracking
+    from orchestrator.sweep import _MlflowTuneReporter
+    from tests.test_analysis import new_sqlite_uri
+
+    root, data, lm = inputs
+    base = config(lm)
+    cfg = base.model_copy(update={"train": base.train.model_copy(update={"steps": 40}),
+                                  "eval": base.eval.model_copy(update={"episodes": 1})})
+    torch.set_num_threads(1)
+    uri = new_sqlite_uri(tmp_path)
+
+    def histories(name: str, die_at: int | None) -> dict[str, list[int]]:
+        exp = tracking.ensure_experiment(uri, name, tmp_path / "art")
+        parent = tracking.start_parent_run(uri, exp, name, None, [cfg], 0)
+
+        class Dying(_MlflowTuneReporter):
+            def checkpoint(self, step, path, metrics):
+                if step == die_at:
+                    if phase == "during":  # one record delivered, then death
+                        s, m = self.buffer.pop(0)
+                        self.run.log_metrics(s, m)
+                    elif phase == "after":
+                        self.flush()
+                    raise _Died
+                super().checkpoint(step, path, metrics)
+
+        wd = tmp_path / name
+        if die_at is not None:
+            with pytest.raises(_Died):
+                run_trial(cfg, wd, data, Dying(tracking.TrialRun.open(uri, exp, parent, cfg, 10), 10))
+            assert torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"] == die_at
+        run = tracking.TrialRun.open(uri, exp, parent, cfg, 10)  # re-attaches to the unfinished run
+        reporter = _MlflowTuneReporter(run, 10)
+        run_trial(cfg, wd, data, reporter)
+        reporter.flush(wait=True)
+        c = MlflowClient(uri)
+        keys = c.get_run(run.run_id).data.metrics
+        return {k: [m.step for m in c.get_metric_history(run.run_id, k)] for k in keys}
+
+    reference = histories("ref", None)
+    resumed = histories(f"died-{phase}", 20)
+    assert {k: sorted(v) for k, v in resumed.items()} == {k: sorted(v) for k, v in reference.items()}
+    assert all(len(v) == len(set(v)) for v in resumed.values()), resumed
+    assert sorted(resumed["train/action_loss"]) == list(range(5, 41, 5))
+
+
+def test_checkpoint_survives_a_kill_between_the_renames(tmp_path):
+    """``save_checkpoint`` swaps directories with two renames; whatever point a kill hits, a complete
+    checkpoint is found and a stale ``.old`` does not block the next save."""
+    from trainers.train import latest_checkpoint, save_checkpoint
+
+    ck = tmp_path / CHECKPOINT_DIR
+    assert latest_checkpoint(ck) is None
+    save_checkpoint(ck, {"step": 1})
+    os.replace(ck, ck.with_name("checkpoint.old"))  # the kill: first rename done, second not
+    assert torch.load(latest_checkpoint(ck), weights_only=False)["step"] == 1
+    save_checkpoint(ck, {"step": 2})
+    assert torch.load(latest_checkpoint(ck), weights_only=False)["step"] == 2
+    (tmp_path / "checkpoint.old").mkdir()  # the kill: both renames done, old not yet removed
+    torch.save({"step": 1}, tmp_path / "checkpoint.old" / "state.pt")
+    save_checkpoint(ck, {"step": 3})
+    assert torch.load(latest_checkpoint(ck), weights_only=False)["step"] == 3
+    assert not (tmp_path / "checkpoint.old").exists()

@@ -48,6 +48,11 @@ class Reporter(Protocol):
         to ``step`` is now reproducible from the checkpoint, so a reporter that buffers metrics until
         here logs each metric exactly once even if the trial is killed and resumed."""
 
+    # Optional: ``state_dict() -> object`` and ``load_state_dict(state)``. A reporter that has them has its
+    # state (e.g. metrics not yet delivered) saved inside every checkpoint, *before* ``checkpoint`` is
+    # called, and handed back on resume; that closes the gap between "checkpoint written" and "metrics
+    # delivered" (a kill there would otherwise lose the metrics, which the resumed trial never re-creates).
+
 
 class ConsoleReporter:
     """Prints progress lines and appends every metric to ``<workdir>/metrics.jsonl``."""
@@ -111,7 +116,8 @@ def _set_rng_state(s: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path/state.pt`` atomically (temp dir + rename)."""
+    """Write ``state`` to ``path/state.pt`` atomically (temp dir + rename). A kill between the two renames
+    leaves only ``path.old``, which :func:`latest_checkpoint` then returns."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -119,9 +125,20 @@ def save_checkpoint(path: Path, state: dict) -> None:
     torch.save(state, tmp / "state.pt")
     old = path.with_name(path.name + ".old")
     if path.exists():
+        shutil.rmtree(old, ignore_errors=True)  # stale, from a kill after the last rename
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(path: Path) -> Path | None:
+    """The ``state.pt`` to resume from: ``path/state.pt``, else ``path.old/state.pt`` (left by a kill in
+    the middle of :func:`save_checkpoint`), else ``None``."""
+    path = Path(path)
+    for d in (path, path.with_name(path.name + ".old")):
+        if (d / "state.pt").exists():
+            return d / "state.pt"
+    return None
 
 
 def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporter | None = None,
@@ -169,8 +186,8 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
     step = 0
     acc = {"action": 0.0, "language": 0.0, "n": 0}  # running means between two train-metric logs
     resume_from = Path(resume_from) if resume_from else workdir / CHECKPOINT_DIR
-    if (resume_from / "state.pt").exists():
-        st = torch.load(resume_from / "state.pt", map_location=device, weights_only=False)
+    if (state_file := latest_checkpoint(resume_from)) is not None:
+        st = torch.load(state_file, map_location=device, weights_only=False)
         if st["config_hash"] != cfg.config_hash():
             raise ValueError(f"checkpoint {resume_from} belongs to config {st['config_hash']}, "
                              f"not {cfg.config_hash()}; delete it or use a fresh workdir")
@@ -183,6 +200,8 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         _set_rng_state(st["rng"])
         step = st["step"]
         acc = st["loss_accumulator"]
+        if st.get("reporter") is not None and hasattr(reporter, "load_state_dict"):
+            reporter.load_state_dict(st["reporter"])
 
     counts = trainable_share(model)
     reporter.start(cfg, {
@@ -205,6 +224,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
             "language_batcher": batcher.state_dict() if batcher is not None else None,
             "rng": _rng_state(), "loss_accumulator": dict(acc), "data_indices": data.indices, "state_mean": data.state_mean,
             "state_std": data.state_std,
+            "reporter": reporter.state_dict() if hasattr(reporter, "state_dict") else None,
         })
         reporter.checkpoint(step, path, metrics)
 
