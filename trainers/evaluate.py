@@ -1,7 +1,8 @@
 """Vectorised return-conditioned evaluation (LaMo/DT protocol, ``../shared/docs/lamo_spec.md`` §5).
 
 For every RTG target, ``episodes`` episodes are rolled out; *all* episodes of *all* targets run at once,
-one environment each, with one batched model forward pass per environment step. The return-to-go
+one environment each, with one batched model forward pass per environment step (episodes that ended
+drop out of the batch). The return-to-go
 starts at ``target / rtg_scale`` and drops by ``reward / rtg_scale`` after each step; the model sees the
 last K steps, left-padded (padding is masked out of attention). Episode ``i`` of every target uses the
 same environment seed, so targets are compared on the same initial states.
@@ -29,7 +30,8 @@ def target_key(target: float) -> str:
 @torch.no_grad()
 def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_mean: np.ndarray,
              state_std: np.ndarray, context_length: int, rtg_scale: float, seed: int,
-             max_episode_steps: int | None = None, device: str | torch.device = "cpu") -> dict[str, float]:
+             max_episode_steps: int | None = None, device: str | torch.device = "cpu",
+             first_episode: int = 0) -> dict[str, float]:
     """Roll out ``len(targets) * episodes`` episodes in parallel and return flat metrics.
 
     Args:
@@ -40,8 +42,11 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
         state_mean / state_std: ``(obs_dim,)`` training-set state statistics.
         context_length: K.
         rtg_scale: RTG divisor.
-        seed: base seed; episode i's environment is reset with ``seed * 100_003 + i``.
+        seed: base seed; episode i (of each target) is reset with ``seed * 100_003 + first_episode + i``.
         max_episode_steps: horizon; default ``task.max_ep_len``.
+        device: where the model runs; histories stay on the host.
+        first_episode: offset of the episode numbers (so that one-episode-at-a-time calls with
+            ``episodes=1, first_episode=i`` replay exactly the episodes of one vectorised call).
 
     Returns:
         ``{"eval/rtg_<T>/return_mean": ..., ".../return_std", ".../length_mean",
@@ -53,19 +58,21 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
     n = len(targets) * episodes
     envs = [make_env(task.env_id) for _ in range(n)]
     K, obs_dim, act_dim = context_length, task.obs_dim, task.act_dim
-    mean = torch.as_tensor(state_mean, device=device)
-    std = torch.as_tensor(state_std, device=device)
-    states = torch.zeros((n, horizon + 1, obs_dim), device=device)
-    actions = torch.zeros((n, horizon, act_dim), device=device)
-    rtg = torch.zeros((n, horizon + 1), device=device)
-    steps = torch.arange(horizon + 1, device=device)
+    # Histories live in NumPy on the host (the environments produce NumPy anyway); per step, only the
+    # K-step context of the active episodes is built and moved to ``device``, and the per-environment
+    # work is just ``env.step`` -- every other update is one vectorised NumPy operation.
+    mean = np.asarray(state_mean, dtype=np.float32)
+    std = np.asarray(state_std, dtype=np.float32)
+    states = np.zeros((n, horizon + 1, obs_dim), dtype=np.float32)
+    actions = np.zeros((n, horizon, act_dim), dtype=np.float32)
+    rtg = np.zeros((n, horizon + 1), dtype=np.float32)
     returns = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
     start = time.perf_counter()
     for i, env in enumerate(envs):
-        obs, _ = env.reset(seed=seed * 100_003 + i % episodes)
-        states[i, 0] = torch.as_tensor(obs, dtype=torch.float32)
+        obs, _ = env.reset(seed=seed * 100_003 + first_episode + i % episodes)
+        states[i, 0] = obs
         rtg[i, 0] = targets[i // episodes] / rtg_scale
     was_training = model.training
     model.eval()
@@ -76,29 +83,31 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
                 break
             lo = max(0, t + 1 - K)
             n_real = t + 1 - lo
-            idx = torch.as_tensor(active, device=device)
-            s = torch.zeros((len(active), K, obs_dim), device=device)
-            a = torch.zeros((len(active), K, act_dim), device=device)
-            r = torch.zeros((len(active), K, 1), device=device)
-            ts = torch.zeros((len(active), K), dtype=torch.long, device=device)
-            m = torch.zeros((len(active), K), device=device)
-            s[:, K - n_real:] = (states[idx, lo:t + 1] - mean) / std
-            a[:, K - n_real:K - 1] = actions[idx, lo:t]  # the current step's action slot stays 0
-            r[:, K - n_real:, 0] = rtg[idx, lo:t + 1]
-            ts[:, K - n_real:] = steps[lo:t + 1]
+            b = len(active)
+            s = np.zeros((b, K, obs_dim), dtype=np.float32)
+            a = np.zeros((b, K, act_dim), dtype=np.float32)
+            r = np.zeros((b, K, 1), dtype=np.float32)
+            ts = np.zeros((b, K), dtype=np.int64)
+            m = np.zeros((b, K), dtype=np.float32)
+            s[:, K - n_real:] = (states[active, lo:t + 1] - mean) / std
+            a[:, K - n_real:K - 1] = actions[active, lo:t]  # the current step's action slot stays 0
+            r[:, K - n_real:, 0] = rtg[active, lo:t + 1]
+            ts[:, K - n_real:] = np.arange(lo, t + 1)
             m[:, K - n_real:] = 1.0
-            pred = model(s, a, r, ts, m)[:, -1]
-            pred = pred.clamp(-1.0, 1.0)  # the executed action (envs' control range is [-1, 1])
-            act_np = pred.cpu().numpy()
-            actions[idx, t] = pred
+            pred = model(*(torch.from_numpy(x).to(device) for x in (s, a, r, ts, m)))[:, -1]
+            act_np = pred.clamp(-1.0, 1.0).float().cpu().numpy()  # executed action; control range [-1, 1]
+            actions[active, t] = act_np
+            obs_b = np.empty((b, obs_dim), dtype=np.float32)
+            rew_b = np.empty(b)
+            end_b = np.empty(b, dtype=bool)
             for j, i in enumerate(active):
                 obs, rew, term, trunc, _ = envs[i].step(act_np[j])
-                returns[i] += rew
-                lengths[i] += 1
-                states[i, t + 1] = torch.as_tensor(obs, dtype=torch.float32)
-                rtg[i, t + 1] = rtg[i, t] - rew / rtg_scale
-                if term or trunc or lengths[i] >= horizon:
-                    done[i] = True
+                obs_b[j], rew_b[j], end_b[j] = obs, rew, term or trunc
+            returns[active] += rew_b
+            lengths[active] += 1
+            states[active, t + 1] = obs_b
+            rtg[active, t + 1] = rtg[active, t] - rew_b / rtg_scale
+            done[active] = end_b | (lengths[active] >= horizon)
     finally:
         model.train(was_training)
         for env in envs:
