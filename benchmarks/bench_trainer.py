@@ -2,9 +2,12 @@
 
 Measures, on whatever machine runs it (CPU here, GPU where available):
 
-1. trainer steps/s of the quickstart ``dt`` and ``lamo`` variants (Reacher2d, batch 64, K 5);
+1. trainer steps/s of the quickstart ``dt`` and ``lamo`` variants (Reacher2d, batch 64, K 5), and of
+   ``sweeps/hopper_offline.yaml``'s (Hopper-medium, K 20) when its collected dataset is present;
 2. evaluation episodes/s: vectorised (all episodes of all RTG targets in one batch) vs one episode at
-   a time, same model and seeds;
+   a time, replaying exactly the same episodes (same model, same environment seeds). Reacher2d with
+   the quickstart's 2 targets x ``--episodes``; Hopper with LaMo's 4 targets x ``--hopper-episodes``
+   (20 in ``low_data.yaml``), the shape of the paper's evaluation;
 3. time from ``lamo-sweep`` start to the first training step (a one-trial sweep, inputs cached).
 
 Usage: ``.venv/bin/python benchmarks/bench_trainer.py [--storage DIR] [--steps N] [--threads T]``.
@@ -29,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.schema import Sweep  # noqa: E402
 from trainers.evaluate import evaluate  # noqa: E402
-from trainers.inputs import lm_location, prepare_inputs  # noqa: E402
+from trainers.inputs import dataset_path, lm_location, prepare_inputs  # noqa: E402
 from trainers.model import DecisionTransformer  # noqa: E402
 from trainers.train import load_trajectories  # noqa: E402
 
@@ -88,13 +91,17 @@ def bench_eval(cfg, model, data, episodes: int, device: str) -> dict:
     vec = evaluate(model, cfg.task_spec, cfg.targets, episodes, seed=0, **kw)
     vec_s = time.perf_counter() - t
     n = len(cfg.targets) * episodes
+    env_steps = sum(v * episodes for k, v in vec.items() if k.endswith("/length_mean"))
     t = time.perf_counter()
+    seq_steps = 0.0
     for target in cfg.targets:
         for i in range(episodes):
-            evaluate(model, cfg.task_spec, [target], 1, seed=0, first_episode=i, **kw)
+            one = evaluate(model, cfg.task_spec, [target], 1, seed=0, first_episode=i, **kw)
+            seq_steps += sum(v for k, v in one.items() if k.endswith("/length_mean"))
     seq_s = time.perf_counter() - t
     return {"vectorised_episodes_per_s": n / vec_s, "sequential_episodes_per_s": n / seq_s,
-            "speedup": seq_s / vec_s, "episodes": n, "best_score": vec["eval/best_normalised_score"]}
+            "speedup": seq_s / vec_s, "episodes": n, "env_steps": env_steps, "env_steps_one_at_a_time": seq_steps,
+            "vectorised_env_steps_per_s": env_steps / vec_s, "best_score": vec["eval/best_normalised_score"]}
 
 
 def bench_startup(storage: Path) -> dict:
@@ -129,6 +136,9 @@ def main() -> None:
     ap.add_argument("--storage", type=Path, default=REPO / "lamo_runs")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--episodes", type=int, default=10, help="evaluation episodes per RTG target")
+    ap.add_argument("--hopper-episodes", type=int, default=20, help="Hopper evaluation episodes per RTG target")
+    ap.add_argument("--hopper-steps", type=int, default=200,
+                    help="training steps before the Hopper evaluation (longer episodes than an untrained model)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial uses its CPU count)")
     ap.add_argument("--skip-startup", action="store_true")
     args = ap.parse_args()
@@ -144,15 +154,29 @@ def main() -> None:
         tr = bench_train(cfg, data_dir, args.steps, device)
         ev = bench_eval(cfg, tr.pop("model"), tr.pop("data"), args.episodes, device)
         out[variant] = {**tr, **ev}
+    hopper = Sweep.load(REPO / "sweeps" / "hopper_offline.yaml").trials
+    if dataset_path("hopper-medium", data_dir, "collected").exists():
+        for variant in ("dt", "lamo"):
+            cfg = next(t for t in hopper if t.variant == variant and t.sample_ratio == 0.1)
+            tr = bench_train(cfg, data_dir, args.hopper_steps, device)
+            ev = bench_eval(cfg, tr.pop("model"), tr.pop("data"), args.hopper_episodes, device)
+            out[f"hopper-{variant}"] = {**tr, **ev}
+    else:
+        print(f"(no collected hopper-medium dataset in {data_dir}: Hopper rows skipped; "
+              f"`lamo-sweep sweeps/hopper_offline.yaml --prepare-only` collects it)", file=sys.stderr)
     if not args.skip_startup:
         out["startup"] = bench_startup(storage)
     print(json.dumps(out, indent=1))
-    print("\n| variant | train steps/s | eval episodes/s (vectorised) | eval episodes/s (one at a time) | speed-up |")
-    print("|---|---|---|---|---|")
-    for v in ("dt", "lamo"):
-        o = out[v]
-        print(f"| {v} | {o['steps_per_s']:.1f} | {o['vectorised_episodes_per_s']:.1f} | "
-              f"{o['sequential_episodes_per_s']:.1f} | {o['speedup']:.1f}x |")
+    print("\n| task | variant | train steps/s | eval episodes | env steps | eval episodes/s (vectorised) "
+          "| eval episodes/s (one at a time) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for v in ("dt", "lamo", "hopper-dt", "hopper-lamo"):
+        if v in out:
+            o = out[v]
+            task = "hopper-medium" if v.startswith("hopper") else "reacher2d-medium"
+            print(f"| {task} | {v.removeprefix('hopper-')} | {o['steps_per_s']:.1f} | {o['episodes']} | "
+                  f"{o['env_steps']:.0f} | {o['vectorised_episodes_per_s']:.1f} | "
+                  f"{o['sequential_episodes_per_s']:.1f} | {o['speedup']:.1f}x |")
     if "startup" in out:
         print(f"\nlamo-sweep start -> first training step: {out['startup']['seconds_to_first_step']:.1f} s")
 

@@ -112,6 +112,9 @@ def test_repo_sweeps_validate():
     lamo = next(t for t in low.trials if t.variant == "lamo")
     assert (lamo.model.lm, lamo.model.lora.rank, lamo.model.lora.alpha, lamo.language.block_size) == ("gpt2", 16, 32, 1024)
     assert (lamo.train.lr, lamo.train.warmup_steps, lamo.train.grad_clip, lamo.K) == (1e-4, 2500, 0.25, 20)
+    hop = Sweep.load(REPO / "sweeps" / "hopper_offline.yaml")
+    assert len(hop.trials) == 8 and {t.data.source for t in hop.trials} == {"collected"}
+    assert {t.model.lm for t in hop.trials} == {"lamo-wiki-tiny", None}
 
 
 def run_cli(*args, cwd=None):
