@@ -165,3 +165,28 @@ def test_checkpoint_survives_a_kill_between_the_renames(tmp_path):
     save_checkpoint(ck, {"step": 3})
     assert torch.load(latest_checkpoint(ck), weights_only=False)["step"] == 3
     assert not (tmp_path / "checkpoint.old").exists()
+
+
+def test_checkpoint_holds_trainable_weights_only_and_checks_the_frozen_ones(inputs, tmp_path):
+    """A LoRA checkpoint stores LoRA, embeddings, heads and buffers but not the frozen LM (rebuilt on resume);
+    a frozen weight that changed since (a replaced LM directory) is refused with a clear error."""
+    from trainers.model import DecisionTransformer
+    from trainers.train import load_checkpoint_weights
+
+    root, data, lm = inputs
+    base = config(lm)
+    cfg = base.model_copy(update={"train": base.train.model_copy(update={"steps": 10})})
+    run_trial(cfg, tmp_path / "w", data)
+    st = torch.load(tmp_path / "w" / CHECKPOINT_DIR / "state.pt", weights_only=False)
+    task = cfg.task_spec
+    model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert trainable and frozen and trainable <= set(st["model"]) and not frozen & set(st["model"])
+    assert any("lora_" in k for k in st["model"])
+    load_checkpoint_weights(model, st, tmp_path)  # same LM: accepted
+    name = sorted(frozen)[0]
+    with torch.no_grad():
+        dict(model.named_parameters())[name].add_(1e-3)
+    with pytest.raises(ValueError, match="frozen language-model weights differ"):
+        load_checkpoint_weights(model, st, tmp_path)
