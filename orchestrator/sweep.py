@@ -52,6 +52,8 @@ class _MlflowTuneReporter:
         self.buffer: list[tuple[int, dict[str, float]]] = []
         self.tags: dict[str, str] = {}
         self.outage_since: float | None = None
+        self.unverified = 0  # leading buffer records restored from a checkpoint, maybe delivered already
+        self.action_loss = self.best_score = float("nan")  # latest values, for Tune's progress table
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
         self.tags.update({"data_subset_hash": info["data_subset_hash"], "device": info["device"],
@@ -61,21 +63,32 @@ class _MlflowTuneReporter:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.buffer.append((step, dict(metrics)))
+        self.action_loss = metrics.get("train/action_loss", self.action_loss)
 
     def state_dict(self) -> dict:
         """Undelivered records and tags, saved in the trial's checkpoint (before delivery is tried)."""
         return {"buffer": [(s, dict(m)) for s, m in self.buffer], "tags": dict(self.tags)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the undelivered records of a checkpoint, minus the (key, step) pairs the run already
-        has (a delivery that was under way or done when the trial died)."""
-        buffer = [(int(s), dict(m)) for s, m in state.get("buffer", [])]
-        keys = sorted({k for _, m in buffer for k in m})
-        have = tracking.retry(lambda: {k: self.run.logged_steps(k) for k in keys}, self.wait_s)
-        self.buffer = [(s, m2) for s, m in buffer if (m2 := {k: v for k, v in m.items() if s not in have[k]})]
+        """Restore the undelivered records of a checkpoint. Some may have reached the run already (a
+        delivery under way or done when the trial died): the next delivery first drops the (key, step)
+        pairs the run has, so a tracking outage at resume time does not hold training up."""
+        restored = [(int(s), dict(m)) for s, m in state.get("buffer", [])]
+        self.buffer = restored + self.buffer
+        self.unverified = len(restored)
         self.tags.update(state.get("tags", {}))
 
+    def _drop_delivered(self) -> None:
+        head = self.buffer[:self.unverified]
+        keys = sorted({k for _, m in head for k in m})
+        have = {k: self.run.logged_steps(k) for k in keys}
+        head = [(s, m2) for s, m in head if (m2 := {k: v for k, v in m.items() if s not in have[k]})]
+        self.buffer = head + self.buffer[self.unverified:]
+        self.unverified = 0
+
     def _send(self) -> None:
+        if self.unverified:
+            self._drop_delivered()
         if self.tags:
             self.run.set_tags(self.tags)
             self.tags = {}
@@ -103,10 +116,12 @@ class _MlflowTuneReporter:
 
     def checkpoint(self, step: int, path: Path, metrics: dict[str, float]) -> None:
         self.flush()
-        if metrics:
-            from ray import tune
+        from ray import tune
 
-            tune.report({"step": step, **{k.replace("/", "."): v for k, v in metrics.items()}})
+        # progress for Tune's console table (its columns are the first keys reported); MLflow has the rest
+        if "eval/best_normalised_score" in metrics:
+            self.best_score = metrics["eval/best_normalised_score"]
+        tune.report({"step": step, "action_loss": self.action_loss, "best_normalised_score": self.best_score})
 
 
 def trial_workdir(storage: Path, cfg: TrialConfig) -> Path:

@@ -94,11 +94,13 @@ class _Died(BaseException):
     """Stands in for a SIGKILL at a chosen point of a metrics delivery."""
 
 
-@pytest.mark.parametrize("phase", ["before", "during", "after"])
-def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, phase):
+@pytest.mark.parametrize("phase, die_at", [("before", 20), ("during", 20), ("after", 20), ("before", 40),
+                                           ("after", 40)])
+def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, phase, die_at):
     """A trial that dies right after writing a checkpoint, before / in the middle of / after sending the
     buffered metrics to MLflow, and is then resumed, ends with exactly the (key, step) records of an
-    uninterrupted trial, each once (the checkpoint carries the undelivered records; the resume drops the
+    uninterrupted trial, each once (step 40 is the final checkpoint: the resumed trial does not evaluate
+    again) (the checkpoint carries the undelivered records; the resume drops the
     ones the run already has)."""
     from mlflow.tracking import MlflowClient
 
@@ -113,7 +115,7 @@ def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, pha
     torch.set_num_threads(1)
     uri = new_sqlite_uri(tmp_path)
 
-    def histories(name: str, die_at: int | None) -> dict[str, list[int]]:
+    def histories(name: str, die_at: int | None) -> dict[str, list[int]]:  # noqa: F811
         exp = tracking.ensure_experiment(uri, name, tmp_path / "art")
         parent = tracking.start_parent_run(uri, exp, name, None, [cfg], 0)
 
@@ -142,7 +144,7 @@ def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, pha
         return {k: [m.step for m in c.get_metric_history(run.run_id, k)] for k in keys}
 
     reference = histories("ref", None)
-    resumed = histories(f"died-{phase}", 20)
+    resumed = histories(f"died-{phase}-{die_at}", die_at)
     assert {k: sorted(v) for k, v in resumed.items()} == {k: sorted(v) for k, v in reference.items()}
     assert all(len(v) == len(set(v)) for v in resumed.values()), resumed
     assert sorted(resumed["train/action_loss"]) == list(range(5, 41, 5))

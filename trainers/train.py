@@ -221,6 +221,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=cfg.seed)
 
     step = 0
+    restored_eval = None
     acc = {"action": 0.0, "language": 0.0, "n": 0}  # running means between two train-metric logs
     resume_from = Path(resume_from) if resume_from else workdir / CHECKPOINT_DIR
     if (state_file := latest_checkpoint(resume_from)) is not None:
@@ -237,6 +238,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         _set_rng_state(st["rng"])
         step = st["step"]
         acc = st["loss_accumulator"]
+        restored_eval = st.get("last_eval")
         if st.get("reporter") is not None and hasattr(reporter, "load_state_dict"):
             reporter.load_state_dict(st["reporter"])
 
@@ -254,6 +256,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
                         device=device)
 
     frozen_fp = frozen_fingerprint(model)  # frozen weights never change: computed once
+    last_eval = restored_eval  # {"step": s, "metrics": {...}} of the latest evaluation
 
     def checkpoint(metrics: dict[str, float]) -> None:
         path = workdir / CHECKPOINT_DIR
@@ -265,6 +268,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
             "rng": _rng_state(), "loss_accumulator": dict(acc), "data_indices": data.indices, "state_mean": data.state_mean,
             "state_std": data.state_std,
             "reporter": reporter.state_dict() if hasattr(reporter, "state_dict") else None,
+            "last_eval": last_eval,
         })
         reporter.checkpoint(step, path, metrics)
 
@@ -303,11 +307,15 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         if step % cfg.eval.every_steps == 0 or step == tc.steps:
             final = do_eval()
             reporter.log(step, final)
+            last_eval = {"step": step, "metrics": final}
             checkpoint(final)
         elif step % tc.checkpoint_every == 0:
             checkpoint({})
-    if not final:  # resumed at the very end: evaluate the restored model
-        final = do_eval()
-        reporter.log(step, final)
+    if not final:  # resumed at the very end
+        if last_eval is not None and last_eval["step"] == step:  # its final evaluation is in the checkpoint
+            final = last_eval["metrics"]
+        else:
+            final = do_eval()
+            reporter.log(step, final)
         reporter.checkpoint(step, workdir / CHECKPOINT_DIR, final)
     return final
