@@ -34,11 +34,12 @@ from orchestrator.schema import Sweep  # noqa: E402
 from trainers.evaluate import evaluate  # noqa: E402
 from trainers.inputs import dataset_path, lm_location, prepare_inputs  # noqa: E402
 from trainers.model import DecisionTransformer  # noqa: E402
-from trainers.train import load_trajectories  # noqa: E402
+from trainers.train import load_trajectories, train_step  # noqa: E402
 
 
 def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
-    """Steps/s of the real training step (sampling, forward, language loss, backward, clip, AdamW)."""
+    """Steps/s of the trainer's own step (:func:`trainers.train.train_step`: sampling, forward, language
+    loss, backward, clip, AdamW)."""
     from trainers.data.trajectories import BatchSampler
 
     task = cfg.task_spec
@@ -47,7 +48,7 @@ def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
     lm = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
     model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, eps=cfg.train.adam_eps)
     batcher = None
     if cfg.language.weight > 0:
         from transformers import AutoTokenizer
@@ -59,16 +60,7 @@ def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
         batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=0)
 
     def step():
-        b = {k: v.to(device) for k, v in sampler.sample(cfg.train.batch_size).items()}
-        pred = model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"], b["attention_mask"])
-        m = b["attention_mask"].bool()
-        loss = torch.mean((pred[m] - b["actions"][m]) ** 2)
-        if batcher is not None:
-            loss = loss + cfg.language.weight * model.language_loss(batcher.next_batch().to(device))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 0.25)
-        opt.step()
+        train_step(model, sampler, batcher, opt, params, cfg, torch.device(device))
 
     for _ in range(5):
         step()

@@ -168,6 +168,32 @@ def load_checkpoint_weights(model: torch.nn.Module, st: dict, where: Path) -> No
                          f"{list(unexpected)[:5]}; delete it or use a fresh workdir")
 
 
+def train_step(model, sampler: BatchSampler, batcher, opt: torch.optim.Optimizer, params: list,
+               cfg: TrialConfig, device: torch.device) -> tuple[float, float | None]:
+    """One optimisation step of LaMo / DT (spec §3): sample a batch of ``cfg.train.batch_size``
+    K-step windows, action MSE at the real (unpadded) positions, plus ``cfg.language.weight`` times the
+    next-token cross-entropy on one language batch when ``batcher`` is given; backward, clip the gradient
+    norm at ``cfg.train.grad_clip``, optimiser step. The LR schedule is the caller's.
+
+    Returns:
+        ``(action_loss, language_loss or None)`` as floats (MSE in normalised action units; nats/token).
+    """
+    batch = {k: v.to(device) for k, v in sampler.sample(cfg.train.batch_size).items()}
+    pred = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                 batch["attention_mask"])
+    m = batch["attention_mask"].bool()
+    action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
+    loss, lang = action_loss, None
+    if batcher is not None:
+        lang = model.language_loss(batcher.next_batch().to(device))
+        loss = loss + cfg.language.weight * lang
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+    opt.step()
+    return float(action_loss.detach()), (float(lang.detach()) if lang is not None else None)
+
+
 def latest_checkpoint(path: Path) -> Path | None:
     """The ``state.pt`` to resume from: ``path/state.pt``, else ``path.old/state.pt`` (left by a kill in
     the middle of :func:`save_checkpoint`), else ``None``."""
@@ -277,23 +303,12 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
     final: dict[str, float] = {}
     while step < tc.steps:
         t_step = time.perf_counter()
-        batch = {k: v.to(device) for k, v in sampler.sample(tc.batch_size).items()}
-        pred = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
-                     batch["attention_mask"])
-        m = batch["attention_mask"].bool()
-        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
-        loss = action_loss
-        if batcher is not None:
-            lang = model.language_loss(batcher.next_batch().to(device))
-            loss = loss + cfg.language.weight * lang
-            acc["language"] += float(lang.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-        opt.step()
+        action_loss, lang = train_step(model, sampler, batcher, opt, params, cfg, device)
         sched.step()
+        if lang is not None:
+            acc["language"] += lang
         step += 1
-        acc["action"] += float(action_loss.detach())
+        acc["action"] += action_loss
         acc["n"] += 1
         train_seconds += time.perf_counter() - t_step
         if step % tc.log_every == 0 or step == tc.steps:
