@@ -13,6 +13,7 @@ clipping. Unlike the official code, every RNG is seeded and checkpoints hold the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -145,10 +146,16 @@ def _frozen_keys(model: torch.nn.Module) -> set[str]:
             if isinstance(v, torch.nn.Parameter) and not v.requires_grad}
 
 
-def frozen_fingerprint(model: torch.nn.Module) -> dict[str, float]:
-    """``{name: float64 sum of the tensor}`` of every frozen parameter; equal fingerprints mean the
-    rebuilt frozen weights are the ones the checkpoint was trained with (an edited LM directory is not)."""
-    return {n: float(p.detach().double().sum()) for n, p in model.named_parameters() if not p.requires_grad}
+def frozen_fingerprint(model: torch.nn.Module) -> dict[str, str]:
+    """``{name: BLAKE2b digest of the tensor's bytes}`` of every frozen parameter. Equal fingerprints mean
+    the rebuilt frozen weights are bit-identical to those the checkpoint was trained with, on any device
+    (hashing the bytes, unlike a floating-point sum, does not depend on reduction order)."""
+    out = {}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            raw = p.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy()
+            out[n] = hashlib.blake2b(raw.tobytes(), digest_size=8).hexdigest()
+    return out
 
 
 def load_checkpoint_weights(model: torch.nn.Module, st: dict, where: Path) -> None:
@@ -158,9 +165,12 @@ def load_checkpoint_weights(model: torch.nn.Module, st: dict, where: Path) -> No
         ValueError: the frozen parameters differ from the checkpoint's (LM directory changed) or the
             checkpoint lacks trainable weights.
     """
-    if st.get("frozen_fingerprint") is not None and st["frozen_fingerprint"] != frozen_fingerprint(model):
+    saved = st.get("frozen_fingerprint")
+    if saved is not None and saved != (now := frozen_fingerprint(model)):
+        differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
         raise ValueError(f"checkpoint {where}: the frozen language-model weights differ from those it was "
-                         f"trained with (was the LM directory replaced?); restore that LM or delete the checkpoint")
+                         f"trained with ({len(differ)} tensors, e.g. {differ[0]}; was the LM directory "
+                         f"replaced?); restore that LM or delete the checkpoint")
     missing, unexpected = model.load_state_dict(st["model"], strict=False)
     bad = sorted(set(missing) - _frozen_keys(model))
     if bad or unexpected:
