@@ -192,3 +192,37 @@ def test_checkpoint_holds_trainable_weights_only_and_checks_the_frozen_ones(inpu
         dict(model.named_parameters())[name].add_(1e-3)
     with pytest.raises(ValueError, match="frozen language-model weights differ"):
         load_checkpoint_weights(model, st, tmp_path)
+
+
+def test_restored_records_wait_for_the_server_without_blocking(tmp_path):
+    """Records restored from a checkpoint are checked against the run at the first delivery, not at
+    resume: with the server unreachable, the reporter keeps them and training goes on; once it is back,
+    only the records the run lacks are sent."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import tracking
+    from orchestrator.sweep import _MlflowTuneReporter
+    from tests.test_analysis import new_sqlite_uri
+
+    uri = new_sqlite_uri(tmp_path)
+    cfg = TrialConfig(task="reacher2d-medium", variant="dt")
+    exp = tracking.ensure_experiment(uri, "restore", tmp_path / "art")
+    parent = tracking.start_parent_run(uri, exp, "restore", None, [cfg], 0)
+    run = tracking.TrialRun.open(uri, exp, parent, cfg, 10)
+    run.log_metrics(10, {"train/action_loss": 1.0})  # delivered before the trial died
+    said = []
+    reporter = _MlflowTuneReporter(run, 10, say=said.append)
+    reporter.load_state_dict({"buffer": [(10, {"train/action_loss": 1.0}), (20, {"train/action_loss": 0.5})],
+                              "tags": {"device": "cpu"}})
+    reporter.log(30, {"train/action_loss": 0.25})
+
+    real = run.logged_steps
+    run.logged_steps = lambda key: (_ for _ in ()).throw(ConnectionRefusedError("server down"))
+    reporter.flush()  # no exception: kept for later
+    assert len(reporter.buffer) == 3 and "unreachable" in said[0]
+    run.logged_steps = real
+    reporter.flush()
+    assert reporter.buffer == [] and "back" in said[-1]
+    hist = MlflowClient(uri).get_metric_history(run.run_id, "train/action_loss")
+    assert sorted(m.step for m in hist) == [10, 20, 30]
+    assert MlflowClient(uri).get_run(run.run_id).data.tags["device"] == "cpu"
