@@ -86,6 +86,19 @@ def run(
                   f"--address will be refused:\n{escape(short_txt)}", highlight=False)
     console.print(_plan_table(sweep))
     if dry_run:
+        from trainers.inputs import inputs_to_prepare, missing_inputs
+
+        dd = data_dir or sweep.data_dir
+        todo = inputs_to_prepare(sweep.trials, dd)
+        missing = missing_inputs(sweep.trials, dd)
+        if todo:
+            console.print(f"inputs a run will prepare first (in {escape(str(dd))}):\n  - "
+                          + escape("\n  - ".join(todo)), highlight=False)
+        if missing:
+            err.print("[bold yellow]warning:[/] inputs missing (a run here exits 3 before any compute):\n  - "
+                      + escape("\n  - ".join(map(str, missing))), highlight=False)
+        if not todo and not missing:
+            console.print(f"inputs: all present in {escape(str(dd))}", highlight=False)
         console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
         return
 

@@ -47,7 +47,8 @@ def _run_cli(path: Path, args: list[str], scratch: Path) -> subprocess.Completed
     scratch.mkdir(parents=True, exist_ok=True)
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", str(path), *args, "--storage",
                            str(scratch / "st")], capture_output=True, text=True, cwd=scratch, timeout=180,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**{k: v for k, v in os.environ.items() if k != "LAMO_DATA_DIR"},
+                               "PYTHONPATH": str(REPO)})
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,21 @@ def test_paper_grid_stays_listable_on_any_machine(tmp_path):
     assert "72 trials valid" in _norm(r.stdout)
     if local_gpu_count() == 0:
         assert "warning" in r.stderr and "- resources.gpu:" in _norm(r.stderr)
+    _assert_nothing_created(tmp_path)
+
+
+def test_dry_run_lists_the_inputs_a_run_would_prepare_or_lacks(tmp_path):
+    """The offline Hopper sweep on an empty storage: the dry run names the dataset it would collect and the
+    LM it would pre-train, makes neither, and the paper grid's missing D4RL files and GPT-2 are warned about."""
+    r = _run_cli(REPO / "sweeps" / "hopper_offline.yaml", ["--dry-run"], tmp_path)
+    out = _norm(r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert "collect hopper-medium-sb3-v0 (1,000,000 transitions" in out and "pre-train project LM lamo-wiki-tiny" in out
+    _assert_nothing_created(tmp_path)
+    r = _run_cli(REPO / "sweeps" / "low_data.yaml", ["--dry-run"], tmp_path)
+    err = _norm(r.stderr)
+    assert r.returncode == 0 and "inputs missing" in err
+    assert "hopper_medium-v2.hdf5" in err  # (GPT-2 is reported too where the hub cache lacks it)
     _assert_nothing_created(tmp_path)
 
 

