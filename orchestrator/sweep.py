@@ -268,6 +268,40 @@ class ResourceError(RuntimeError):
     """Per-trial resources that no node of the Ray cluster can provide (trials would wait forever)."""
 
 
+_RAY_AGENT_NAMES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def reap_orphaned_ray_agents(say=print) -> int:
+    """Kill Ray's per-node agents left behind by a local Ray whose raylet died with a SIGKILLed driver.
+
+    Ray 2.60 leaves ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent`` running (re-parented to init,
+    ~100-200 MB each) when the process that started a local Ray is killed without clean-up. A process is
+    reaped only when all of these hold: it belongs to this user, it is one of those two agents, its parent
+    is gone (re-parented to PID 1), and the raylet it served (``RAY_RAYLET_PID`` in its environment) is no
+    longer running. Returns how many were killed.
+    """
+    import psutil
+
+    me, killed = os.getuid(), 0
+    for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
+        try:
+            info = proc.info
+            cmd = info["cmdline"] or []
+            if (info["ppid"] != 1 or info["uids"] is None or info["uids"].real != me or not cmd
+                    or not cmd[0].startswith(_RAY_AGENT_NAMES)):
+                continue
+            raylet = int(proc.environ().get("RAY_RAYLET_PID", "0"))
+            if raylet and psutil.pid_exists(raylet) and "raylet" in " ".join(psutil.Process(raylet).cmdline()):
+                continue  # its raylet still runs: a live Ray, not ours to touch
+            proc.kill()
+            killed += 1
+        except (psutil.Error, ValueError, OSError):
+            continue
+    if killed:
+        say(f"[ray] stopped {killed} Ray agent process(es) left by an earlier local Ray whose driver was killed")
+    return killed
+
+
 @contextlib.contextmanager
 def _ray_session(address: str | None, ray_init_kwargs: dict):
     """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started."""
@@ -275,6 +309,8 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     started_here = not ray.is_initialized()
+    if started_here and not address:
+        reap_orphaned_ray_agents()
     if started_here:
         kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
         try:

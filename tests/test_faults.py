@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -105,6 +106,16 @@ def assert_same_as_uninterrupted(root: Path, sweep: Sweep, finals: dict, tmp: Pa
         assert all(torch.equal(a[k], b[k]) for k in a), t.slug()
 
 
+def orphaned_ray_agents() -> list:
+    """Live ``ray::*Agent`` processes re-parented to init (their local Ray's driver and raylet are gone)."""
+    out = []
+    for p in psutil.process_iter(["ppid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if p.info["ppid"] == 1 and cmd and cmd[0].startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+            out.append(p)
+    return out
+
+
 def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path):
     sweep_file = make_sweep(tmp_path, "driverkill")
     sweep = Sweep.load(sweep_file)
@@ -115,9 +126,15 @@ def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path):
     proc.wait()
     done_before = [checkpoint_step(wd) for wd in wds]
     assert any(0 < s < 160 for s in done_before), done_before
+    time.sleep(2)  # let the killed driver's raylet go down
+    orphans = orphaned_ray_agents()
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # Ray agents the killed driver's local Ray left behind were stopped by the rerun
+    assert not [p for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], orphans
+    if orphans:
+        assert "Ray agent process(es) left by an earlier local Ray" in r.stdout
     finals = check_runs(tmp_path, "driverkill", sweep)
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     parents = c.search_runs([c.get_experiment_by_name("driverkill").experiment_id], "tags.`lamo.role` = 'sweep'")
