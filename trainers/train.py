@@ -136,14 +136,16 @@ def checkpoint_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The part of ``model.state_dict()`` a checkpoint stores: trainable parameters and buffers. Frozen
     parameters (the LM under LoRA or ``frozen``: ~99 % of GPT-2 small, ~500 MB in fp32) are rebuilt on
     resume from the same LM directory / seed and checked with :func:`frozen_fingerprint`."""
-    frozen = _frozen_keys(model)
-    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+    return {k: v.detach() for k, v in model.state_dict(keep_vars=True).items() if not _is_frozen(v)}
+
+
+def _is_frozen(v: torch.Tensor) -> bool:
+    return isinstance(v, torch.nn.Parameter) and not v.requires_grad
 
 
 def _frozen_keys(model: torch.nn.Module) -> set[str]:
     """``state_dict`` keys of frozen parameters, aliases of tied weights included."""
-    return {k for k, v in model.state_dict(keep_vars=True).items()
-            if isinstance(v, torch.nn.Parameter) and not v.requires_grad}
+    return {k for k, v in model.state_dict(keep_vars=True).items() if _is_frozen(v)}
 
 
 def frozen_fingerprint(model: torch.nn.Module) -> dict[str, str]:
@@ -158,15 +160,17 @@ def frozen_fingerprint(model: torch.nn.Module) -> dict[str, str]:
     return out
 
 
-def load_checkpoint_weights(model: torch.nn.Module, st: dict, where: Path) -> None:
-    """Load a checkpoint's weights into ``model`` (built as for training).
+def load_checkpoint_weights(model: torch.nn.Module, st: dict, where: Path,
+                            fingerprint: dict[str, str] | None = None) -> None:
+    """Load a checkpoint's weights into ``model`` (built as for training). ``fingerprint``: the model's
+    :func:`frozen_fingerprint` if the caller has it already (else computed here).
 
     Raises:
         ValueError: the frozen parameters differ from the checkpoint's (LM directory changed) or the
             checkpoint lacks trainable weights.
     """
     saved = st.get("frozen_fingerprint")
-    if saved is not None and saved != (now := frozen_fingerprint(model)):
+    if saved is not None and saved != (now := frozen_fingerprint(model) if fingerprint is None else fingerprint):
         differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
         raise ValueError(f"checkpoint {where}: the frozen language-model weights differ from those it was "
                          f"trained with ({len(differ)} tensors, e.g. {differ[0]}; was the LM directory "
@@ -257,7 +261,8 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=cfg.seed)
 
     step = 0
-    restored_eval = None
+    last_eval = None  # {"step": s, "metrics": {...}} of the latest evaluation (kept in checkpoints)
+    frozen_fp = frozen_fingerprint(model)  # frozen weights never change: computed once
     acc = {"action": 0.0, "language": 0.0, "n": 0}  # running means between two train-metric logs
     resume_from = Path(resume_from) if resume_from else workdir / CHECKPOINT_DIR
     if (state_file := latest_checkpoint(resume_from)) is not None:
@@ -265,7 +270,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         if st["config_hash"] != cfg.config_hash():
             raise ValueError(f"checkpoint {resume_from} belongs to config {st['config_hash']}, "
                              f"not {cfg.config_hash()}; delete it or use a fresh workdir")
-        load_checkpoint_weights(model, st, state_file)
+        load_checkpoint_weights(model, st, state_file, frozen_fp)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         sampler.load_state_dict(st["sampler"])
@@ -274,7 +279,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         _set_rng_state(st["rng"])
         step = st["step"]
         acc = st["loss_accumulator"]
-        restored_eval = st.get("last_eval")
+        last_eval = st.get("last_eval")
         if st.get("reporter") is not None and hasattr(reporter, "load_state_dict"):
             reporter.load_state_dict(st["reporter"])
 
@@ -290,9 +295,6 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         return evaluate(model, task, cfg.targets, cfg.eval.episodes, data.state_mean, data.state_std,
                         cfg.K, cfg.scale, seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps,
                         device=device)
-
-    frozen_fp = frozen_fingerprint(model)  # frozen weights never change: computed once
-    last_eval = restored_eval  # {"step": s, "metrics": {...}} of the latest evaluation
 
     def checkpoint(metrics: dict[str, float]) -> None:
         path = workdir / CHECKPOINT_DIR
