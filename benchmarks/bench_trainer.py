@@ -77,6 +77,11 @@ def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
     return {"steps_per_s": steps / sec, "ms_per_step": 1000 * sec / steps, "model": model, "data": data}
 
 
+def _env_steps(metrics: dict, episodes: int) -> float:
+    """Environment steps of one ``evaluate`` call: mean episode length x episodes, over its targets."""
+    return sum(v * episodes for k, v in metrics.items() if k.endswith("/length_mean"))
+
+
 def bench_eval(cfg, model, data, episodes: int, device: str) -> dict:
     """Episodes/s of vectorised evaluation vs a one-episode-at-a-time loop (same seeds)."""
     kw = dict(state_mean=data.state_mean, state_std=data.state_std, context_length=cfg.K,
@@ -85,13 +90,13 @@ def bench_eval(cfg, model, data, episodes: int, device: str) -> dict:
     vec = evaluate(model, cfg.task_spec, cfg.targets, episodes, seed=0, **kw)
     vec_s = time.perf_counter() - t
     n = len(cfg.targets) * episodes
-    env_steps = sum(v * episodes for k, v in vec.items() if k.endswith("/length_mean"))
+    env_steps = _env_steps(vec, episodes)
     t = time.perf_counter()
     seq_steps = 0.0
     for target in cfg.targets:
         for i in range(episodes):
             one = evaluate(model, cfg.task_spec, [target], 1, seed=0, first_episode=i, **kw)
-            seq_steps += sum(v for k, v in one.items() if k.endswith("/length_mean"))
+            seq_steps += _env_steps(one, 1)
     seq_s = time.perf_counter() - t
     return {"vectorised_episodes_per_s": n / vec_s, "sequential_episodes_per_s": n / seq_s,
             "speedup": seq_s / vec_s, "episodes": n, "env_steps": env_steps, "env_steps_one_at_a_time": seq_steps,
@@ -113,7 +118,7 @@ def bench_paper(hopper_trials, lm: str, data_dir: Path, steps: int, episodes: in
     t = time.perf_counter()
     ev = evaluate(model, cfg.task_spec, cfg.targets, episodes, seed=0, **kw)
     sec = time.perf_counter() - t
-    env_steps = sum(v * episodes for k, v in ev.items() if k.endswith("/length_mean"))
+    env_steps = _env_steps(ev, episodes)
     n = len(cfg.targets) * episodes
     eval_full_s = n * cfg.task_spec.max_ep_len / (env_steps / sec)
     train_h = 100_000 / tr["steps_per_s"] / 3600
