@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import tracking
+from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
 from trainers.inputs import missing_inputs, prepare_inputs
@@ -259,7 +260,7 @@ def _start_parent(sweep: Sweep, uri: str, exp_id: str, result: SweepResult) -> s
                                     sweep.trials, len(result.skipped))
     ch = result.changes
     if ch.get("previous_parent_run_id"):
-        tracking.client(uri).set_tag(rid, "lamo.changes", f"previous={ch['previous_parent_run_id']} "
+        tracking.client(uri).set_tag(rid, C.CHANGES, f"previous={ch['previous_parent_run_id']} "
                                      f"added={len(ch['added'])} removed={ch['removed']}")
     return rid
 

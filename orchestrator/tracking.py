@@ -1,16 +1,9 @@
-"""MLflow layout of a sweep: one experiment per sweep name, one parent run per ``lamo-sweep`` invocation,
-one child run per trial (``../shared/docs/ecosystem_notes.md`` §4).
+"""MLflow side of a sweep: the store, the parent run of an invocation and the child run of a trial.
 
-* Parent run: tags ``lamo.role=sweep``, ``lamo.sweep``, ``lamo.sweep_file_sha256``,
-  ``mlflow.source.git.commit``; the sweep file and the resolved trial list as artifacts.
-* Child run: tags ``lamo.role=trial``, ``mlflow.parentRunId``, the grid axes (``task``,
-  ``sample_ratio``, ``seed``, ``variant``), ``config_hash``, ``data_subset_hash``, git commit and package
-  versions; params = the flattened resolved trial config; metrics with explicit steps.
-* Exactly one FINISHED child per config hash in an experiment: the driver skips hashes that already
-  have one, and a trial that is retried or resumed reattaches to its own unfinished child run.
-
-Tracking URIs are always absolute (Ray changes each trial's working directory); a SQLite store is
-created by the driver before trials start (concurrent first-time schema creation fails).
+What is written where (tags, params, metric keys) is the tracking contract, :mod:`trainers.contract`;
+this module only talks to MLflow. Tracking URIs are always absolute (Ray changes each trial's working
+directory); a SQLite store is created by the driver before trials start (concurrent first-time schema
+creation fails).
 """
 
 from __future__ import annotations
@@ -21,9 +14,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from trainers.config import TrialConfig, flatten
+from trainers import contract as C
+from trainers.config import TrialConfig
 
-ROLE = "lamo.role"
 
 
 class TrackingError(RuntimeError):
@@ -108,10 +101,10 @@ def finished_hashes(uri: str, experiment_id: str) -> dict[str, str]:
     out: dict[str, str] = {}
     token = None
     while True:
-        page = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'trial' and attributes.status = 'FINISHED'",
+        page = c.search_runs([experiment_id], f"tags.`{C.ROLE}` = '{C.ROLE_TRIAL}' and attributes.status = 'FINISHED'",
                              max_results=1000, page_token=token)
         for r in page:
-            h = r.data.tags.get("config_hash")
+            h = r.data.tags.get(C.CONFIG_HASH)
             if h:
                 out[h] = r.info.run_id
         token = page.token
@@ -127,8 +120,7 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
     c = client(uri)
     sha = hashlib.sha256(Path(sweep_file).read_bytes()).hexdigest() if sweep_file else ""
     run = c.create_run(experiment_id, run_name=f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags={
-        ROLE: "sweep", "lamo.sweep": sweep_name, "lamo.sweep_file_sha256": sha,
-        "mlflow.source.git.commit": git_commit(),
+        C.ROLE: C.ROLE_SWEEP, C.SWEEP: sweep_name, C.SWEEP_FILE_SHA256: sha, C.GIT_COMMIT: git_commit(),
     })
     rid = run.info.run_id
     from mlflow.entities import Param
@@ -136,7 +128,7 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
     c.log_batch(rid, params=[Param("n_trials", str(len(trials))), Param("n_skipped_finished", str(skipped))])
     if sweep_file:
         c.log_artifact(rid, str(sweep_file))
-    c.log_text(rid, json.dumps([t.model_dump(mode="json") for t in trials], indent=1), "resolved_trials.json")
+    c.log_text(rid, json.dumps([t.model_dump(mode="json") for t in trials], indent=1), C.RESOLVED_TRIALS_ARTIFACT)
     return rid
 
 
@@ -177,14 +169,14 @@ def previous_trial_hashes(uri: str, experiment_id: str, sweep_name: str) -> tupl
     from trainers.config import TrialConfig as _TC
 
     c = client(uri)
-    runs = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`lamo.sweep` = '{sweep_name}'",
+    runs = c.search_runs([experiment_id], f"tags.`{C.ROLE}` = '{C.ROLE_SWEEP}' and tags.`{C.SWEEP}` = '{sweep_name}'",
                          max_results=1, order_by=["attributes.start_time DESC"])
     if not runs:
         return None, []
     rid = runs[0].info.run_id
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{rid}/resolved_trials.json") if uri.startswith("http") else \
-            Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="resolved_trials.json",
+        text = mlflow.artifacts.load_text(f"runs:/{rid}/{C.RESOLVED_TRIALS_ARTIFACT}") if uri.startswith("http") else \
+            Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path=C.RESOLVED_TRIALS_ARTIFACT,
                                                      tracking_uri=uri)).read_text()
     except Exception:  # noqa: BLE001 - an old or partial parent run: nothing to compare
         return rid, []
@@ -212,22 +204,22 @@ class TrialRun:
     def _open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":
         c = client(uri)
         h = cfg.config_hash()
-        existing = c.search_runs([experiment_id], f"tags.config_hash = '{h}' and tags.`{ROLE}` = 'trial' "
+        existing = c.search_runs([experiment_id], f"tags.{C.CONFIG_HASH} = '{h}' and tags.`{C.ROLE}` = '{C.ROLE_TRIAL}' "
                                  f"and attributes.status != 'FINISHED'", max_results=1,
                                  order_by=["attributes.start_time DESC"])
         if existing:
             rid = existing[0].info.run_id
             c.update_run(rid, status="RUNNING")
-            c.set_tag(rid, "lamo.last_parent_run_id", parent_run_id)
+            c.set_tag(rid, C.LAST_PARENT_RUN, parent_run_id)
             return cls(uri, rid)
-        tags = {ROLE: "trial", "mlflow.parentRunId": parent_run_id, "task": cfg.task,
-                "sample_ratio": f"{cfg.sample_ratio:g}", "seed": str(cfg.seed), "variant": cfg.variant,
-                "config_hash": h, "mlflow.source.git.commit": git_commit(),
-                **{f"version.{k}": v for k, v in package_versions().items()}}
+        tags = {C.ROLE: C.ROLE_TRIAL, C.PARENT_RUN: parent_run_id,
+                **C.axis_tags(cfg.task, cfg.sample_ratio, cfg.seed, cfg.variant),
+                C.CONFIG_HASH: h, C.GIT_COMMIT: git_commit(),
+                **{f"{C.VERSION_PREFIX}{k}": v for k, v in package_versions().items()}}
         run = c.create_run(experiment_id, run_name=cfg.slug(), tags=tags)
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)) for k, v in flatten(cfg.model_dump(mode="json")).items()]
+        params = [Param(k, str(v)) for k, v in C.flatten(cfg.model_dump(mode="json")).items()]
         for i in range(0, len(params), 100):
             c.log_batch(run.info.run_id, params=params[i:i + 100])
         return cls(uri, run.info.run_id)

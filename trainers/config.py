@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainers.contract import flatten  # noqa: F401 - re-exported: the params of a child run
 from trainers.tasks import get_task
 
 
@@ -242,18 +243,3 @@ class TrialConfig(_Strict):
     def slug(self) -> str:
         """A readable, deterministic trial name, e.g. ``reacher2d-medium_r0.1_lamo_s0``."""
         return f"{self.task}_r{self.sample_ratio:g}_{self.variant}_s{self.seed}"
-
-
-def flatten(d: dict, prefix: str = "") -> dict[str, object]:
-    """Flatten nested dicts to dotted keys (``{"train": {"lr": 1}} -> {"train.lr": 1}``); lists are
-    kept as JSON strings so they can be MLflow params."""
-    out: dict[str, object] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out

@@ -19,12 +19,8 @@ import time
 import numpy as np
 import torch
 
+from trainers import contract
 from trainers.tasks import TaskSpec
-
-
-def target_key(target: float) -> str:
-    """Metric-key form of an RTG target: ``76.0 -> "76"``, ``0.5 -> "0.5"``."""
-    return f"{target:g}"
 
 
 @torch.no_grad()
@@ -117,14 +113,12 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
     best = -np.inf
     for k, target in enumerate(targets):
         sl = slice(k * episodes, (k + 1) * episodes)
-        key = f"eval/rtg_{target_key(target)}"
         ret = returns[sl]
         score = task.normalised_score(float(ret.mean()))
-        out[f"{key}/return_mean"] = float(ret.mean())
-        out[f"{key}/return_std"] = float(ret.std())
-        out[f"{key}/length_mean"] = float(lengths[sl].mean())
-        out[f"{key}/normalised_score"] = float(score)
+        values = {"return_mean": ret.mean(), "return_std": ret.std(), "length_mean": lengths[sl].mean(),
+                  "normalised_score": score}
+        out.update({contract.eval_key(target, f): float(v) for f, v in values.items()})
         best = max(best, score)
-    out["eval/best_normalised_score"] = float(best)
-    out["eval/episodes_per_s"] = n / max(seconds, 1e-9)
+    out[contract.EVAL_BEST_SCORE] = float(best)
+    out[contract.EVAL_EPISODES_PER_S] = n / max(seconds, 1e-9)
     return out

@@ -1,0 +1,125 @@
+"""The tracking contract: every tag, metric key and param name a sweep writes and the analysis reads.
+
+The trainer produces metrics under these keys (:mod:`trainers.train`, :mod:`trainers.evaluate`), the
+orchestrator writes them to MLflow with these tags (:mod:`orchestrator.tracking`), and the analysis
+reads them back from an MLflow store alone (:mod:`analysis.runs`). All three import this module, so a
+name changes in one place. It imports nothing but the standard library (the analysis must not need
+torch, Ray or the trainer to read a store).
+
+MLflow layout (one experiment per sweep name):
+
+* **parent run** per ``lamo-sweep`` invocation: tags :data:`ROLE` = :data:`ROLE_SWEEP`, :data:`SWEEP`,
+  :data:`SWEEP_FILE_SHA256`, :data:`GIT_COMMIT` (and :data:`CHANGES` when the sweep changed since its
+  last invocation); params ``n_trials``, ``n_skipped_finished``; metrics :data:`PARENT_METRICS`;
+  artifacts: the sweep file and :data:`RESOLVED_TRIALS_ARTIFACT`.
+* **child run** per trial: tags :data:`ROLE` = :data:`ROLE_TRIAL`, :data:`PARENT_RUN`, the grid axes
+  :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`DEVICE`,
+  :data:`GIT_COMMIT`, ``version.<package>``; params = the flattened resolved trial config
+  (:func:`flatten`, e.g. ``model.embedding``); metrics with explicit steps (training step):
+
+  - training, every ``train.log_every`` steps: :data:`TRAIN_ACTION_LOSS` (MSE in normalised action
+    units), :data:`TRAIN_LANGUAGE_LOSS` (nats/token, only when the language loss is on),
+    :data:`TRAIN_LR`, :data:`TRAIN_STEPS_PER_S`;
+  - at step 0 once: data sizes (``data/...``) and parameter counts (``params/...``);
+  - per evaluation and RTG target ``T`` (raw return, written ``f"{T:g}"``): :func:`eval_key` ``(T,
+    field)`` for ``field`` in :data:`EVAL_FIELDS` (returns in raw units, ``normalised_score`` 0-100),
+    plus :data:`EVAL_BEST_SCORE` and :data:`EVAL_EPISODES_PER_S`.
+
+Exactly one FINISHED child run per config hash in an experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+# --- tags -----------------------------------------------------------------------------------------
+ROLE = "lamo.role"
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+SWEEP = "lamo.sweep"
+SWEEP_FILE_SHA256 = "lamo.sweep_file_sha256"
+CHANGES = "lamo.changes"
+LAST_PARENT_RUN = "lamo.last_parent_run_id"
+PARENT_RUN = "mlflow.parentRunId"
+GIT_COMMIT = "mlflow.source.git.commit"
+CONFIG_HASH = "config_hash"
+DATA_SUBSET_HASH = "data_subset_hash"
+DATA_SOURCE = "data_source"
+DATASET = "dataset"
+DEVICE = "device"
+VERSION_PREFIX = "version."
+#: The grid axes, each a tag of every child run (values as strings; ``sample_ratio`` as ``f"{r:g}"``).
+AXIS_TAGS = ("task", "sample_ratio", "seed", "variant")
+
+# --- artifacts and parent-run records --------------------------------------------------------------
+RESOLVED_TRIALS_ARTIFACT = "resolved_trials.json"
+PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped")
+
+# --- metric keys ----------------------------------------------------------------------------------
+TRAIN_ACTION_LOSS = "train/action_loss"
+TRAIN_LANGUAGE_LOSS = "train/language_loss"
+TRAIN_LR = "train/lr"
+TRAIN_STEPS_PER_S = "train/steps_per_s"
+EVAL_BEST_SCORE = "eval/best_normalised_score"
+EVAL_EPISODES_PER_S = "eval/episodes_per_s"
+#: Per-target evaluation fields: raw-return mean/std, mean episode length (env steps), normalised score.
+EVAL_FIELDS = ("return_mean", "return_std", "length_mean", "normalised_score")
+#: Prefixes of the static records logged once at step 0.
+STATIC_PREFIXES = ("data/", "params/")
+
+_EVAL_KEY = re.compile(
+    r"^eval/rtg_(?P<target>[^/]+)/(?P<field>return_mean|return_std|normali[sz]ed_score|length_mean)$")
+
+
+def target_key(target: float) -> str:
+    """Metric-key form of an RTG target (raw return): ``76.0 -> "76"``, ``0.5 -> "0.5"``."""
+    return f"{target:g}"
+
+
+def eval_key(target: float, field: str) -> str:
+    """``eval/rtg_<T>/<field>``, the key of one evaluation field for RTG target ``target``.
+
+    Raises:
+        ValueError: ``field`` is not one of :data:`EVAL_FIELDS`.
+    """
+    if field not in EVAL_FIELDS:
+        raise ValueError(f"unknown evaluation field {field!r}; one of {', '.join(EVAL_FIELDS)}")
+    return f"eval/rtg_{target_key(target)}/{field}"
+
+
+def parse_eval_key(key: str) -> tuple[float, str] | None:
+    """``(rtg_target, field)`` of a per-target evaluation key, else ``None``.
+
+    The US spelling ``normalized_score`` (older stores, other tools) is read as ``normalised_score``.
+    """
+    m = _EVAL_KEY.match(key)
+    if m is None:
+        return None
+    try:
+        target = float(m["target"])
+    except ValueError:
+        return None
+    field = "normalised_score" if m["field"].startswith("normali") else m["field"]
+    return target, field
+
+
+def axis_tags(task: str, sample_ratio: float, seed: int, variant: str) -> dict[str, str]:
+    """The grid-axis tags of a child run (:data:`AXIS_TAGS`), as strings."""
+    return {"task": task, "sample_ratio": f"{sample_ratio:g}", "seed": str(seed), "variant": variant}
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Flatten nested dicts to dotted keys (``{"train": {"lr": 1}} -> {"train.lr": 1}``); lists are
+    kept as JSON strings so they can be MLflow params. The params of a child run are
+    ``flatten(cfg.model_dump(mode="json"))``."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
