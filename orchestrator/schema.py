@@ -10,9 +10,8 @@ fix. Example::
     resources: {cpu: 1, gpu: 0}
     base:  {train: {steps: 600}, eval: {every_steps: 300, episodes: 10}}
     variants:
-      lamo: {model: {lm: lamo-wiki-tiny, init: pretrained, embedding: mlp, finetune: lora},
-             language: {weight: 0.1}}
-      dt:   {model: {lm: null, embedding: linear, finetune: full}}
+      lamo: {preset: lamo, model: {lm: lamo-wiki-tiny}}   # LaMo's recipe (the trial-config defaults)
+      dt:   {preset: dt}                                  # the DT baseline: its differences from LaMo
     grid: {task: [reacher2d-medium], sample_ratio: [0.1, 1.0], seed: [0, 1], variant: [lamo, dt]}
     # optional extra axes over any trial-config field: grid.axes: {language.weight: [0.0, 0.1]}
 """
@@ -20,7 +19,6 @@ fix. Example::
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import os
 import re
@@ -31,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trainers.config import TrialConfig
+from trainers.util import did_you_mean
 
 
 class SweepError(ValueError):
@@ -344,8 +343,7 @@ def _pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str
         field = ".".join(filter(None, [prefix, _fmt_loc(loc)]))
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(loc[-1]), allowed)
             msg = f"unknown key.{hint} Allowed here: {', '.join(allowed)}" if allowed else "unknown key."
         elif e["type"] == "missing":
             msg = "required field is missing; add it"
@@ -407,8 +405,7 @@ def _axis_path_problem(axis: str) -> str | None:
                     f"trial-config field")
         fields = list(cur.model_fields)
         if part not in fields:
-            close = difflib.get_close_matches(part, fields, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(part, fields)
             where = f" in {'.'.join(parts[:i])!r}" if i else ""
             return f"unknown field {part!r}{where}.{hint} Allowed here: {', '.join(fields)}"
         ann = cur.model_fields[part].annotation
@@ -476,6 +473,22 @@ class Sweep:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "<sweep>", overrides: dict | None = None) -> "Sweep":
+        """Validate and expand an already parsed sweep file (the mapping :func:`read_yaml` returns).
+
+        Each trial is ``TrialConfig`` defaults <- its variant's preset <- ``base`` (with ``overrides``,
+        the ``--set`` flags, merged in) <- the variant's own fields <- the grid axes, then validated.
+
+        Args:
+            raw: the sweep mapping (``name``, ``base``, ``variants``, ``grid``, ...).
+            source: the file name used in messages.
+            overrides: nested mapping merged into ``base`` (``--set`` / ``--steps``).
+
+        Raises:
+            SweepError: every problem found, each as ``(field, message)`` naming the field and the fix:
+                schema errors, unknown presets / variants / axes, a ``base`` value that would replace a
+                field the variant's preset sets (:func:`trainers.presets.overridden_by_base`), invalid
+                resolved trials, and identical trials (same config hash).
+        """
         if overrides:
             raw = copy.deepcopy(raw)
             raw["base"] = deep_merge(raw.get("base") or {}, overrides)
@@ -486,8 +499,9 @@ class Sweep:
         probs: list[tuple[str, str]] = []
         g = spec.grid
         variants = g.variant or list(spec.variants)
-        from trainers.presets import get_preset
+        from trainers.presets import get_preset, leaves, overridden_by_base
 
+        from_cli = leaves(overrides or {})
         layers: dict[str, tuple[dict, dict]] = {}  # variant -> (preset, own overrides)
         for name, over in spec.variants.items():
             over = dict(over)
@@ -499,12 +513,17 @@ class Sweep:
                 layers[name] = (get_preset(str(preset)), over)
             except KeyError as e:
                 probs.append((f"variants.{name}.preset", e.args[0]))
+                continue
+            for path, mine, theirs in overridden_by_base(layers[name][0], spec.base, over):
+                src = f"--set {path}" if path in from_cli else f"base.{path}"
+                probs.append((f"variants.{name}", (
+                    f"preset {preset!r} sets {path} = {mine!r}, but {src} = {theirs!r} would replace it for "
+                    f"this variant; say which one it uses: set variants.{name}.{path} (to {theirs!r} to keep "
+                    f"the base value), or move {path} from base into the variants that need it")))
         for i, v in enumerate(variants):
             if v not in spec.variants:
-                close = difflib.get_close_matches(v, spec.variants, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                probs.append((f"grid.variant[{i}]", f"unknown variant {v!r}.{hint} Defined variants: "
-                              f"{', '.join(spec.variants)}"))
+                probs.append((f"grid.variant[{i}]", f"unknown variant {v!r}.{did_you_mean(v, spec.variants)} "
+                              f"Defined variants: {', '.join(spec.variants)}"))
         for axis, values in g.axes.items():
             if axis.split(".")[0] in _AXIS_FIXED:
                 probs.append((f"grid.axes.{axis}", f"use grid.{axis.split('.')[0]} for this axis"))

@@ -36,7 +36,7 @@ base:
   train: {{steps: {steps}, batch_size: 16, warmup_steps: 5, log_every: 10, checkpoint_every: 20}}
   eval: {{every_steps: {every}, episodes: 2, max_episode_steps: 15}}
 variants:
-  dt: {{preset: dt, model: {{arch: {{n_layer: 1, n_embd: 32, n_head: 1, n_inner: 64}}}}}}
+  dt: {{preset: dt, model: {{arch: {{n_layer: 1, n_embd: 32, n_head: 1, n_inner: 64}}}}, train: {{warmup_steps: 5}}}}
 grid: {{task: [reacher2d-medium], sample_ratio: [{ratios}], seed: [0]}}
 """
 
@@ -101,8 +101,8 @@ def assert_same_as_uninterrupted(root: Path, sweep: Sweep, finals: dict, tmp: Pa
                      if "train/action_loss" in x][-1]["train/action_loss"]
         expect = {k: v for k, v in ref.items() if k != "eval/episodes_per_s"} | {"train/action_loss": last_loss}
         assert finals[t.slug()] == expect, t.slug()
-        a = torch.load(tmp / t.slug() / CHECKPOINT_DIR / "state.pt", weights_only=False)["model"]
-        b = torch.load(trial_workdir(root / "runs", t) / CHECKPOINT_DIR / "state.pt", weights_only=False)["model"]
+        a = torch.load(tmp / t.slug() / CHECKPOINT_DIR / "state.pt", weights_only=False)["learner"]["model"]
+        b = torch.load(trial_workdir(root / "runs", t) / CHECKPOINT_DIR / "state.pt", weights_only=False)["learner"]["model"]
         assert all(torch.equal(a[k], b[k]) for k in a), t.slug()
 
 

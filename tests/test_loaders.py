@@ -13,6 +13,7 @@ from trainers.config import TrialConfig
 from trainers.data.d4rl_hdf5 import DatasetError, write_d4rl_hdf5
 from trainers.data.loaders import check_trajectories, load_pickle_trajectories, load_trajectory_list, minari_available
 from trainers.inputs import missing_inputs
+from trainers.presets import get_preset
 
 TASK = "hopper-medium"  # obs 11, act 3
 MINARI_ID = "lamotest/hopper/tiny-v0"
@@ -26,7 +27,7 @@ def _traj(rng, n: int, obs_dim: int = 11, act_dim: int = 3, done: bool = True) -
 
 
 def _cfg(**data) -> TrialConfig:
-    return TrialConfig(task=TASK, data=data)
+    return TrialConfig(task=TASK, data=data, **get_preset("dt"))  # DT: no LM input to resolve
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from trainers.config import TrialConfig
+from trainers.presets import get_preset
 from trainers.model import DecisionTransformer, ResidualBlock, trainable_share
 
 
@@ -39,7 +40,7 @@ def test_forward_shapes_both_variants(tiny_lm_dir, variant):
         assert isinstance(m.embed_state, ResidualBlock)
         assert not isinstance(m.predict_action[-1], torch.nn.Tanh)
     else:
-        cfg = TrialConfig(task="reacher2d-medium")
+        cfg = TrialConfig(task="reacher2d-medium", **get_preset("dt"))
         m = DecisionTransformer(cfg, 12, 2, 100)
         assert isinstance(m.embed_state, torch.nn.Linear) and isinstance(m.predict_action[-1], torch.nn.Tanh)
     out = m(*batch())

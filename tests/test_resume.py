@@ -71,8 +71,8 @@ def test_killed_trial_resumes_exactly(inputs, tmp_path):
     a = torch.load(tmp_path / "ref" / CHECKPOINT_DIR / "state.pt", weights_only=False)
     b = torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)
     assert a["step"] == b["step"] == 60
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["learner"]["model"]:
+        assert torch.equal(a["learner"]["model"][k], b["learner"]["model"][k]), k
     # the training-loss log after the resume point matches the uninterrupted one exactly
     ref_log = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
     res_log = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
@@ -153,7 +153,7 @@ def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, pha
 def test_checkpoint_survives_a_kill_between_the_renames(tmp_path):
     """``save_checkpoint`` swaps directories with two renames; whatever point a kill hits, a complete
     checkpoint is found and a stale ``.old`` does not block the next save."""
-    from trainers.train import latest_checkpoint, save_checkpoint
+    from trainers.checkpoint import latest_checkpoint, save_checkpoint
 
     ck = tmp_path / CHECKPOINT_DIR
     assert latest_checkpoint(ck) is None
@@ -173,7 +173,7 @@ def test_checkpoint_holds_trainable_weights_only_and_checks_the_frozen_ones(inpu
     """A LoRA checkpoint stores LoRA, embeddings, heads and buffers but not the frozen LM (rebuilt on resume);
     a frozen weight that changed since (a replaced LM directory) is refused with a clear error."""
     from trainers.model import DecisionTransformer
-    from trainers.train import load_checkpoint_weights
+    from trainers.checkpoint import load_checkpoint_weights
 
     root, data, lm = inputs
     base = config(lm)
@@ -184,14 +184,15 @@ def test_checkpoint_holds_trainable_weights_only_and_checks_the_frozen_ones(inpu
     model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert trainable and frozen and trainable <= set(st["model"]) and not frozen & set(st["model"])
-    assert any("lora_" in k for k in st["model"])
-    load_checkpoint_weights(model, st, tmp_path)  # same LM: accepted
+    weights, fingerprint = st["learner"]["model"], st["learner"]["frozen_fingerprint"]
+    assert trainable and frozen and trainable <= set(weights) and not frozen & set(weights)
+    assert any("lora_" in k for k in weights)
+    load_checkpoint_weights(model, weights, tmp_path, fingerprint)  # same LM: accepted
     name = sorted(frozen)[0]
     with torch.no_grad():
         dict(model.named_parameters())[name].add_(1e-3)
     with pytest.raises(ValueError, match="frozen language-model weights differ"):
-        load_checkpoint_weights(model, st, tmp_path)
+        load_checkpoint_weights(model, weights, tmp_path, fingerprint)
 
 
 def test_restored_records_wait_for_the_server_without_blocking(tmp_path):

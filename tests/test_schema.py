@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from orchestrator.schema import Sweep, SweepError, parse_overrides
 from tests.conftest import REPO
@@ -17,7 +18,7 @@ name: t
 base: {train: {steps: 10}}
 variants:
   lamo: {model: {lm: lamo-wiki-tiny, init: pretrained, embedding: mlp, finetune: lora}, language: {weight: 0.1}}
-  dt: {model: {lm: null, embedding: linear, finetune: full}}
+  dt: {preset: dt}
 grid: {task: [reacher2d-medium], sample_ratio: [0.1, 1.0], seed: [0, 1], variant: [lamo, dt]}
 """
 
@@ -99,7 +100,7 @@ def test_empty_variants_duplicate_keys_and_unsafe_yaml(tmp_path):
 
 
 def test_language_loss_without_lm_is_rejected(tmp_path):
-    e = errors_of(tmp_path, GOOD.replace("dt: {model: {lm: null,", "dt: {language: {weight: 0.2}, model: {lm: null,"))
+    e = errors_of(tmp_path, GOOD.replace("dt: {preset: dt}", "dt: {preset: dt, language: {weight: 0.2}}"))
     assert "language.weight > 0 needs a language model" in str(e)
 
 
@@ -139,24 +140,83 @@ def test_cli_dry_run_and_exit_codes(tmp_path):
 
 
 def test_presets_layering(tmp_path):
+    """defaults (LaMo) < preset < base < the variant's own fields; and each trial builds what its preset
+    says: the DT trial is a randomly initialised 3 x 128 GPT-2, not the base LM's architecture."""
+    from trainers.model import DecisionTransformer
+
     text = """
     name: p
     base: {train: {warmup_steps: 7}, model: {lm: lamo-wiki-tiny}}
     variants:
       lamo: {preset: lamo, language: {block_size: 64}}
-      dt: {preset: dt}
+      dt: {preset: dt, model: {lm: null}, train: {warmup_steps: 7}}
       frozen: {preset: lamo-frozen}
     grid: {task: [hopper-medium]}
     """
     lamo, dt, frozen = Sweep.load(write(tmp_path, text)).trials
-    # preset < base < variant overrides
     assert (lamo.model.embedding, lamo.model.finetune, lamo.language.weight) == ("mlp", "lora", 0.1)
     assert lamo.model.lm == "lamo-wiki-tiny" and lamo.language.block_size == 64 and lamo.train.warmup_steps == 7
-    assert (dt.model.arch.n_layer, dt.model.arch.n_embd, dt.model.arch.n_head, dt.model.arch.activation) == (3, 128, 1, "relu")
-    assert dt.train.weight_decay == 1e-4 and dt.train.adam_eps == 1e-8 and dt.train.warmup_steps == 7
-    assert frozen.model.finetune == "frozen" and frozen.model.embedding == "mlp"
+    assert (frozen.model.finetune, frozen.model.embedding, frozen.model.lm) == ("frozen", "mlp", "lamo-wiki-tiny")
+    assert (dt.train.weight_decay, dt.train.adam_eps, dt.train.warmup_steps, dt.language.weight) == (1e-4, 1e-8, 7, 0)
+    task = dt.task_spec
+    model = DecisionTransformer(dt, task.obs_dim, task.act_dim, task.max_ep_len, None)
+    conf = model.lm.config
+    assert (conf.n_layer, conf.n_embd, conf.n_head, conf.n_inner, conf.activation_function) == (3, 128, 1, 512, "relu")
+    assert isinstance(model.embed_state, torch.nn.Linear) and isinstance(model.predict_action[-1], torch.nn.Tanh)
+    frozen_names = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen_names and all("wpe" in n for n in frozen_names)  # full training; only the zeroed positions
     e = errors_of(tmp_path, text.replace("preset: dt", "preset: dtt"))
     assert any(loc == "variants.dt.preset" for loc, _ in e.problems) and "did you mean 'dt'" in str(e).lower()
+
+
+def test_base_cannot_silently_replace_what_a_preset_sets(tmp_path):
+    """``base: {model: {lm: X}}`` with ``preset: dt`` would build a random-init copy of X: refused before
+    any compute, naming the variant, the preset's field, the base field and the fix; the same for --set."""
+    text = """
+    name: p
+    base: {train: {warmup_steps: 7}, model: {lm: lamo-wiki-tiny}}
+    variants:
+      lamo: {preset: lamo}
+      dt: {preset: dt}
+    grid: {task: [hopper-medium]}
+    """
+    e = errors_of(tmp_path, text)
+    by_field = {msg.split(" = ")[0].removeprefix("preset 'dt' sets "): msg for loc, msg in e.problems
+                if loc == "variants.dt"}
+    assert set(by_field) == {"model.lm", "train.warmup_steps"}, e.problems
+    assert "base.model.lm = 'lamo-wiki-tiny'" in by_field["model.lm"]
+    assert "set variants.dt.model.lm" in by_field["model.lm"]
+    assert all(loc == "variants.dt" for loc, _ in e.problems)  # lamo takes base values freely
+    # restated in the variant: accepted, and the variant's value wins
+    ok = text.replace("dt: {preset: dt}", "dt: {preset: dt, model: {lm: null}, train: {warmup_steps: 7}}")
+    lamo, dt = Sweep.load(write(tmp_path, ok)).trials
+    assert dt.model.lm is None and lamo.model.lm == "lamo-wiki-tiny"
+    # a command-line override is held to the same rule, and named as such
+    with pytest.raises(SweepError) as exc:
+        Sweep.load(write(tmp_path, ok), {"train": {"weight_decay": 0.5}})
+    assert "--set train.weight_decay = 0.5" in str(exc.value) and "variants.dt" in str(exc.value)
+
+
+def test_lm_with_arch_is_refused():
+    """``model.arch`` is ignored when an LM is set, so setting both is an error naming the fix."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="model.arch shapes the backbone only when model.lm is null"):
+        TrialConfig(task="hopper-medium", model={"lm": "gpt2", "arch": {"n_layer": 1}})
+    assert TrialConfig(task="hopper-medium", model={"lm": None, "init": "random", "arch": {"n_layer": 1}},
+                       language={"weight": 0}).model.arch.n_layer == 1
+
+
+def test_presets_are_pure_differences_from_the_defaults():
+    """The trial-config defaults are LaMo's recipe; every preset validates and changes each field it sets."""
+    from trainers.presets import VARIANT_PRESETS, leaves
+
+    assert VARIANT_PRESETS["lamo"] == {}
+    defaults = leaves(TrialConfig(task="hopper-medium").model_dump())
+    for name, preset in VARIANT_PRESETS.items():
+        TrialConfig.model_validate({"task": "hopper-medium", **preset})
+        for path, value in leaves(preset).items():
+            assert defaults[path] != value, f"preset {name!r} restates the default {path} = {value!r}"
 
 
 def test_ablation_sweep_validates():

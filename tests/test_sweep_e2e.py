@@ -28,7 +28,9 @@ variants:
     model: {{lm: {lm}, init: pretrained, embedding: mlp, finetune: lora, lora: {{rank: 4, alpha: 8}}}}
     language: {{weight: 0.1, block_size: 32, batch_size: 2}}
   dt:
-    model: {{lm: null, arch: {{n_layer: 1, n_embd: 32, n_head: 1, n_inner: 64}}, embedding: linear, finetune: full}}
+    preset: dt
+    model: {{arch: {{n_layer: 1, n_embd: 32, n_head: 1, n_inner: 64}}}}
+    train: {{warmup_steps: 5}}
 grid: {{task: [reacher2d-medium], sample_ratio: [0.5, 1.0], seed: [0], variant: [lamo, dt]}}
 """
 

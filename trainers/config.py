@@ -1,13 +1,17 @@
-"""The trial config: one typed object that describes a LaMo/DT trial completely.
+"""The trial config: one typed object that describes a trial completely.
 
 A sweep file expands into a list of these (see :mod:`orchestrator.schema`); the single-trial command
 ``lamo-trial`` takes one as YAML/JSON. Its canonical hash (:meth:`TrialConfig.config_hash`) is the
 trial's identity in MLflow and on disk.
 
-Defaults are LaMo's D4RL hyperparameters (``../shared/docs/lamo_spec.md`` §3.1, §11): AdamW lr 1e-4,
-weight decay 1e-5, eps 1e-6, linear warmup 2,500 steps then constant, gradient clip 0.25, dropout 0.1,
-batch 64, 100k steps, evaluation every 2,500 steps with 20 episodes per RTG target, LoRA r=16, alpha=32,
-dropout 0.1, language-loss weight 0.1 on 1024-token blocks, 2 sequences per step.
+**The defaults are one thing: LaMo's recipe for D4RL**, as the official code runs it with
+``experiment-d4rl/run_cotrain.sh`` (docs/lamo_recipe.md §1-§3): pre-trained GPT-2, LoRA r=16, alpha=32,
+dropout 0.1 on the attention projection with the rest of the LM frozen, MLP embeddings, language loss
+lambda = 0.1 on 2 blocks of 1,024 tokens per step; AdamW lr 1e-4, weight decay 1e-5, eps 1e-6, linear
+warm-up over 2,500 steps then constant, gradient clip 0.25, dropout 0.1, batch 64, 100k steps,
+evaluation every 2,500 steps with 20 episodes per RTG target. Every other recipe (the DT baseline, the
+ablations) is a *preset* that lists only its differences from these defaults (:mod:`trainers.presets`).
+Per-task settings (context length, RTG scale and targets, normalisation) live in :mod:`trainers.tasks`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ class _Strict(BaseModel):
 
 
 class ArchConfig(_Strict):
-    """GPT-2 shape used when the backbone is built from a config (random initialisation, no LM).
+    """GPT-2 shape of the backbone when there is no LM (``model.lm: null``), randomly initialised.
 
-    Defaults: the original Decision Transformer / LaMo DT baseline, ``GPT2Config(n_embd=128,
-    n_layer=3, n_head=1, n_inner=512, activation_function="relu")`` (spec §1.1).
+    Defaults: the original Decision Transformer's, which LaMo's DT baseline keeps: ``GPT2Config(n_embd=128,
+    n_layer=3, n_head=1, n_inner=4*128, activation_function="relu")`` (kzl/decision-transformer
+    ``gym/experiment.py`` and ``srzer/LaMo-2023:experiment-d4rl/experiment.py`` argument defaults;
+    docs/lamo_recipe.md §1).
     """
 
     n_layer: int = Field(3, ge=1)
@@ -47,7 +53,8 @@ class ArchConfig(_Strict):
 
 
 class LoraSettings(_Strict):
-    """LoRA hyperparameters (spec §1.3: r = 16, alpha = 32, dropout 0.1 on the fused Q/K/V projection).
+    """LoRA hyperparameters: r = 16, alpha = 32, dropout 0.1 on the fused Q/K/V projection (paper §4.2 and
+    ``experiment-d4rl/decision_transformer/models/trajectory_gpt2_LoRA.py``; docs/lamo_recipe.md §1).
 
     ``target_modules=None`` picks the attention projections per architecture
     (:func:`trainers.model.default_lora_targets`).
@@ -66,9 +73,10 @@ class ModelConfig(_Strict):
     """Backbone, embeddings and fine-tuning mode.
 
     Attributes:
-        lm: the pre-trained causal LM: a Hugging Face hub id (``"gpt2"``), a local directory, or the
-            name of an LM this project pre-trains itself (``"lamo-wiki-tiny"``, see
-            :mod:`trainers.lm.pretrain`). ``None`` builds a GPT-2 from :attr:`arch`.
+        lm: the pre-trained causal LM: a Hugging Face hub id (default ``"gpt2"``, the paper's), a local
+            directory, or the name of an LM this project pre-trains itself (``"lamo-wiki-tiny"``, see
+            :mod:`trainers.lm.pretrain`). ``None`` builds a GPT-2 from :attr:`arch` (DT); :attr:`arch`
+            is used only then, and setting it next to an ``lm`` is refused (it would be ignored).
         init: ``pretrained`` loads the LM's weights; ``random`` keeps its architecture with fresh
             weights (the paper's "random initialisation" ablation).
         embedding: ``mlp`` (LaMo's residual two-layer blocks, action head without tanh) or ``linear``
@@ -79,11 +87,11 @@ class ModelConfig(_Strict):
         dropout: residual/attention/embedding dropout of the backbone.
     """
 
-    lm: str | None = None
-    init: Literal["pretrained", "random"] = "random"
+    lm: str | None = "gpt2"
+    init: Literal["pretrained", "random"] = "pretrained"
     arch: ArchConfig = Field(default_factory=ArchConfig)
-    embedding: Literal["mlp", "linear"] = "linear"
-    finetune: Literal["lora", "full", "frozen"] = "full"
+    embedding: Literal["mlp", "linear"] = "mlp"
+    finetune: Literal["lora", "full", "frozen"] = "lora"
     lora: LoraSettings = Field(default_factory=LoraSettings)
     n_blocks: int | None = Field(None, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -92,12 +100,16 @@ class ModelConfig(_Strict):
     def _consistent(self) -> "ModelConfig":
         if self.lm is None and self.init == "pretrained":
             raise ValueError("init='pretrained' needs an `lm` (hub id, local dir or project LM name); "
-                             "set model.lm or use init: random")
+                             "set model.lm, or use init: random (the DT baseline is `preset: dt`)")
+        if self.lm is not None and self.arch != ArchConfig():
+            raise ValueError(f"model.arch shapes the backbone only when model.lm is null, but model.lm is "
+                             f"{self.lm!r} (its own architecture would be built and arch ignored); set "
+                             f"model.lm: null to build from arch, or remove model.arch")
         return self
 
 
 class LanguageConfig(_Strict):
-    """The auxiliary language-modelling loss (spec §2).
+    """The auxiliary language-modelling loss (paper §4, "auxiliary language prediction loss"; docs/lamo_recipe.md §2).
 
     ``weight`` is LaMo's ``co_lambda``: total loss = action MSE + weight * LM cross-entropy. With
     ``weight == 0`` the corpus is never loaded and no language forward pass runs.
@@ -105,14 +117,15 @@ class LanguageConfig(_Strict):
     (LaMo: 1024), ``batch_size`` sequences per training step (LaMo: 2).
     """
 
-    weight: float = Field(0.0, ge=0)
+    weight: float = Field(0.1, ge=0)
     corpus: str = "wikitext-103-local"
     block_size: int = Field(1024, ge=8)
     batch_size: int = Field(2, ge=1)
 
 
 class TrainConfig(_Strict):
-    """Optimisation (spec §3.1). ``steps`` are gradient steps."""
+    """Optimisation (``experiment-d4rl/experiment.py`` and ``run*.sh``; docs/lamo_recipe.md §3).
+    ``steps`` are gradient steps; ``log_every`` / ``checkpoint_every`` in steps."""
 
     steps: int = Field(100_000, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -126,7 +139,7 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    """Evaluation cadence (spec §5): every ``every_steps`` gradient steps and after the last one,
+    """Evaluation cadence (docs/lamo_recipe.md §5): every ``every_steps`` gradient steps and after the last one,
     ``episodes`` episodes per RTG target. ``rtg_targets=None`` uses the task's targets (raw return).
     ``max_episode_steps=None`` uses the task's ``max_ep_len``."""
 
@@ -167,7 +180,7 @@ class TrialConfig(_Strict):
 
     Attributes:
         task: registry name (:data:`trainers.tasks.TASKS`).
-        sample_ratio: fraction of whole trajectories kept, in (0, 1] (LaMo, spec §4).
+        sample_ratio: fraction of whole trajectories kept, in (0, 1] (paper §5 and Appendix B; docs/lamo_recipe.md §4).
         seed: seeds torch, NumPy, Python ``random``, the data subset and the evaluation envs.
         variant: the sweep's label for this model/training recipe (``lamo``, ``dt``, ...).
         context_length: K; ``None`` = the task's (20 MuJoCo, 5 Reacher2d).
@@ -192,7 +205,7 @@ class TrialConfig(_Strict):
     def _language_needs_lm(self) -> "TrialConfig":
         if self.language.weight > 0 and self.model.lm is None:
             raise ValueError("language.weight > 0 needs a language model with a tokenizer (model.lm); "
-                             "set language.weight: 0 for a model without an LM")
+                             "set language.weight: 0 for a model without an LM (the DT baseline is `preset: dt`)")
         return self
 
     @field_validator("task")

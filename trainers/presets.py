@@ -1,58 +1,52 @@
-"""Variant presets: the paper's model/training recipes and its ablations, in one place.
+"""Variant presets: the paper's recipes and its ablations, each as its differences from the trial
+config's defaults.
 
-A sweep variant may start from a preset (``variants: {lamo: {preset: lamo, model: {lm: gpt2}}}``).
-Layering, lowest first: :class:`trainers.config.TrialConfig` defaults (LaMo's D4RL hyperparameters)
-<- preset <- the sweep's ``base`` <- the variant's own overrides <- grid axes. Task-specific settings
-(context length, RTG scale and targets, normalisation) live in :mod:`trainers.tasks`.
+The defaults of :class:`trainers.config.TrialConfig` *are* LaMo's recipe, so the ``lamo`` preset is
+empty; every other preset lists only the fields it changes (a test checks that no preset restates a
+default). A sweep variant may start from a preset (``variants: {dt: {preset: dt}}``). Layering, lowest
+first: defaults <- preset <- the sweep's ``base`` <- the variant's own fields <- grid axes.
 
-Sources (``../shared/docs/lamo_spec.md``):
+A field a preset sets is part of what the preset *means* (``dt`` means "no LM"): the sweep validation
+refuses a ``base`` (or ``--set``) value that would silently replace it (:func:`overridden_by_base`), and
+asks for it to be said in the variant instead.
 
-* ``lamo``: §1.2, §1.3, §2, §3.1 and ``run_cotrain.sh``: pre-trained LM, MLP embeddings, LoRA r=16,
-  alpha=32, dropout 0.1 on Q/K/V with the rest frozen, language loss lambda 0.1 on 1024-token blocks x 2.
-  ``model.lm`` defaults to ``gpt2`` (the paper's backbone); offline, set it to ``lamo-wiki-tiny``.
-* ``dt``: §1.1 and §3.1 "defaults when no script is used" (the original DT): random-init GPT-2 with 3
-  layers x 128, 1 head, inner 512, ReLU, linear embeddings with a tanh action head, full training, no
-  language loss, weight decay 1e-4, warmup 10,000, AdamW eps 1e-8. Which of these the paper's DT baseline
-  used is not stated (Appendix E unavailable); the DT defaults are the likeliest (spec §3.1).
-* ablations (§5.5 of the paper, spec §8): ``lamo-linear`` (linear embeddings, tanh head),
-  ``lamo-full`` (full fine-tuning), ``lamo-frozen`` (LM frozen, only embeddings/heads train),
-  ``lamo-random-init`` (same architecture, random weights), ``lamo-no-lm-loss`` (lambda = 0).
+Sources (docs/lamo_recipe.md, which cites the official code):
+
+* ``lamo``: the defaults, ``experiment-d4rl/run_cotrain.sh`` (paper §4): pre-trained GPT-2, LoRA, MLP
+  embeddings, language loss 0.1. ``model.lm`` is ``gpt2``; offline, set it to ``lamo-wiki-tiny``.
+* ``dt``: the original Decision Transformer (Chen et al. 2021; kzl/decision-transformer
+  ``gym/experiment.py`` defaults, which ``experiment-d4rl/experiment.py`` keeps when no script flag is
+  given): random-init GPT-2 with 3 layers x 128, 1 head, inner 512, ReLU (the ``model.arch`` defaults),
+  linear embeddings with a tanh action head, full training, no language loss, weight decay 1e-4,
+  warm-up 10,000 steps, AdamW eps 1e-8 (plain AdamW, as the official code without a pre-trained LM).
+  Which of these the paper's DT baseline used is not published; the DT defaults are the likeliest
+  (docs/deviations.md).
+* ablations (paper §5.5): ``lamo-linear`` (linear embeddings, tanh head), ``lamo-full`` (full
+  fine-tuning), ``lamo-frozen`` (LM frozen, only embeddings and heads train), ``lamo-no-lm-loss``
+  (lambda = 0), ``lamo-random-init`` (the LM's architecture with random weights). An ablation changes
+  one thing, so ``lamo-random-init`` keeps every other LaMo setting, AdamW eps 1e-6 included, although
+  the official code's path without a pre-trained LM would use eps 1e-8: the comparison then isolates
+  pre-training.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 
-from trainers.config import TrialConfig
-
-_LAMO = {
-    "model": {"lm": "gpt2", "init": "pretrained", "embedding": "mlp", "finetune": "lora", "dropout": 0.1,
-              "lora": {"rank": 16, "alpha": 32.0, "dropout": 0.1, "train_bias": True}},
-    "language": {"weight": 0.1, "block_size": 1024, "batch_size": 2},
-}
-
-
-def _lamo(**changes) -> dict:
-    p = copy.deepcopy(_LAMO)
-    for section, values in changes.items():
-        p[section].update(values)
-    return p
-
+from trainers.util import did_you_mean
 
 VARIANT_PRESETS: dict[str, dict] = {
-    "lamo": _lamo(),
+    "lamo": {},
     "dt": {
-        "model": {"lm": None, "init": "random", "embedding": "linear", "finetune": "full", "dropout": 0.1,
-                  "arch": {"n_layer": 3, "n_embd": 128, "n_head": 1, "n_inner": 512, "activation": "relu"}},
+        "model": {"lm": None, "init": "random", "embedding": "linear", "finetune": "full"},
         "language": {"weight": 0.0},
         "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8},
     },
-    "lamo-linear": _lamo(model={"embedding": "linear"}),
-    "lamo-full": _lamo(model={"finetune": "full"}),
-    "lamo-frozen": _lamo(model={"finetune": "frozen"}),
-    "lamo-random-init": _lamo(model={"init": "random"}),
-    "lamo-no-lm-loss": _lamo(language={"weight": 0.0}),
+    "lamo-linear": {"model": {"embedding": "linear"}},
+    "lamo-full": {"model": {"finetune": "full"}},
+    "lamo-frozen": {"model": {"finetune": "frozen"}},
+    "lamo-random-init": {"model": {"init": "random"}},
+    "lamo-no-lm-loss": {"language": {"weight": 0.0}},
 }
 
 
@@ -65,14 +59,32 @@ def get_preset(name: str) -> dict:
     try:
         return copy.deepcopy(VARIANT_PRESETS[name])
     except KeyError:
-        close = difflib.get_close_matches(name, VARIANT_PRESETS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown preset {name!r}.{hint} Presets: {', '.join(VARIANT_PRESETS)}") from None
+        raise KeyError(f"unknown preset {name!r}.{did_you_mean(name, VARIANT_PRESETS)} "
+                       f"Presets: {', '.join(VARIANT_PRESETS)}") from None
 
 
-def _validate_presets() -> None:
-    for name, p in VARIANT_PRESETS.items():
-        TrialConfig.model_validate({"task": "hopper-medium", **p})  # raises if a preset drifts from the schema
+def leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    """``{"model.lm": None, ...}``: the dotted paths of a nested mapping's leaves (mappings recurse)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
-_validate_presets()
+def overridden_by_base(preset: dict, base: dict, own: dict) -> list[tuple[str, object, object]]:
+    """Fields a preset sets that ``base`` would replace with another value, and the variant's own fields
+    (``own``) do not restate: ``[(dotted path, preset value, base value)]``.
+
+    Such a mixture is refused by the sweep validation: with ``base: {model: {lm: X}}``, ``preset: dt``
+    would otherwise become a randomly initialised copy of X's architecture, not the DT baseline.
+    """
+    mine, theirs = leaves(preset), leaves(base)
+    stated = leaves(own)
+    out = []
+    for path, value in mine.items():
+        if path in theirs and theirs[path] != value and path not in stated:
+            out.append((path, value, theirs[path]))
+    return out
