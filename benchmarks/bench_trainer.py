@@ -34,47 +34,28 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.schema import Sweep  # noqa: E402
 from trainers.evaluate import evaluate  # noqa: E402
-from trainers.inputs import dataset_path, lm_location, prepare_inputs  # noqa: E402
-from trainers.model import DecisionTransformer  # noqa: E402
-from trainers.train import load_trajectories, train_step  # noqa: E402
+from trainers.inputs import prepare_inputs  # noqa: E402
+from trainers.paths import dataset_path  # noqa: E402
+from trainers.learner import SequenceLearner, build_parts  # noqa: E402
 
 
 def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
-    """Steps/s of the trainer's own step (:func:`trainers.train.train_step`: sampling, forward, language
-    loss, backward, clip, AdamW)."""
-    from trainers.data.trajectories import BatchSampler
-
-    task = cfg.task_spec
-    data = load_trajectories(cfg, data_dir)
-    sampler = BatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=0)
-    lm = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
-    model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, eps=cfg.train.adam_eps)
-    batcher = None
-    if cfg.language.weight > 0:
-        from transformers import AutoTokenizer
-
-        from trainers.lm.corpus import LanguageBatcher, load_token_blocks
-
-        blocks = load_token_blocks(cfg.language.corpus, AutoTokenizer.from_pretrained(lm),
-                                   cfg.language.block_size, cache_dir=data_dir / "corpus_cache")
-        batcher = LanguageBatcher(blocks, cfg.language.batch_size, seed=0)
-
-    def step():
-        train_step(model, sampler, batcher, opt, params, cfg, torch.device(device))
-
+    """Steps/s of the trainer's own step (:meth:`trainers.learner.SequenceLearner.train_step`: sampling,
+    forward, language loss, backward, clip, AdamW, schedule), on the parts the trainer builds
+    (:func:`trainers.learner.build_parts`)."""
+    learner = SequenceLearner(cfg, build_parts(cfg, data_dir, torch.device(device)))
     for _ in range(5):
-        step()
+        learner.train_step()
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
     for _ in range(steps):
-        step()
+        learner.train_step()
     if device == "cuda":
         torch.cuda.synchronize()
     sec = time.perf_counter() - t
-    return {"steps_per_s": steps / sec, "ms_per_step": 1000 * sec / steps, "model": model, "data": data}
+    return {"steps_per_s": steps / sec, "ms_per_step": 1000 * sec / steps, "model": learner.parts.model,
+            "data": learner.data}
 
 
 def _env_steps(metrics: dict, episodes: int) -> float:
@@ -104,10 +85,11 @@ def bench_eval(cfg, model, data, episodes: int, device: str) -> dict:
 
 
 def bench_paper(hopper_trials, lm: str, data_dir: Path, steps: int, episodes: int, device: str) -> dict:
-    """LaMo as in the paper (spec §3.1) on Hopper with ``lm`` (e.g. ``gpt2``): train steps/s, and the
+    """LaMo as in the paper (docs/lamo_recipe.md §3) on Hopper with ``lm`` (e.g. ``gpt2``): train steps/s, and the
     projected wall time of a 100k-step run evaluated every 2,500 steps (40 evaluations of 4 targets x
     ``episodes``), counting every episode at the full 1,000 steps (an upper bound) at the measured
-    vectorised env-steps/s. The official code takes ~10.4 h for this (issue #3); goal <= 1 h on one H100."""
+    vectorised env-steps/s. The official code takes ~10.4 h for this (its committed wandb summaries, docs/benchmarks.md); goal
+    <= 1 h on one H100."""
     base = next(t for t in hopper_trials if t.variant == "lamo" and t.sample_ratio == 0.1)
     cfg = base.model_copy(update={"model": base.model.model_copy(update={"lm": lm}),
                                   "language": base.language.model_copy(update={"block_size": 1024})})

@@ -451,7 +451,7 @@ class Sweep:
     def data_dir(self) -> Path:
         """The data directory: the sweep's ``data_dir`` field, else ``$LAMO_DATA_DIR``, else
         ``<storage>/data`` (absolute)."""
-        from trainers.inputs import default_data_dir
+        from trainers.paths import default_data_dir
 
         if self.spec.data_dir:
             return Path(self.spec.data_dir).expanduser().resolve()

@@ -24,7 +24,7 @@ def make_tiny_inputs(root: Path, episodes: int, seed: int, lm_steps: int = 3) ->
     """A small collected Reacher2d dataset under ``root/data`` and a tiny real pre-trained GPT-2
     (``lm_steps`` stage-1 steps on WikiText) under ``root/lm``; returns ``(data_dir, lm_dir)``."""
     from trainers.data.collect import collect_dataset
-    from trainers.inputs import dataset_path
+    from trainers.paths import dataset_path
     from trainers.lm.pretrain import PretrainRecipe, pretrain_lm
 
     data = root / "data"

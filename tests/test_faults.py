@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
 from trainers.data.collect import collect_dataset
-from trainers.inputs import dataset_path
+from trainers.paths import dataset_path
 from trainers.train import CHECKPOINT_DIR, run_trial
 
 pytestmark = pytest.mark.slow

@@ -49,7 +49,7 @@ def test_killed_trial_resumes_exactly(inputs, tmp_path):
     cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c",
-                             "import torch, sys; torch.set_num_threads(1); from trainers.cli import main; "
+                             "import torch, sys; torch.set_num_threads(1); from orchestrator.trial_cli import main; "
                              "sys.argv=['lamo-trial','run',sys.argv[1],'--workdir',sys.argv[2],'--data-dir',"
                              "sys.argv[3],'--no-prepare']; main()", str(cfg_file), str(wd), str(data)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,6 +1,7 @@
-"""Where a trial's inputs live, whether they exist, and how ``prepare`` makes the missing ones.
+"""Whether a trial's inputs exist, and how ``prepare`` makes the missing ones.
 
-Layout under the data directory (``data_dir``, default ``<storage>/data``, or ``$LAMO_DATA_DIR``):
+Where each input is looked for is :mod:`trainers.paths`'s rule. Layout under the data directory
+(``data_dir``, default ``<storage>/data``, or ``$LAMO_DATA_DIR``):
 
 * ``datasets/<name>.hdf5``: datasets this project collects itself (D4RL layout), e.g.
   ``reacher2d-medium-v0.hdf5``.
@@ -16,11 +17,12 @@ how to provide what is missing.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from trainers.config import TrialConfig
+from trainers.data.loaders import minari_available
+from trainers.paths import trial_dataset_path
 from trainers.tasks import get_task
 
 
@@ -34,32 +36,6 @@ class MissingInput:
 
     def __str__(self) -> str:
         return f"{self.what} is missing ({self.path}).\n    fix: {self.fix}"
-
-
-def default_data_dir(storage: Path) -> Path:
-    """``$LAMO_DATA_DIR`` if set, else ``<storage>/data`` (absolute)."""
-    env = os.environ.get("LAMO_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else (storage / "data").resolve()
-
-
-def dataset_path(task_name: str, data_dir: Path, source: str = "default", path: str | None = None) -> Path | None:
-    """Path of a task's dataset file for ``source`` (``default``, ``collected``, ``d4rl``, ``pickle``);
-    ``None`` for ``minari`` (Minari manages its own storage). An explicit ``path`` wins."""
-    src = get_task(task_name).dataset
-    if source == "default":
-        source = "collected" if src.kind == "collected" else "d4rl"
-    if path:
-        return Path(path).expanduser().resolve()
-    if source == "collected":
-        return Path(data_dir) / "datasets" / f"{src.collected_name or src.name}.hdf5"
-    if source == "d4rl":
-        return Path(data_dir) / "d4rl" / f"{src.name}.hdf5"
-    return None
-
-
-def trial_dataset_path(cfg: TrialConfig, data_dir: Path) -> Path | None:
-    """:func:`dataset_path` for a trial's ``data`` section."""
-    return dataset_path(cfg.task, data_dir, cfg.data_source, cfg.data.path)
 
 
 def project_lm_names() -> set[str]:
@@ -81,6 +57,23 @@ def lm_location(lm: str, data_dir: Path) -> str:
     if p.is_dir():
         return str(p.resolve())
     return lm
+
+
+def language_blocks(cfg: TrialConfig, data_dir: Path):
+    """The tokenised language-loss corpus of a trial: ``(n_blocks, language.block_size)`` int32 token ids
+    of ``language.corpus`` under the tokenizer of ``model.lm``, cached in ``<data_dir>/corpus_cache``
+    (:func:`trainers.lm.corpus.load_token_blocks`). ``prepare`` fills the cache; trials read it.
+
+    Raises:
+        FileNotFoundError: the corpus text is missing (message says how to provide it).
+    """
+    from transformers import AutoTokenizer
+
+    from trainers.lm.corpus import load_token_blocks
+
+    tok = AutoTokenizer.from_pretrained(lm_location(cfg.model.lm, data_dir))
+    return load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
+                             cache_dir=Path(data_dir) / "corpus_cache")
 
 
 def _hub_cached(repo_id: str) -> bool:
@@ -106,8 +99,6 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
         task = get_task(cfg.task)
         path = trial_dataset_path(cfg, data_dir)
         if cfg.data_source == "minari":
-            from trainers.data.loaders import minari_available
-
             mid = cfg.data.minari_id or task.dataset.minari_id
             problem = minari_available(mid)
             if problem:
@@ -232,13 +223,7 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             if key in seen:
                 continue
             seen.add(key)
-            from transformers import AutoTokenizer
-
-            from trainers.lm.corpus import load_token_blocks
-
-            tok = AutoTokenizer.from_pretrained(lm_location(cfg.model.lm, data_dir))
-            blocks = load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
-                                       cache_dir=data_dir / "corpus_cache")
+            blocks = language_blocks(cfg, data_dir)
             log(f"[prepare] language corpus {cfg.language.corpus} for {cfg.model.lm}: "
                 f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens")
     return made

@@ -25,6 +25,7 @@ from trainers.checkpoint import checkpoint_weights, frozen_fingerprint, load_che
 from trainers.config import TrialConfig
 from trainers.data.trajectories import BatchSampler, TrajectorySet
 from trainers.evaluate import evaluate
+from trainers.inputs import language_blocks, lm_location
 from trainers.model import DecisionTransformer, trainable_share
 
 
@@ -80,19 +81,6 @@ def load_trajectories(cfg: TrialConfig, data_dir: Path) -> TrajectorySet:
     return TrajectorySet.from_trajectories(load_trajectory_list(cfg, data_dir), cfg.sample_ratio, cfg.seed)
 
 
-def language_blocks(cfg: TrialConfig, lm_path: str, data_dir: Path):
-    """The tokenised language-loss corpus of a trial: ``(n_blocks, language.block_size)`` int32 token ids
-    of ``language.corpus`` under the LM's tokenizer, cached in ``<data_dir>/corpus_cache``
-    (:func:`trainers.lm.corpus.load_token_blocks`). Used by :func:`build_parts` and by ``prepare``."""
-    from transformers import AutoTokenizer
-
-    from trainers.lm.corpus import load_token_blocks
-
-    tok = AutoTokenizer.from_pretrained(lm_path)
-    return load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
-                             cache_dir=Path(data_dir) / "corpus_cache")
-
-
 @dataclass
 class SequenceParts:
     """Everything a LaMo / DT trial trains with, built by :func:`build_parts`."""
@@ -125,8 +113,6 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: bad dataset; OSError: LM directory unreadable.
     """
-    from trainers.inputs import lm_location
-
     task = cfg.task_spec
     device = device or resolve_device(cfg)
     data = load_trajectories(cfg, data_dir)
@@ -142,7 +128,7 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     if cfg.language.weight > 0:
         from trainers.lm.corpus import LanguageBatcher
 
-        batcher = LanguageBatcher(language_blocks(cfg, lm_path, data_dir), cfg.language.batch_size, seed=cfg.seed)
+        batcher = LanguageBatcher(language_blocks(cfg, data_dir), cfg.language.batch_size, seed=cfg.seed)
     return SequenceParts(data, sampler, model, params, opt, sched, batcher, device)
 
 

@@ -17,6 +17,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainers.tasks import get_task
+
+if TYPE_CHECKING:
+    from trainers.config import TrialConfig
 
 DATA_DIR_ENV = "LAMO_DATA_DIR"
 TEXT_DIR_ENV = "LAMO_TEXT_DIR"
@@ -55,3 +61,28 @@ def sb3_agents_dir() -> Path:
     """Root of the RL-Zoo behaviour policies: ``$LAMO_SB3_AGENTS_DIR``, else the mirror's
     ``data/sb3_agents`` (the trusted default, see :mod:`trainers.data.policies`)."""
     return _env_dir(SB3_AGENTS_DIR_ENV) or shared_mirror() / "data" / "sb3_agents"
+
+
+def dataset_path(task_name: str, data_dir: str | os.PathLike, source: str = "default",
+                 path: str | None = None) -> Path | None:
+    """Path of a task's dataset file for ``source`` (``default``, ``collected``, ``d4rl``, ``pickle``);
+    ``None`` for ``minari`` (Minari manages its own storage). An explicit ``path`` wins.
+
+    * ``collected``: ``<data_dir>/datasets/<name>.hdf5`` (D4RL-style data this project rolls out);
+    * ``d4rl``: ``<data_dir>/d4rl/<name>.hdf5`` (D4RL's own files, e.g. ``hopper_medium-v2.hdf5``).
+    """
+    src = get_task(task_name).dataset
+    if source == "default":
+        source = "collected" if src.kind == "collected" else "d4rl"
+    if path:
+        return Path(path).expanduser().resolve()
+    if source == "collected":
+        return Path(data_dir) / "datasets" / f"{src.collected_name or src.name}.hdf5"
+    if source == "d4rl":
+        return Path(data_dir) / "d4rl" / f"{src.name}.hdf5"
+    return None
+
+
+def trial_dataset_path(cfg: "TrialConfig", data_dir: str | os.PathLike) -> Path | None:
+    """:func:`dataset_path` for a trial's ``data`` section."""
+    return dataset_path(cfg.task, data_dir, cfg.data_source, cfg.data.path)

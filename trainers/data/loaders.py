@@ -25,6 +25,7 @@ import numpy as np
 
 from trainers.config import TrialConfig
 from trainers.data.d4rl_hdf5 import DatasetError, load_d4rl_hdf5, split_trajectories
+from trainers.paths import trial_dataset_path
 
 
 def check_trajectories(trajs: list[dict], obs_dim: int, act_dim: int, where: str) -> list[dict]:
@@ -147,8 +148,6 @@ def load_trajectory_list(cfg: TrialConfig, data_dir: Path) -> list[dict]:
     Raises:
         DatasetError: missing, corrupt or inconsistent data (the message names the fix).
     """
-    from trainers.inputs import trial_dataset_path
-
     task = cfg.task_spec
     source = cfg.data_source
     if source in ("d4rl", "collected"):

@@ -1,5 +1,8 @@
 """``lamo-trial``: run ONE trial without Ray or MLflow (for debugging, e.g. under ``pdb``).
 
+It lives in ``orchestrator/`` because it reads sweep files (:mod:`orchestrator.schema`); it imports
+neither Ray nor MLflow, and the trial itself is :func:`trainers.train.run_trial`.
+
 Examples::
 
     lamo-trial run --sweep sweeps/quickstart.yaml --index 0          # the first trial of a sweep
@@ -27,6 +30,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[str]) -> tuple[list[TrialConfig], Path, Path]:
     """``(trials, storage, data_dir)`` from a sweep file (its ``data_dir`` field honoured) or a trial YAML."""
     from orchestrator.schema import Sweep, SweepError, deep_merge, parse_overrides
+    from trainers.paths import default_data_dir
 
     try:
         over = parse_overrides(set_)
@@ -39,8 +43,6 @@ def _load(config: Optional[Path], sweep: Optional[Path], index: int, set_: list[
         if config is None:
             raise typer.BadParameter("give a TrialConfig YAML file or --sweep FILE")
         raw = yaml.safe_load(config.read_text()) or {}
-        from trainers.inputs import default_data_dir
-
         storage = Path("lamo_runs").resolve()
         return [TrialConfig.model_validate(deep_merge(raw, over))], storage, default_data_dir(storage)
     except SweepError as e:
