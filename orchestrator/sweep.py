@@ -57,14 +57,13 @@ class _MlflowTuneReporter:
         self.action_loss = self.best_score = float("nan")  # latest values, for Tune's progress table
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
-        self.tags.update({"data_subset_hash": info["data_subset_hash"], "device": info["device"],
-                          "data_source": info["data_source"]})
+        self.tags.update({k: info[k] for k in (C.DATA_SUBSET_HASH, C.DEVICE, C.DATA_SOURCE)})
         if info.get("resumed_at_step", 0) == 0:
-            self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(("data/", "params/"))}))
+            self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(C.STATIC_PREFIXES)}))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.buffer.append((step, dict(metrics)))
-        self.action_loss = metrics.get("train/action_loss", self.action_loss)
+        self.action_loss = metrics.get(C.TRAIN_ACTION_LOSS, self.action_loss)
 
     def state_dict(self) -> dict:
         """Undelivered records and tags, saved in the trial's checkpoint (before delivery is tried)."""
@@ -120,8 +119,8 @@ class _MlflowTuneReporter:
         from ray import tune
 
         # progress for Tune's console table (its columns are the first keys reported); MLflow has the rest
-        if "eval/best_normalised_score" in metrics:
-            self.best_score = metrics["eval/best_normalised_score"]
+        if C.EVAL_BEST_SCORE in metrics:
+            self.best_score = metrics[C.EVAL_BEST_SCORE]
         tune.report({"step": step, "action_loss": self.action_loss, "best_normalised_score": self.best_score})
 
 
@@ -183,11 +182,27 @@ class SweepResult:
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
               data_dir: Path | None = None, analysis: bool = True, progress: bool = True,
               log=print, ray_init_kwargs: dict | None = None) -> SweepResult:
-    """Run ``sweep`` end to end (see the module docstring).
+    """Run ``sweep`` end to end (see the module docstring): check, prepare, fan out, record, analyse.
+
+    Args:
+        sweep: a validated sweep (:meth:`orchestrator.schema.Sweep.load`).
+        address: a Ray cluster address (``HOST:6379`` or ``auto``); ``None`` starts a local Ray bound to
+            this machine and stops it afterwards.
+        tracking_uri: MLflow URI; default the sweep's ``tracking.uri``, else ``sqlite:///<storage>/mlflow.db``.
+        data_dir: inputs directory; default :attr:`orchestrator.schema.Sweep.data_dir`.
+        analysis: write the table, figure and report under ``<storage>/analysis/<experiment>`` at the end.
+        progress: show progress bars while preparing inputs.
+        log: where driver messages go (one string per call).
+        ray_init_kwargs: extra ``ray.init`` arguments for a local Ray (tests).
+
+    Returns:
+        a :class:`SweepResult` (finished / failed / skipped trial slugs, the parent run id, report paths);
+        its ``exit_code`` is 1 when a trial failed.
 
     Raises:
-        MissingInputsError: a D4RL file or hub LM is absent (before any compute).
+        MissingInputsError: a D4RL file, hub LM or corpus is absent (before any compute).
         tracking.TrackingError: the tracking server is unreachable (before any compute).
+        ResourceError: no node of the Ray cluster can give a trial's resources (before any trial starts).
     """
     t0 = time.perf_counter()
     storage = sweep.storage
@@ -227,21 +242,14 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                     "tracking_wait_s": sweep.spec.tracking.wait_s,
                 })
             except BaseException:
-                tracking.client(uri).set_terminated(result.parent_run_id, "KILLED")
+                tracking.set_run_status(uri, result.parent_run_id, "KILLED")
                 raise
     else:  # nothing to run: still record the invocation
         result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
     for slug, ok in statuses.items():
         (result.finished if ok else result.failed).append(slug)
-    c = tracking.client(uri)
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    c.log_batch(result.parent_run_id, metrics=[
-        Metric("trials_finished", len(result.finished), now, 0),
-        Metric("trials_failed", len(result.failed), now, 0),
-        Metric("trials_skipped", len(result.skipped), now, 0)])
-    c.set_terminated(result.parent_run_id, "FAILED" if result.failed else "FINISHED")
+    tracking.finish_parent_run(uri, result.parent_run_id, finished=len(result.finished), failed=len(result.failed),
+                               skipped=len(result.skipped))
     result.seconds = time.perf_counter() - t0
     if analysis:
         from analysis.report import write_report
@@ -255,14 +263,12 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
 
 
 def _start_parent(sweep: Sweep, uri: str, exp_id: str, result: SweepResult) -> str:
-    rid = tracking.start_parent_run(uri, exp_id, sweep.spec.name,
-                                    Path(sweep.source) if Path(sweep.source).is_file() else None,
-                                    sweep.trials, len(result.skipped))
     ch = result.changes
-    if ch.get("previous_parent_run_id"):
-        tracking.client(uri).set_tag(rid, C.CHANGES, f"previous={ch['previous_parent_run_id']} "
-                                     f"added={len(ch['added'])} removed={ch['removed']}")
-    return rid
+    changes = (f"previous={ch['previous_parent_run_id']} added={len(ch['added'])} removed={ch['removed']}"
+               if ch.get("previous_parent_run_id") else None)
+    return tracking.start_parent_run(uri, exp_id, sweep.spec.name,
+                                     Path(sweep.source) if Path(sweep.source).is_file() else None,
+                                     sweep.trials, len(result.skipped), changes)
 
 
 class ResourceError(RuntimeError):

@@ -55,6 +55,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def client(uri: str):
+    """An ``MlflowClient`` for ``uri`` (absolute, see :func:`resolve_tracking_uri`)."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -113,23 +114,42 @@ def finished_hashes(uri: str, experiment_id: str) -> dict[str, str]:
 
 
 def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: Path | None,
-                     trials: list[TrialConfig], skipped: int) -> str:
-    """Create the parent run of this invocation; log the sweep file and the resolved trials."""
+                     trials: list[TrialConfig], skipped: int, changes: str | None = None) -> str:
+    """Create the parent run of this invocation (tags, params and artifacts of :mod:`trainers.contract`):
+    the sweep file and the resolved trials as artifacts; ``changes`` (a summary of how the sweep changed
+    since its last invocation) as a tag. Returns the run id."""
     import hashlib
+
+    from mlflow.entities import Param
 
     c = client(uri)
     sha = hashlib.sha256(Path(sweep_file).read_bytes()).hexdigest() if sweep_file else ""
-    run = c.create_run(experiment_id, run_name=f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags={
-        C.ROLE: C.ROLE_SWEEP, C.SWEEP: sweep_name, C.SWEEP_FILE_SHA256: sha, C.GIT_COMMIT: git_commit(),
-    })
-    rid = run.info.run_id
-    from mlflow.entities import Param
-
+    tags = {C.ROLE: C.ROLE_SWEEP, C.SWEEP: sweep_name, C.SWEEP_FILE_SHA256: sha, C.GIT_COMMIT: git_commit()}
+    if changes:
+        tags[C.CHANGES] = changes
+    rid = c.create_run(experiment_id, run_name=f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags).info.run_id
     c.log_batch(rid, params=[Param("n_trials", str(len(trials))), Param("n_skipped_finished", str(skipped))])
     if sweep_file:
         c.log_artifact(rid, str(sweep_file))
     c.log_text(rid, json.dumps([t.model_dump(mode="json") for t in trials], indent=1), C.RESOLVED_TRIALS_ARTIFACT)
     return rid
+
+
+def finish_parent_run(uri: str, run_id: str, finished: int, failed: int, skipped: int) -> None:
+    """Log the trial counts (:data:`trainers.contract.PARENT_METRICS`) and end the parent run: FAILED if
+    any trial failed, else FINISHED."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    counts = dict(zip(C.PARENT_METRICS, (finished, failed, skipped)))
+    c = client(uri)
+    c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
+    c.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def set_run_status(uri: str, run_id: str, status: str) -> None:
+    """End a run with ``status`` (``FINISHED``, ``FAILED``, ``KILLED``)."""
+    client(uri).set_terminated(run_id, status)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -225,11 +245,19 @@ class TrialRun:
         return cls(uri, run.info.run_id)
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        """Set tags on the child run (values turned into strings)."""
         from mlflow.entities import RunTag
 
         self.c.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """Send ``metrics`` (keys of :mod:`trainers.contract`, values as floats) at training step ``step``,
+        in ``log_batch`` calls of at most 1,000 metrics (MLflow's limit per call).
+
+        Raises:
+            mlflow.exceptions.MlflowException / requests errors: the server refused or is unreachable
+                (callers retry transient ones, :func:`retry`).
+        """
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -242,4 +270,5 @@ class TrialRun:
         return {m.step for m in self.c.get_metric_history(self.run_id, key)}
 
     def finish(self, status: str) -> None:
+        """End the child run with ``status`` (``FINISHED`` or ``FAILED``)."""
         self.c.set_terminated(self.run_id, status)
