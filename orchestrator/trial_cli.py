@@ -8,6 +8,7 @@ Examples::
     lamo-trial run --sweep sweeps/quickstart.yaml --index 0          # the first trial of a sweep
     lamo-trial run trial.yaml --set train.steps=200 --workdir /tmp/t  # a TrialConfig YAML file
     lamo-trial prepare --sweep sweeps/quickstart.yaml                 # collect data / pre-train the LM
+    lamo-trial run --sweep s.yaml --index 3 --resume-from lamo_runs/trials/<trial>/checkpoint
 
 Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config.
 """
@@ -62,6 +63,9 @@ def run(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="default <storage>/debug/<slug>"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="default <storage>/data or $LAMO_DATA_DIR"),
     prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="make missing datasets/LMs first"),
+    resume_from: Optional[Path] = typer.Option(
+        None, "--resume-from", help="continue from this checkpoint directory, e.g. a sweep trial's "
+        "<storage>/trials/<trial>/checkpoint (default: the workdir's own checkpoint, if any)"),
 ) -> None:
     """Train and evaluate one trial in this process."""
     from trainers.inputs import missing_inputs, prepare_inputs
@@ -77,7 +81,7 @@ def run(
         prepare_inputs([cfg], dd)
     wd = (workdir or storage / "debug" / f"{cfg.slug()}-{cfg.config_hash()}").resolve()
     typer.echo(f"trial {cfg.slug()} (config hash {cfg.config_hash()}) in {wd}")
-    final = run_trial(cfg, wd, dd)
+    final = run_trial(cfg, wd, dd, resume_from=resume_from)
     typer.echo(json.dumps(final, indent=1))
 
 

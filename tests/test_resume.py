@@ -227,3 +227,28 @@ def test_restored_records_wait_for_the_server_without_blocking(tmp_path):
     hist = MlflowClient(uri).get_metric_history(run.run_id, "train/action_loss")
     assert sorted(m.step for m in hist) == [10, 20, 30]
     assert MlflowClient(uri).get_run(run.run_id).data.tags["device"] == "cpu"
+
+
+def test_lamo_trial_resume_from_another_directory(inputs, tmp_path):
+    """``lamo-trial run --resume-from DIR`` continues from a checkpoint outside its workdir (e.g. a sweep
+    trial's, to debug it under pdb): resumed after the final step, it reports the stored final evaluation
+    and trains no further."""
+    from typer.testing import CliRunner
+
+    from orchestrator.trial_cli import app
+
+    root, data, lm = inputs
+    base = config(lm)
+    cfg = base.model_copy(update={"train": base.train.model_copy(update={"steps": 10}),
+                                  "eval": base.eval.model_copy(update={"every_steps": 10})})
+    final = run_trial(cfg, tmp_path / "sweep-trial", data)
+    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "trial.yaml"), "--workdir", str(tmp_path / "debug"),
+                                   "--data-dir", str(data), "--no-prepare",
+                                   "--resume-from", str(tmp_path / "sweep-trial" / CHECKPOINT_DIR)])
+    assert res.exit_code == 0, res.output
+    assert '"resumed_at_step": 10' in res.output
+    printed = json.loads(res.output[res.output.rindex("{\n"):])
+    assert printed == final
+    assert not (tmp_path / "debug" / "metrics.jsonl").exists() or all(
+        "train/action_loss" not in line for line in (tmp_path / "debug" / "metrics.jsonl").read_text().splitlines())
