@@ -10,14 +10,15 @@ Two families, both built by :func:`get_behaviour_policy` (``name`` -> policy):
 
 Scripted Reacher2d controllers
 ------------------------------
-LaMo's Reacher2d data came from a PPO agent whose checkpoints are not public (spec §6), so this project
+LaMo's Reacher2d data came from a PPO agent whose checkpoints are not public (LaMo
+``data/data_generation_PPO/``; ``docs/lamo_recipe.md`` §6.2), so this project
 replaces it with a scripted controller that only reads the 12-d observation
 (:mod:`trainers.envs.reacher2d`):
 
 1. joint angles from obs ``sin(q)``/``cos(q)`` (the elbow is unwrapped into its range [-2, 3.5] rad),
    joint velocities from ``obs[4:6] / 0.15``;
 2. analytic inverse kinematics of the 2-link arm (link 0.6 m, fingertip 0.45 m along link 2, link 1
-   mounted at +0.785 rad, spec §6) putting the fingertip on the aim point; of the two elbow branches, the
+   mounted at +0.785 rad, ``docs/lamo_recipe.md`` §6.1) putting the fingertip on the aim point; of the two elbow branches, the
    one needing the least joint travel;
 3. a saturated PD law on the joint angles, ``u = clip(kp * (q* - q) - kd * qdot, -1, 1)`` (torque, N m).
 
@@ -38,9 +39,9 @@ SB3 agents
 ----------
 ``sb3:<algo>/<Env>-v3`` loads ``<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip`` (the RL Zoo layout) with
 stable-baselines3 (``sac``) or sb3-contrib (``tqc``, ``ars``, ``trpo``). ``agents_dir`` is the
-``agents_dir`` argument, else ``$LAMO_SB3_AGENTS_DIR``, else ``<repo>/../shared/data/sb3_agents`` (the
-zoo agents shipped with the project's shared data, see its README: returns and the D4RL level each one
-matches). Users with internet can fill any directory with the same layout: ``git clone
+``agents_dir`` argument, else ``$LAMO_SB3_AGENTS_DIR``, else the offline mirror's ``data/sb3_agents``
+(:func:`trainers.paths.sb3_agents_dir`; the returns and the D4RL level each zoo agent matches are in
+``docs/lamo_recipe.md`` §4.5). Users with internet can fill any directory with the same layout: ``git clone
 https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent from the hub repos
 ``sb3/<algo>-<Env>-v3``, ``python -m rl_zoo3.load_from_hub --algo tqc --env Hopper-v3 -orga sb3
 -f <agents_dir> --exp-id 1``.
@@ -62,7 +63,7 @@ https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent 
   ``vecnormalize.pkl`` is read by an unpickler that only resolves an allow-list of classes
   (VecNormalize, RunningMeanStd, spaces, NumPy arrays/scalars/RNG state; ``gym.*`` names of pickles
   written with old ``gym`` map to ``gymnasium.*``). Still, the agents decide what the datasets contain:
-  the shared-data agents are the trusted default, and using any other directory is an explicit opt-in
+  the offline mirror's agents are the trusted default, and using any other directory is an explicit opt-in
   (``agents_dir=`` or ``LAMO_SB3_AGENTS_DIR``) that must point at files you trust.
 * **Performance**: one batched call for ``n`` observations. Torch's intra-op threads make tiny MLP
   calls slow on a busy machine; :mod:`trainers.data.collect` runs them single-threaded.
@@ -85,7 +86,7 @@ from typing import Any
 
 import numpy as np
 
-# Reacher2d geometry and timing, LaMo spec §6 (DT repo's reacher_2d asset).
+# Reacher2d geometry and timing, docs/lamo_recipe.md §6.1 (the DT repo's reacher_2d.xml asset).
 _LINK1, _TIP = 0.6, 0.45  # m: link 1 length, fingertip distance along link 2
 _MOUNT = 0.785  # rad: rotation of the shoulder body (link 1 heading is q0 + 0.785)
 _DT = 0.15  # s: control dt (0.01 s x frame_skip 15); obs[4:6] = dt * qdot

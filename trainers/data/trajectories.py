@@ -1,6 +1,8 @@
 """Trajectory-level subsampling, state normalisation and DT batch sampling.
 
-Follows LaMo's D4RL pipeline (``../shared/docs/lamo_spec.md`` §4):
+Follows LaMo's D4RL pipeline (``docs/lamo_recipe.md`` §4; official code github.com/srzer/LaMo-2023
+``data/mujoco/ratio_dataset.py`` for the subsets and ``experiment-d4rl/experiment.py`` for statistics and
+batches, which keeps the original DT's ``gym/experiment.py``):
 
 * **Sample ratio** = a uniformly random subset of *whole trajectories*, ``max(1, int(N * ratio))`` of
   them, drawn without replacement (LaMo: ``random.sample(trajs, int(N*ratio))``). Unlike LaMo (unseeded)

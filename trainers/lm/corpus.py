@@ -1,7 +1,7 @@
 """Text corpora by name, tokenised into fixed-length blocks, and a resumable batch iterator.
 
-LaMo's language loss (``../shared/docs/lamo_spec.md`` §2) uses WikiText-103 (``wikitext-103-raw-v1``
-train, from the HF hub), tokenised line by line with GPT-2's tokenizer (no EOS), concatenated and cut
+LaMo's language loss (``docs/lamo_recipe.md`` §2; LaMo ``experiment-d4rl/get_nlp_datasets.py``) uses
+WikiText-103 (``wikitext-103-raw-v1`` train, from the HF hub), tokenised line by line with GPT-2's tokenizer (no EOS), concatenated and cut
 into 1024-token blocks, served in shuffled batches of 2. The hub is unreachable here, so the corpora
 are the WikiText-103 validation/test splits on local disk (``<text dir>/wikitext-103/*.tokens``)::
 

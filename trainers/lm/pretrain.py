@@ -1,14 +1,15 @@
 """LaMo stage 1 at small scale: pre-train a GPT-2 on offline text so that stage 2 starts from a real
 (if small) pre-trained causal LM.
 
-LaMo starts from OpenAI's GPT-2 (``../shared/docs/lamo_spec.md`` §1.1, §4.1); its weights cannot be
-obtained offline, so :func:`pretrain_lm` trains, from scratch on the ``wikitext-103-local-pretrain``
-text (:mod:`trainers.lm.corpus`):
+LaMo starts from OpenAI's GPT-2 (paper §4.1, arXiv 2310.20587; ``docs/lamo_recipe.md`` §1.1); its
+weights cannot be obtained without the model hub, so :func:`pretrain_lm` trains, from scratch on the
+``wikitext-103-local-pretrain`` text (:mod:`trainers.lm.corpus`):
 
 1. a byte-level BPE tokenizer (HF ``tokenizers``, GPT-2's scheme and ``<|endoftext|>`` token), saved as
    a transformers ``GPT2TokenizerFast``;
 2. a standard ``GPT2LMHeadModel`` (learned absolute positions, tied LM head) with AdamW, linear
-   warmup then cosine decay, on shuffled contiguous token blocks (no EOS between lines, as §2).
+   warmup then cosine decay, on shuffled contiguous token blocks (no EOS between lines, as LaMo's
+   language loss, ``docs/lamo_recipe.md`` §2).
 
 The output directory loads offline with ``AutoModelForCausalLM.from_pretrained`` /
 ``AutoTokenizer.from_pretrained`` and carries ``lamo_pretrain.json`` (recipe, metrics, corpus hashes,
