@@ -86,6 +86,8 @@ from typing import Any
 
 import numpy as np
 
+from trainers.paths import SB3_AGENTS_DIR_ENV, sb3_agents_dir
+
 # Reacher2d geometry and timing, docs/lamo_recipe.md §6.1 (the DT repo's reacher_2d.xml asset).
 _LINK1, _TIP = 0.6, 0.45  # m: link 1 length, fingertip distance along link 2
 _MOUNT = 0.785  # rad: rotation of the shoulder body (link 1 heading is q0 + 0.785)
@@ -200,11 +202,10 @@ _SB3_INSTALL = "pip install stable-baselines3==2.9.2 sb3-contrib==2.9.2"
 
 
 def default_sb3_agents_dir() -> Path:
-    """``$LAMO_SB3_AGENTS_DIR`` if set, else ``<repo>/../shared/data/sb3_agents`` (the trusted default)."""
-    env = os.environ.get("LAMO_SB3_AGENTS_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sb3_agents").resolve()
+    """``$LAMO_SB3_AGENTS_DIR`` if set, else the offline mirror's ``data/sb3_agents`` (the trusted
+    default); resolved by :func:`trainers.paths.sb3_agents_dir`. The directory may not exist:
+    :class:`SB3Policy` checks for the agent it needs and says how to get it."""
+    return sb3_agents_dir()
 
 
 def sb3_agent_paths(algo: str, env: str, agents_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -338,7 +339,7 @@ class SB3Policy:
             raise FileNotFoundError(
                 f"SB3 agent for {name!r} not found: expected {paths['zip']} (RL Zoo layout "
                 f"<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip, agents_dir = {paths['zip'].parents[2]}). "
-                "Set LAMO_SB3_AGENTS_DIR to a directory with that layout: on a machine with internet "
+                f"Set {SB3_AGENTS_DIR_ENV} to a directory with that layout: on a machine with internet "
                 "`git clone https://github.com/DLR-RM/rl-trained-agents` (the RL Zoo's agents), or "
                 f"`python -m rl_zoo3.load_from_hub --algo {self.algo} --env {self.env} -orga sb3 -f "
                 "<agents_dir> --exp-id 1` (hub repo sb3/" + f"{self.algo}-{self.env}). Only use agent "

@@ -36,7 +36,8 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
-TEXT_DIR_ENV = "LAMO_TEXT_DIR"
+from trainers.paths import TEXT_DIR_ENV, text_dir  # TEXT_DIR_ENV is re-exported for callers
+
 HELDOUT_FRACTION = 0.05
 _HEADING = re.compile(r"^ = [^=].* = $")  # top-level WikiText article title line
 _CACHE_FORMAT = 1
@@ -60,17 +61,19 @@ CORPORA: dict[str, tuple[TextPart, ...]] = {
 
 
 def resolve_text_dir() -> Path:
-    """Root of the offline text: ``$LAMO_TEXT_DIR`` if set, else ``<repo>/../shared/data/text``.
+    """Root of the offline text, as :func:`trainers.paths.text_dir` resolves it: ``$LAMO_TEXT_DIR`` if
+    set, else the offline mirror's ``data/text``; checked to hold the WikiText-103 files.
 
-    Raises FileNotFoundError (saying how to provide the text) when the WikiText files are missing.
+    Raises:
+        FileNotFoundError: the WikiText files are missing there; the message names the missing files,
+            where the directory came from, and how to provide the text.
     """
-    env = os.environ.get(TEXT_DIR_ENV)
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "text"
+    root, source = text_dir()
     missing = [p for p in (_VALID, _TEST) if not (root / p).is_file()]
     if missing:
         raise FileNotFoundError(
             f"text corpus not found: {', '.join(str(root / p) for p in missing)} "
-            f"({'from $' + TEXT_DIR_ENV if env else 'default location'}). Set {TEXT_DIR_ENV} to a "
+            f"(from {source}). Set {TEXT_DIR_ENV} to a "
             f"directory laid out as wikitext-103/wiki.valid.tokens and wikitext-103/wiki.test.tokens "
             f"(the non-raw WikiText-103 validation/test splits).")
     return root
