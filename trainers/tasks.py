@@ -20,8 +20,9 @@ Sources of the constants (explained in ``docs/lamo_recipe.md``):
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
+
+from trainers.util import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,4 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(TASKS))}") from None
+        raise KeyError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Known tasks: {', '.join(sorted(TASKS))}") from None

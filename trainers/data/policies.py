@@ -87,6 +87,7 @@ from typing import Any
 import numpy as np
 
 from trainers.paths import SB3_AGENTS_DIR_ENV, sb3_agents_dir
+from trainers.util import did_you_mean
 
 # Reacher2d geometry and timing, docs/lamo_recipe.md §6.1 (the DT repo's reacher_2d.xml asset).
 _LINK1, _TIP = 0.6, 0.45  # m: link 1 length, fingertip distance along link 2
@@ -459,6 +460,7 @@ def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None
     if name.startswith(SB3_PREFIX):
         return SB3Policy(name, seed, deterministic=deterministic, agents_dir=agents_dir)
     if name not in POLICIES:
-        raise KeyError(f"unknown behaviour policy {name!r}; known: {', '.join(sorted(POLICIES))} and "
-                       f"'sb3:<algo>/<Env>-v3' (algo in {', '.join(sorted(SB3_ALGOS))})")
+        raise KeyError(f"unknown behaviour policy {name!r}.{did_you_mean(name, POLICIES)} Known: "
+                       f"{', '.join(sorted(POLICIES))} and 'sb3:<algo>/<Env>-v3' "
+                       f"(algo in {', '.join(sorted(SB3_ALGOS))})")
     return BehaviourPolicy(name, POLICIES[name], seed)

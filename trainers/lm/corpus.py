@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 
 from trainers.paths import TEXT_DIR_ENV, text_dir  # TEXT_DIR_ENV is re-exported for callers
+from trainers.util import atomic_path, did_you_mean
 
 HELDOUT_FRACTION = 0.05
 _HEADING = re.compile(r"^ = [^=].* = $")  # top-level WikiText article title line
@@ -83,7 +82,8 @@ def _spec(name: str) -> tuple[TextPart, ...]:
     try:
         return CORPORA[name]
     except KeyError:
-        raise KeyError(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}") from None
+        raise KeyError(f"unknown corpus {name!r}.{did_you_mean(name, CORPORA)} "
+                       f"Known corpora: {', '.join(sorted(CORPORA))}") from None
 
 
 def corpus_files(name: str) -> list[Path]:
@@ -148,8 +148,8 @@ def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path |
     Each non-empty line is tokenised on its own (no EOS/BOS added, as LaMo's ``get_nlp_datasets``),
     all ids are concatenated and cut into blocks of exactly ``block_size`` tokens; the final remainder
     is dropped (LaMo: 1024). With ``cache_dir`` the result is cached as ``.npy``, keyed by the corpus
-    files' sha256, the tokenizer's vocabulary and ``block_size``, and written atomically (temp file +
-    ``os.replace``) so that concurrent trials can share it.
+    files' sha256, the tokenizer's vocabulary and ``block_size``, and written atomically
+    (:func:`trainers.util.atomic_path`) so that concurrent trials can share it.
 
     Returns: int32 array of shape ``(n_blocks, block_size)`` (token ids).
     """
@@ -167,15 +167,8 @@ def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path |
     n = len(flat) // block_size
     blocks = np.ascontiguousarray(flat[: n * block_size].reshape(n, block_size))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, blocks)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no ".npy"
+            np.save(f, blocks)
     return blocks
 
 
