@@ -57,6 +57,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_dim) -> (..., hidden)``: ``fc2(GELU(fc1(x))) + fc1(x)``."""
         u = self.fc1(x)
         return self.fc2(self.act(u)) + u
 
@@ -236,10 +237,13 @@ class ParamCounts:
 
     @property
     def backbone_share(self) -> float:
+        """Trainable fraction of the LM (0-1): the quantity LaMo's ~0.7 % refers to
+        (``docs/lamo_recipe.md`` §1.4)."""
         return self.backbone_trainable / self.backbone_total
 
     @property
     def share(self) -> float:
+        """Trainable fraction of the whole model (0-1), DT-side embeddings and heads included."""
         return self.trainable / self.total
 
 

@@ -168,6 +168,8 @@ class BehaviourPolicy:
             self._offset = self.rng.uniform(0.0, p.aim_offset_max) * np.array([np.cos(angle), np.sin(angle)])
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Torques ``(2,)`` float32 in [-1, 1] N m for one Reacher2d observation ``(12,)``: the PD law on
+        the IK joint error (module docstring), plus the policy's noise, clipped to the control range."""
         target = np.asarray(obs[8:10], dtype=np.float64)
         if self._target is None or not np.array_equal(target, self._target):
             self._new_episode(target)
@@ -278,6 +280,7 @@ class ObsNormaliser:
     clip_obs: float
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Normalise raw observations ``(..., obs_dim)``; returns float64 of the same shape."""
         return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs)
 
 
@@ -391,6 +394,9 @@ class SB3Policy:
         """No per-episode state (kept for the collector's interface)."""
 
     def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Actions for raw observations ``(obs_dim,)`` or ``(n, obs_dim)``; float32 ``(act_dim,)`` or
+        ``(n, act_dim)`` within the action bounds. ``noise``: standard-normal draws of the same leading
+        shape (ignored when deterministic); see the class docstring."""
         import torch
 
         obs = np.asarray(obs, dtype=np.float64)

@@ -143,6 +143,7 @@ class Reacher2dEnv(gymnasium.Env):
         return self._obs()[0]
 
     def render(self):
+        """``rgb_array`` mode: an ``(height, width, 3)`` uint8 image of the current state; else ``None``."""
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
@@ -152,6 +153,7 @@ class Reacher2dEnv(gymnasium.Env):
         return self._renderer.render()
 
     def close(self):
+        """Release the offscreen renderer, if one was created."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

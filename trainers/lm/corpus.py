@@ -121,6 +121,8 @@ def corpus_lines(name: str) -> Iterator[str]:
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of the file's bytes (read in 1 MiB chunks); identifies corpus files in cache keys and
+    in the stage-1 metadata."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -211,10 +213,18 @@ class LanguageBatcher:
         return torch.from_numpy(self.blocks[np.asarray(rows)].astype(np.int64))
 
     def state_dict(self) -> dict:
+        """The position in the batch sequence, ``{"epoch", "index", "seed", "n_blocks", "batch_size"}``
+        (plain ints); with the same blocks and seed, :meth:`load_state_dict` resumes it exactly."""
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed,
                 "n_blocks": len(self.blocks), "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume at a :meth:`state_dict` position (the epoch's permutation is recomputed from the seed).
+
+        Raises:
+            ValueError: the state was saved for a different number of blocks or a different seed.
+            KeyError: a key of :meth:`state_dict` is missing.
+        """
         if (state["n_blocks"], state["seed"]) != (len(self.blocks), self.seed):
             raise ValueError(f"state is for {state['n_blocks']} blocks / seed {state['seed']}, "
                              f"this batcher has {len(self.blocks)} / {self.seed}")
