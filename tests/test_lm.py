@@ -1,6 +1,7 @@
 """Tests for the language side: corpora, token blocks + cache, the resumable batcher, stage-1 pretraining.
 
-They read the real WikiText-103 valid/test files (``../shared/data/text`` or ``$LAMO_TEXT_DIR``) and
+They read the real WikiText-103 valid/test files (``$LAMO_TEXT_DIR``, else the offline mirror's
+``data/text``: :func:`trainers.paths.text_dir`) and
 are skipped, with the reason, where that text is absent.
 """
 
@@ -55,7 +56,8 @@ def test_text_dir_env_empty_dir_gives_clear_error(tmp_path, monkeypatch):
 
 @needs_text
 def test_default_text_dir_and_corpora(monkeypatch):
-    if "LAMO_TEXT_DIR" not in __import__("os").environ:
+    env = __import__("os").environ
+    if "LAMO_TEXT_DIR" not in env and "LAMO_SHARED_DIR" not in env:  # the default: <repo>/../shared
         expected = Path(trainers.__file__).resolve().parents[1].parent / "shared" / "data" / "text"
         assert resolve_text_dir() == expected
     assert [p.name for p in corpus_files("wikitext-103-local")] == ["wiki.valid.tokens"]

@@ -1,6 +1,7 @@
 """SB3 behaviour policies (RL Zoo agents) and D4RL-style MuJoCo collection.
 
-Needs the zoo agents in ``../shared/data/sb3_agents`` (or ``$LAMO_SB3_AGENTS_DIR``); skipped without them.
+Needs the zoo agents in ``$LAMO_SB3_AGENTS_DIR``, else the offline mirror's ``data/sb3_agents``
+(:func:`trainers.paths.sb3_agents_dir`); skipped without them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Vectorised return-conditioned evaluation (LaMo/DT protocol, ``../shared/docs/lamo_spec.md`` §5).
+"""Vectorised return-conditioned evaluation (LaMo/DT protocol, ``docs/lamo_recipe.md`` §5).
+
+Sources: LaMo ``experiment-d4rl/decision_transformer/evaluation/evaluate_episodes.py`` and
+``experiment-d4rl/experiment.py`` (github.com/srzer/LaMo-2023), after the original DT's
+``gym/decision_transformer/evaluation/evaluate_episodes.py`` (github.com/kzl/decision-transformer).
 
 For every RTG target, ``episodes`` episodes are rolled out; *all* episodes of *all* targets run at once,
 one environment each, with one batched model forward pass per environment step (episodes that ended

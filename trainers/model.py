@@ -1,7 +1,7 @@
 """LaMo's Decision Transformer on any Hugging Face causal language model.
 
-What it computes (``../shared/docs/lamo_spec.md`` §1, read from the official LaMo code
-``srzer/LaMo-2023:experiment-d4rl/decision_transformer/models/decision_transformer.py``):
+What it computes (``docs/lamo_recipe.md`` §1; the official LaMo code, github.com/srzer/LaMo-2023
+``experiment-d4rl/decision_transformer/models/decision_transformer.py``, and paper §4, arXiv 2310.20587):
 
 * Each timestep contributes three tokens in the order (return-to-go R, state s, action a); K steps make a
   sequence of 3K token embeddings.
@@ -14,10 +14,10 @@ What it computes (``../shared/docs/lamo_spec.md`` §1, read from the official La
   tanh.
 * GPT-2 family: the learned absolute position table ``wpe`` is zeroed and frozen, which is exactly
   LaMo's D4RL behaviour (its GPT-2 copy never adds ``wpe``, for RL tokens and language tokens alike,
-  spec §1.1). The original DT's GPT-2 copy drops ``wpe`` as well, so the DT baseline matches too.
+  ``docs/lamo_recipe.md`` §1.1). The original DT's GPT-2 copy drops ``wpe`` as well, so the DT baseline matches too.
   Deviation: architectures with rotary positions (Llama family) cannot drop positions; they keep them.
 
-Fine-tuning modes (spec §1.3), applied to the LM part only; the DT-side modules (embeddings, timestep
+Fine-tuning modes (``docs/lamo_recipe.md`` §1.3, paper §4.2), applied to the LM part only; the DT-side modules (embeddings, timestep
 table, ``embed_ln``, heads) always train, as LaMo's ``--adapt_embed``:
 
 * ``lora``: peft LoRA on the attention projections, everything else of the LM frozen (``wte``/LM head,
@@ -25,8 +25,8 @@ table, ``embed_ln``, heads) always train, as LaMo's ``--adapt_embed``:
   too (loralib ``bias='lora_only'``, as LaMo). Deviation, documented: the official code uses loralib's
   ``MergedLinear`` on GPT-2's fused ``c_attn`` with one rank-r pair *per Q, K, V slice*
   (12 x (48*768 + 2304*16) = 884,736 LoRA weights for GPT-2 small); peft puts one rank-r pair on the
-  whole fused layer (12 x (16*768 + 2304*16) = 589,824). peft is the maintained library, so we use it;
-  :func:`trainable_share` reports the measured counts.
+  whole fused layer (12 x (16*768 + 2304*16) = 589,824). peft is the maintained library, so we use it
+  (``docs/deviations.md`` row 5); :func:`trainable_share` reports the measured counts.
 * ``full``: every LM weight trains (except the zeroed ``wpe``).
 * ``frozen``: the whole LM is frozen; only the DT-side modules train.
 """
@@ -43,7 +43,8 @@ from trainers.config import ModelConfig, TrialConfig
 
 
 class ResidualBlock(nn.Module):
-    """LaMo's MLP embedding block (``experiment-d4rl/decision_transformer/models/utils.py``).
+    """LaMo's MLP embedding block (LaMo ``experiment-d4rl/decision_transformer/models/utils.py``;
+    ``docs/lamo_recipe.md`` §1.2).
 
     ``u = W1 x + b1``; ``out = W2 GELU(u) + b2 + u`` (skip from the first layer's pre-activation output).
     Input ``(..., in_dim)`` -> output ``(..., hidden)``.
@@ -56,6 +57,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in_dim) -> (..., hidden)``: ``fc2(GELU(fc1(x))) + fc1(x)``."""
         u = self.fc1(x)
         return self.fc2(self.act(u)) + u
 
@@ -129,7 +131,7 @@ def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None) -> nn.Module:
             if hasattr(lm.config, key):
                 setattr(lm.config, key, mcfg.n_blocks)
     wpe = getattr(lm.base_model, "wpe", None)
-    if isinstance(wpe, nn.Embedding):  # GPT-2 family: LaMo never adds absolute positions (spec §1.1)
+    if isinstance(wpe, nn.Embedding):  # GPT-2 family: LaMo never adds absolute positions (lamo_recipe §1.1)
         with torch.no_grad():
             wpe.weight.zero_()
         wpe.weight.requires_grad_(False)
@@ -216,7 +218,7 @@ class DecisionTransformer(nn.Module):
 
     def language_loss(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (nats/token) of ``input_ids`` ``(B, T)`` through the same adapted
-        trunk and the LM's tied head (LaMo spec §2; HF's shifted loss)."""
+        trunk and the LM's tied head (``docs/lamo_recipe.md`` §2; transformers' shifted causal-LM loss)."""
         return self.lm(input_ids=input_ids, labels=input_ids).loss
 
 
@@ -224,7 +226,7 @@ class DecisionTransformer(nn.Module):
 class ParamCounts:
     """Parameter counts (numbers of scalars).
 
-    ``backbone_*`` count the LM incl. LoRA weights (what LaMo's 0.7 % figure divides by, spec §1.3);
+    ``backbone_*`` count the LM incl. LoRA weights (what LaMo's 0.7 % figure divides by, ``docs/lamo_recipe.md`` §1.4);
     ``total_*`` count the whole model incl. the DT-side embeddings and heads.
     """
 
@@ -235,10 +237,13 @@ class ParamCounts:
 
     @property
     def backbone_share(self) -> float:
+        """Trainable fraction of the LM (0-1): the quantity LaMo's ~0.7 % refers to
+        (``docs/lamo_recipe.md`` §1.4)."""
         return self.backbone_trainable / self.backbone_total
 
     @property
     def share(self) -> float:
+        """Trainable fraction of the whole model (0-1), DT-side embeddings and heads included."""
         return self.trainable / self.total
 
 

@@ -4,19 +4,25 @@ A *task* is an environment plus a dataset plus the evaluation protocol LaMo uses
 (RTG) targets in raw-return units, the RTG scale, the context length K, the maximum episode length, and
 the constants that turn a raw return into a normalised score (0-100).
 
-Sources of the constants (see ``../shared/docs/lamo_spec.md``):
+Sources of the constants (explained in ``docs/lamo_recipe.md``):
 
-* RTG targets, RTG scale, K and ``max_ep_len``: the official LaMo repo
-  (``srzer/LaMo-2023:experiment-d4rl/experiment.py`` and ``run*.sh``), spec §1.1, §4, §5.
-* D4RL reference min/max returns: D4RL ``d4rl/infos.py`` (``REF_MIN_SCORE``/``REF_MAX_SCORE``),
-  spec §5. Normalised score = 100 * (R - R_min) / (R_max - R_min).
-* Reacher2d: LaMo's ``get_normalized_score(x) = x / 100``, i.e. R_min = 0, R_max = 100 (spec §6).
+* RTG targets, RTG scale and ``max_ep_len``: the official LaMo repo, github.com/srzer/LaMo-2023
+  ``experiment-d4rl/experiment.py``; K (20, Reacher2d 5): its ``experiment-d4rl/run.sh`` and
+  ``run_cotrain.sh`` (lamo_recipe §1.1, §4.3, §5.1).
+* D4RL reference min/max returns: D4RL ``d4rl/infos.py`` (``REF_MIN_SCORE``/``REF_MAX_SCORE``,
+  github.com/Farama-Foundation/D4RL). Normalised score = 100 * (R - R_min) / (R_max - R_min), D4RL's
+  ``get_normalized_score`` (``d4rl/offline_env.py``) x 100 (lamo_recipe §5.3).
+* Reacher2d: LaMo's ``get_normalized_score(x) = x / 100`` in
+  ``experiment-d4rl/decision_transformer/envs/reacher_2d.py``, i.e. R_min = 0, R_max = 100
+  (lamo_recipe §5.3, §6).
+* Sample ratios: LaMo ``data/mujoco/ratio_dataset.py`` and the paper's Appendix B (lamo_recipe §4.2).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
+
+from trainers.util import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class TaskSpec:
         rtg_targets: evaluation return targets, raw-return units, in LaMo's order.
         ref_min_return / ref_max_return: raw returns mapped to normalised scores 0 and 100.
         dataset: where the offline data comes from.
-        paper_sample_ratios: the sample ratios LaMo uses for this task (spec §4, §7).
+        paper_sample_ratios: the sample ratios LaMo uses for this task (``docs/lamo_recipe.md`` §4.2).
     """
 
     name: str
@@ -86,13 +92,13 @@ class TaskSpec:
         return 100.0 * (raw_return - self.ref_min_return) / (self.ref_max_return - self.ref_min_return)
 
 
-# D4RL reference returns, d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE), spec §5.
+# D4RL reference returns, d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE); docs/lamo_recipe.md §5.3.
 _D4RL_REF = {
     "hopper": (-20.272305, 3234.3),
     "halfcheetah": (-280.178953, 12135.0),
     "walker2d": (1.629008, 4592.3),
 }
-# LaMo's RTG targets, experiment-d4rl/experiment.py, spec §5.
+# LaMo's RTG targets, experiment-d4rl/experiment.py (srzer/LaMo-2023); docs/lamo_recipe.md §5.1.
 _MUJOCO_TARGETS = {
     "hopper": (3600.0, 2600.0, 2200.0, 1800.0),
     "halfcheetah": (12000.0, 8000.0, 6000.0, 4500.0),
@@ -129,9 +135,10 @@ _register(
     )
 )
 
-# Behaviour policies of the collected D4RL-style datasets: RL-Zoo agents in ../shared/data/sb3_agents
-# (see its README). D4RL's "medium" is about one third of expert: Hopper SAC (34 normalised),
-# HalfCheetah ARS (42), Walker2d ARS (31); TQC is expert level on all three. medium-expert = medium
+# Behaviour policies of the collected D4RL-style datasets: RL-Zoo agents (DLR-RM/rl-trained-agents),
+# found through trainers.paths.sb3_agents_dir() (docs/lamo_recipe.md §4.5, §9). D4RL's "medium" is about
+# one third of expert: with mean actions, Hopper SAC scores 34 normalised, HalfCheetah ARS 42, Walker2d
+# ARS 31; TQC is expert level on all three (lamo_recipe §4.5). medium-expert = medium
 # followed by expert, as D4RL concatenates its medium and expert datasets.
 _SB3_MEDIUM = {"hopper": "sac", "halfcheetah": "ars", "walker2d": "ars"}
 _D4RL_LEVEL = {"medium": "medium", "expert": "expert", "medium-expert": "medium_expert"}
@@ -175,6 +182,4 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(TASKS))}") from None
+        raise KeyError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Known tasks: {', '.join(sorted(TASKS))}") from None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from trainers.util import atomic_path
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS = ("next_observations",)
@@ -128,8 +129,8 @@ def _validate(arrays: Mapping[str, Any], where: str, obs_dim: int | None, act_di
 def write_d4rl_hdf5(path: str | os.PathLike, data: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
     """Write ``data`` (keys and shapes of the module table) and ``attrs`` to ``path`` atomically.
 
-    The file is written to a temporary file in the same directory and moved into place with
-    ``os.replace``, so readers never see a half-written file. Parent directories are created. Datasets
+    The file is written to a temporary sibling and moved into place with ``os.replace``
+    (:func:`trainers.util.atomic_path`), so readers never see a half-written file. Parent directories are created. Datasets
     are written without HDF5 timestamps, so equal inputs give byte-identical files.
 
     Raises:
@@ -137,25 +138,19 @@ def write_d4rl_hdf5(path: str | os.PathLike, data: Mapping[str, np.ndarray], att
     """
     path = Path(path)
     arrays = _validate(data, f"{path} (writing)", None, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling name (not mkstemp, which would force mode 0600 instead of the umask's default).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            for key, arr in arrays.items():
-                f.create_dataset(key, data=arr, track_times=False)
-            json_keys = []
-            for name, value in attrs.items():
-                if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
-                    f.attrs[name] = value
-                else:
-                    f.attrs[name] = json.dumps(value)
-                    json_keys.append(name)
-            f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # atomic_path writes through a unique sibling name, not mkstemp (which would force mode 0600 instead
+    # of the umask's default), and removes it if writing fails.
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        for key, arr in arrays.items():
+            f.create_dataset(key, data=arr, track_times=False)
+        json_keys = []
+        for name, value in attrs.items():
+            if isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_)):
+                f.attrs[name] = value
+            else:
+                f.attrs[name] = json.dumps(value)
+                json_keys.append(name)
+        f.attrs[_JSON_ATTRS] = json.dumps(json_keys)
 
 
 def _decode_attr(value: Any) -> Any:

@@ -10,14 +10,15 @@ Two families, both built by :func:`get_behaviour_policy` (``name`` -> policy):
 
 Scripted Reacher2d controllers
 ------------------------------
-LaMo's Reacher2d data came from a PPO agent whose checkpoints are not public (spec §6), so this project
+LaMo's Reacher2d data came from a PPO agent whose checkpoints are not public (LaMo
+``data/data_generation_PPO/``; ``docs/lamo_recipe.md`` §6.2), so this project
 replaces it with a scripted controller that only reads the 12-d observation
 (:mod:`trainers.envs.reacher2d`):
 
 1. joint angles from obs ``sin(q)``/``cos(q)`` (the elbow is unwrapped into its range [-2, 3.5] rad),
    joint velocities from ``obs[4:6] / 0.15``;
 2. analytic inverse kinematics of the 2-link arm (link 0.6 m, fingertip 0.45 m along link 2, link 1
-   mounted at +0.785 rad, spec §6) putting the fingertip on the aim point; of the two elbow branches, the
+   mounted at +0.785 rad, ``docs/lamo_recipe.md`` §6.1) putting the fingertip on the aim point; of the two elbow branches, the
    one needing the least joint travel;
 3. a saturated PD law on the joint angles, ``u = clip(kp * (q* - q) - kd * qdot, -1, 1)`` (torque, N m).
 
@@ -38,9 +39,9 @@ SB3 agents
 ----------
 ``sb3:<algo>/<Env>-v3`` loads ``<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip`` (the RL Zoo layout) with
 stable-baselines3 (``sac``) or sb3-contrib (``tqc``, ``ars``, ``trpo``). ``agents_dir`` is the
-``agents_dir`` argument, else ``$LAMO_SB3_AGENTS_DIR``, else ``<repo>/../shared/data/sb3_agents`` (the
-zoo agents shipped with the project's shared data, see its README: returns and the D4RL level each one
-matches). Users with internet can fill any directory with the same layout: ``git clone
+``agents_dir`` argument, else ``$LAMO_SB3_AGENTS_DIR``, else the offline mirror's ``data/sb3_agents``
+(:func:`trainers.paths.sb3_agents_dir`; the returns and the D4RL level each zoo agent matches are in
+``docs/lamo_recipe.md`` §4.5). Users with internet can fill any directory with the same layout: ``git clone
 https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent from the hub repos
 ``sb3/<algo>-<Env>-v3``, ``python -m rl_zoo3.load_from_hub --algo tqc --env Hopper-v3 -orga sb3
 -f <agents_dir> --exp-id 1``.
@@ -62,7 +63,7 @@ https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent 
   ``vecnormalize.pkl`` is read by an unpickler that only resolves an allow-list of classes
   (VecNormalize, RunningMeanStd, spaces, NumPy arrays/scalars/RNG state; ``gym.*`` names of pickles
   written with old ``gym`` map to ``gymnasium.*``). Still, the agents decide what the datasets contain:
-  the shared-data agents are the trusted default, and using any other directory is an explicit opt-in
+  the offline mirror's agents are the trusted default, and using any other directory is an explicit opt-in
   (``agents_dir=`` or ``LAMO_SB3_AGENTS_DIR``) that must point at files you trust.
 * **Performance**: one batched call for ``n`` observations. Torch's intra-op threads make tiny MLP
   calls slow on a busy machine; :mod:`trainers.data.collect` runs them single-threaded.
@@ -85,7 +86,10 @@ from typing import Any
 
 import numpy as np
 
-# Reacher2d geometry and timing, LaMo spec §6 (DT repo's reacher_2d asset).
+from trainers.paths import SB3_AGENTS_DIR_ENV, sb3_agents_dir
+from trainers.util import did_you_mean
+
+# Reacher2d geometry and timing, docs/lamo_recipe.md §6.1 (the DT repo's reacher_2d.xml asset).
 _LINK1, _TIP = 0.6, 0.45  # m: link 1 length, fingertip distance along link 2
 _MOUNT = 0.785  # rad: rotation of the shoulder body (link 1 heading is q0 + 0.785)
 _DT = 0.15  # s: control dt (0.01 s x frame_skip 15); obs[4:6] = dt * qdot
@@ -164,6 +168,8 @@ class BehaviourPolicy:
             self._offset = self.rng.uniform(0.0, p.aim_offset_max) * np.array([np.cos(angle), np.sin(angle)])
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Torques ``(2,)`` float32 in [-1, 1] N m for one Reacher2d observation ``(12,)``: the PD law on
+        the IK joint error (module docstring), plus the policy's noise, clipped to the control range."""
         target = np.asarray(obs[8:10], dtype=np.float64)
         if self._target is None or not np.array_equal(target, self._target):
             self._new_episode(target)
@@ -199,11 +205,10 @@ _SB3_INSTALL = "pip install stable-baselines3==2.9.2 sb3-contrib==2.9.2"
 
 
 def default_sb3_agents_dir() -> Path:
-    """``$LAMO_SB3_AGENTS_DIR`` if set, else ``<repo>/../shared/data/sb3_agents`` (the trusted default)."""
-    env = os.environ.get("LAMO_SB3_AGENTS_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sb3_agents").resolve()
+    """``$LAMO_SB3_AGENTS_DIR`` if set, else the offline mirror's ``data/sb3_agents`` (the trusted
+    default); resolved by :func:`trainers.paths.sb3_agents_dir`. The directory may not exist:
+    :class:`SB3Policy` checks for the agent it needs and says how to get it."""
+    return sb3_agents_dir()
 
 
 def sb3_agent_paths(algo: str, env: str, agents_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -275,6 +280,7 @@ class ObsNormaliser:
     clip_obs: float
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Normalise raw observations ``(..., obs_dim)``; returns float64 of the same shape."""
         return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs)
 
 
@@ -337,7 +343,7 @@ class SB3Policy:
             raise FileNotFoundError(
                 f"SB3 agent for {name!r} not found: expected {paths['zip']} (RL Zoo layout "
                 f"<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip, agents_dir = {paths['zip'].parents[2]}). "
-                "Set LAMO_SB3_AGENTS_DIR to a directory with that layout: on a machine with internet "
+                f"Set {SB3_AGENTS_DIR_ENV} to a directory with that layout: on a machine with internet "
                 "`git clone https://github.com/DLR-RM/rl-trained-agents` (the RL Zoo's agents), or "
                 f"`python -m rl_zoo3.load_from_hub --algo {self.algo} --env {self.env} -orga sb3 -f "
                 "<agents_dir> --exp-id 1` (hub repo sb3/" + f"{self.algo}-{self.env}). Only use agent "
@@ -388,6 +394,9 @@ class SB3Policy:
         """No per-episode state (kept for the collector's interface)."""
 
     def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Actions for raw observations ``(obs_dim,)`` or ``(n, obs_dim)``; float32 ``(act_dim,)`` or
+        ``(n, act_dim)`` within the action bounds. ``noise``: standard-normal draws of the same leading
+        shape (ignored when deterministic); see the class docstring."""
         import torch
 
         obs = np.asarray(obs, dtype=np.float64)
@@ -457,6 +466,7 @@ def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None
     if name.startswith(SB3_PREFIX):
         return SB3Policy(name, seed, deterministic=deterministic, agents_dir=agents_dir)
     if name not in POLICIES:
-        raise KeyError(f"unknown behaviour policy {name!r}; known: {', '.join(sorted(POLICIES))} and "
-                       f"'sb3:<algo>/<Env>-v3' (algo in {', '.join(sorted(SB3_ALGOS))})")
+        raise KeyError(f"unknown behaviour policy {name!r}.{did_you_mean(name, POLICIES)} Known: "
+                       f"{', '.join(sorted(POLICIES))} and 'sb3:<algo>/<Env>-v3' "
+                       f"(algo in {', '.join(sorted(SB3_ALGOS))})")
     return BehaviourPolicy(name, POLICIES[name], seed)

@@ -1,6 +1,8 @@
 """Trajectory-level subsampling, state normalisation and DT batch sampling.
 
-Follows LaMo's D4RL pipeline (``../shared/docs/lamo_spec.md`` §4):
+Follows LaMo's D4RL pipeline (``docs/lamo_recipe.md`` §4; official code github.com/srzer/LaMo-2023
+``data/mujoco/ratio_dataset.py`` for the subsets and ``experiment-d4rl/experiment.py`` for statistics and
+batches, which keeps the original DT's ``gym/experiment.py``):
 
 * **Sample ratio** = a uniformly random subset of *whole trajectories*, ``max(1, int(N * ratio))`` of
   them, drawn without replacement (LaMo: ``random.sample(trajs, int(N*ratio))``). Unlike LaMo (unseeded)
@@ -71,6 +73,23 @@ class TrajectorySet:
     @classmethod
     def from_trajectories(cls, all_trajectories: list[dict[str, np.ndarray]], sample_ratio: float,
                           seed: int) -> "TrajectorySet":
+        """Keep the subset :func:`subsample_trajectories` picks and compute its state statistics.
+
+        Args:
+            all_trajectories: every trajectory of the dataset, dicts with ``observations (T, obs_dim)``,
+                ``actions (T, act_dim)`` and ``rewards (T,)`` (raw reward units), e.g. from
+                :func:`trainers.data.d4rl_hdf5.split_trajectories`.
+            sample_ratio: fraction of whole trajectories to keep, in (0, 1] (``docs/lamo_recipe.md`` §4.2).
+            seed: seed of the subset draw.
+
+        Returns:
+            the subset as float32 arrays plus ``rtg (T,)`` (:func:`returns_to_go_of`, raw units), with
+            ``state_mean`` and ``state_std`` (+1e-6) over all states of the subset (LaMo and DT compute
+            them on the data actually loaded, ``docs/lamo_recipe.md`` §4.3).
+
+        Raises:
+            ValueError: ``sample_ratio`` outside (0, 1] or no trajectories.
+        """
         idx = subsample_trajectories(len(all_trajectories), sample_ratio, seed)
         trajs = []
         for i in idx:
@@ -86,10 +105,12 @@ class TrajectorySet:
 
     @property
     def subset_hash(self) -> str:
+        """:func:`indices_hash` of :attr:`indices`: identifies the data subset (logged with the run)."""
         return indices_hash(self.indices)
 
     @property
     def n_transitions(self) -> int:
+        """Number of transitions (env steps) over all trajectories of the subset."""
         return int(sum(len(t["rewards"]) for t in self.trajectories))
 
     def summary(self) -> dict[str, float]:
@@ -102,10 +123,24 @@ class TrajectorySet:
 class BatchSampler:
     """Samples DT training windows from a :class:`TrajectorySet` with a seeded NumPy generator.
 
-    ``sample(batch_size)`` returns a dict of float32/int64 torch tensors: ``states (B, K, obs_dim)``
-    (normalised), ``actions (B, K, act_dim)``, ``returns_to_go (B, K, 1)`` (RTG / scale),
-    ``timesteps (B, K)`` (long), ``attention_mask (B, K)``.
-    The generator state is exposed via :meth:`state_dict` for exact resume.
+    The sampling scheme is the original DT's ``get_batch`` (github.com/kzl/decision-transformer,
+    ``gym/experiment.py``), which LaMo keeps (github.com/srzer/LaMo-2023, ``experiment-d4rl/
+    experiment.py``); ``docs/lamo_recipe.md`` §4.4. Unlike the official code, which draws from NumPy's
+    unseeded global generator, every draw comes from this object's own generator, so a batch sequence
+    is reproducible from ``seed`` and resumable through :meth:`state_dict`.
+
+    Args:
+        data: the trajectories to sample from (non-empty; each trajectory at least one step).
+        context_length: K, steps per window.
+        rtg_scale: the task's RTG divisor (LaMo: 1000 MuJoCo, 10 Reacher2d, 1 Kitchen;
+            ``docs/lamo_recipe.md`` §4.3).
+        max_ep_len: size of the model's timestep table; timesteps are clipped to ``max_ep_len - 1``.
+        seed: seed of the generator (``numpy.random.default_rng``).
+
+    Attributes:
+        p: ``(n_trajectories,)`` float64, the probability of drawing each trajectory (its share of all
+            steps).
+        rng: the generator.
     """
 
     def __init__(self, data: TrajectorySet, context_length: int, rtg_scale: float, max_ep_len: int,
@@ -116,6 +151,27 @@ class BatchSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Draw ``batch_size`` windows of (up to) K consecutive steps.
+
+        Per window: a trajectory with probability proportional to its length (:attr:`p`), a start index
+        uniform over all of its steps, then the steps ``start .. min(start + K, T) - 1``. A window that
+        runs past the trajectory's end is shorter than K and is left-padded to K: states with 0 *before*
+        normalisation (so padding becomes ``-mean / std``), actions with -10, returns-to-go with 0,
+        timesteps with 0, attention mask 0 (the values of DT's and LaMo's ``get_batch``).
+
+        Returns:
+            CPU torch tensors, B = ``batch_size``:
+
+            * ``states`` ``(B, K, obs_dim)`` float32, ``(s - state_mean) / state_std``;
+            * ``actions`` ``(B, K, act_dim)`` float32, the dataset's actions (targets and inputs);
+            * ``returns_to_go`` ``(B, K, 1)`` float32, the raw return-to-go divided by ``rtg_scale``
+              (model units, not a normalised score);
+            * ``timesteps`` ``(B, K)`` int64, absolute step in the trajectory, clipped to
+              ``max_ep_len - 1``;
+            * ``attention_mask`` ``(B, K)`` float32, 1 for real steps, 0 for padding.
+
+        Advances the generator: the same state gives the same batch.
+        """
         K, d = self.K, self.data
         obs_dim = d.trajectories[0]["observations"].shape[1]
         act_dim = d.trajectories[0]["actions"].shape[1]
@@ -143,7 +199,16 @@ class BatchSampler:
         }
 
     def state_dict(self) -> dict:
+        """The generator's state, ``{"rng": <bit-generator state dict>}`` (plain Python values, JSON- and
+        pickle-friendly). Restoring it with :meth:`load_state_dict` continues the exact batch sequence."""
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`. The data, K, scale and ``max_ep_len`` are not part of the state:
+        the caller rebuilds the sampler from the same inputs first.
+
+        Raises:
+            KeyError: ``state`` has no ``"rng"`` entry. ValueError / TypeError (from NumPy): it is not a
+            state of this generator type (PCG64).
+        """
         self.rng.bit_generator.state = state["rng"]

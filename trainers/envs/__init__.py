@@ -1,7 +1,7 @@
 """Project environments and the one place that builds envs for trials.
 
 * ``lamo/Reacher2d-v0``: LaMo's sparse Reacher2d (:class:`trainers.envs.reacher2d.Reacher2dEnv`,
-  LaMo spec §6), 12-d observation, 2-d action in [-1, 1], reward 1 per step inside the target zone,
+  ``docs/lamo_recipe.md`` §6.1), 12-d observation, 2-d action in [-1, 1], reward 1 per step inside the target zone,
   registered with ``max_episode_steps=100`` (LaMo's ``max_ep_len``), so episodes end by truncation only.
 * Any other id (e.g. ``Hopper-v4``) is passed straight to ``gymnasium.make``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import gymnasium
 
 REACHER2D_ID = "lamo/Reacher2d-v0"
-REACHER2D_MAX_STEPS = 100  # LaMo/DT max_ep_len for Reacher2d (spec §1.1, §6)
+REACHER2D_MAX_STEPS = 100  # LaMo/DT max_ep_len for Reacher2d (lamo_recipe §5.1, §6.1)
 
 
 def register_envs() -> None:

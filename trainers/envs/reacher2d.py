@@ -1,15 +1,17 @@
 """LaMo's sparse-reward Reacher2d, on the ``mujoco`` bindings and the gymnasium API.
 
-Source: the ``Reacher2dEnv`` of the Decision Transformer repo (``gym/decision_transformer/envs/
-reacher_2d.py`` + ``assets/reacher_2d.xml``), which LaMo copies unchanged (LaMo spec §6). It is *not*
+Source: the ``Reacher2dEnv`` of the Decision Transformer repo (github.com/kzl/decision-transformer,
+``gym/decision_transformer/envs/reacher_2d.py`` + ``assets/reacher_2d.xml``), which LaMo copies and
+extends with ``get_normalized_score`` (github.com/srzer/LaMo-2023,
+``experiment-d4rl/decision_transformer/envs/reacher_2d.py``; ``docs/lamo_recipe.md`` §6.1). It is *not*
 gymnasium's ``Reacher``. Re-written here for ``mujoco`` >= 3 and ``gymnasium.Env``.
 
-Physics (spec §6; asset ``assets/reacher2d.xml``): planar 2-link arm, links 0.6 and 0.4 m, fingertip site
-0.45 m along link 2, shoulder hinge unlimited, elbow limited to [-2.0, 3.5] rad, no gravity, RK4,
-timestep 0.01 s, ``frame_skip`` 15 (control dt 0.15 s), motors gear 1, ctrlrange [-1, 1]. As in the
-original asset, the shoulder body is mounted rotated by +0.785 rad and the elbow body by -0.785 rad, so
-link 1 points at angle ``q0 + 0.785`` and link 2 at ``q0 + q1`` (world frame). Constants that spec §6
-does not list come from the DT asset too: joint armature 0.05 and damping 1, capsule radius 0.05 m,
+Physics (``docs/lamo_recipe.md`` §6.1; asset ``assets/reacher2d.xml``): planar 2-link arm, links 0.6 and
+0.4 m, fingertip site 0.45 m along link 2, shoulder hinge unlimited, elbow limited to [-2.0, 3.5] rad,
+no gravity, RK4, timestep 0.01 s, ``frame_skip`` 15 (control dt 0.15 s), motors gear 1, ctrlrange
+[-1, 1]. As in the original asset, the shoulder body is mounted rotated by +0.785 rad and the elbow body by -0.785 rad, so
+link 1 points at angle ``q0 + 0.785`` and link 2 at ``q0 + q1`` (world frame). Constants that §6.1 does
+not list come from the DT asset too: joint armature 0.05 and damping 1, capsule radius 0.05 m,
 density 1000 kg/m^3 (link masses 5.24 and 3.67 kg).
 
 Observation (12 float32, lengths in m, angles in rad):
@@ -57,10 +59,10 @@ from gymnasium import spaces
 
 ASSET_PATH = Path(__file__).parent / "assets" / "reacher2d.xml"
 
-FRAME_SKIP = 15  # spec §6: 15 substeps of 0.01 s per control step
-SUCCESS_L1 = 0.1  # spec §6: reward 1 when the L1 fingertip-target distance is below this (m)
-QPOS_RESET_RANGE = 2.0  # spec §6: q ~ U[-2, 2] at reset (rad)
-TARGET_BOX = 1.5  # spec §6: target drawn in U[-1.5, 1.5]^2 (m) ...
+FRAME_SKIP = 15  # lamo_recipe §6.1: 15 substeps of 0.01 s per control step
+SUCCESS_L1 = 0.1  # lamo_recipe §6.1: reward 1 when the L1 fingertip-target distance is below this (m)
+QPOS_RESET_RANGE = 2.0  # lamo_recipe §6.1: q ~ U[-2, 2] at reset (rad)
+TARGET_BOX = 1.5  # lamo_recipe §6.1: target drawn in U[-1.5, 1.5]^2 (m) ...
 TARGET_NORM = (0.5, 1.0)  # ... until its norm lies in this range (m)
 
 
@@ -141,6 +143,7 @@ class Reacher2dEnv(gymnasium.Env):
         return self._obs()[0]
 
     def render(self):
+        """``rgb_array`` mode: an ``(height, width, 3)`` uint8 image of the current state; else ``None``."""
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
@@ -150,6 +153,7 @@ class Reacher2dEnv(gymnasium.Env):
         return self._renderer.render()
 
     def close(self):
+        """Release the offscreen renderer, if one was created."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

@@ -1,7 +1,7 @@
 """Text corpora by name, tokenised into fixed-length blocks, and a resumable batch iterator.
 
-LaMo's language loss (``../shared/docs/lamo_spec.md`` §2) uses WikiText-103 (``wikitext-103-raw-v1``
-train, from the HF hub), tokenised line by line with GPT-2's tokenizer (no EOS), concatenated and cut
+LaMo's language loss (``docs/lamo_recipe.md`` §2; LaMo ``experiment-d4rl/get_nlp_datasets.py``) uses
+WikiText-103 (``wikitext-103-raw-v1`` train, from the HF hub), tokenised line by line with GPT-2's tokenizer (no EOS), concatenated and cut
 into 1024-token blocks, served in shuffled batches of 2. The hub is unreachable here, so the corpora
 are the WikiText-103 validation/test splits on local disk (``<text dir>/wikitext-103/*.tokens``)::
 
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -36,7 +34,9 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
-TEXT_DIR_ENV = "LAMO_TEXT_DIR"
+from trainers.paths import TEXT_DIR_ENV, text_dir  # TEXT_DIR_ENV is re-exported for callers
+from trainers.util import atomic_path, did_you_mean
+
 HELDOUT_FRACTION = 0.05
 _HEADING = re.compile(r"^ = [^=].* = $")  # top-level WikiText article title line
 _CACHE_FORMAT = 1
@@ -60,17 +60,19 @@ CORPORA: dict[str, tuple[TextPart, ...]] = {
 
 
 def resolve_text_dir() -> Path:
-    """Root of the offline text: ``$LAMO_TEXT_DIR`` if set, else ``<repo>/../shared/data/text``.
+    """Root of the offline text, as :func:`trainers.paths.text_dir` resolves it: ``$LAMO_TEXT_DIR`` if
+    set, else the offline mirror's ``data/text``; checked to hold the WikiText-103 files.
 
-    Raises FileNotFoundError (saying how to provide the text) when the WikiText files are missing.
+    Raises:
+        FileNotFoundError: the WikiText files are missing there; the message names the missing files,
+            where the directory came from, and how to provide the text.
     """
-    env = os.environ.get(TEXT_DIR_ENV)
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "text"
+    root, source = text_dir()
     missing = [p for p in (_VALID, _TEST) if not (root / p).is_file()]
     if missing:
         raise FileNotFoundError(
             f"text corpus not found: {', '.join(str(root / p) for p in missing)} "
-            f"({'from $' + TEXT_DIR_ENV if env else 'default location'}). Set {TEXT_DIR_ENV} to a "
+            f"(from {source}). Set {TEXT_DIR_ENV} to a "
             f"directory laid out as wikitext-103/wiki.valid.tokens and wikitext-103/wiki.test.tokens "
             f"(the non-raw WikiText-103 validation/test splits).")
     return root
@@ -80,7 +82,8 @@ def _spec(name: str) -> tuple[TextPart, ...]:
     try:
         return CORPORA[name]
     except KeyError:
-        raise KeyError(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}") from None
+        raise KeyError(f"unknown corpus {name!r}.{did_you_mean(name, CORPORA)} "
+                       f"Known corpora: {', '.join(sorted(CORPORA))}") from None
 
 
 def corpus_files(name: str) -> list[Path]:
@@ -118,6 +121,8 @@ def corpus_lines(name: str) -> Iterator[str]:
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of the file's bytes (read in 1 MiB chunks); identifies corpus files in cache keys and
+    in the stage-1 metadata."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -145,8 +150,8 @@ def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path |
     Each non-empty line is tokenised on its own (no EOS/BOS added, as LaMo's ``get_nlp_datasets``),
     all ids are concatenated and cut into blocks of exactly ``block_size`` tokens; the final remainder
     is dropped (LaMo: 1024). With ``cache_dir`` the result is cached as ``.npy``, keyed by the corpus
-    files' sha256, the tokenizer's vocabulary and ``block_size``, and written atomically (temp file +
-    ``os.replace``) so that concurrent trials can share it.
+    files' sha256, the tokenizer's vocabulary and ``block_size``, and written atomically
+    (:func:`trainers.util.atomic_path`) so that concurrent trials can share it.
 
     Returns: int32 array of shape ``(n_blocks, block_size)`` (token ids).
     """
@@ -164,15 +169,8 @@ def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path |
     n = len(flat) // block_size
     blocks = np.ascontiguousarray(flat[: n * block_size].reshape(n, block_size))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, blocks)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no ".npy"
+            np.save(f, blocks)
     return blocks
 
 
@@ -215,10 +213,18 @@ class LanguageBatcher:
         return torch.from_numpy(self.blocks[np.asarray(rows)].astype(np.int64))
 
     def state_dict(self) -> dict:
+        """The position in the batch sequence, ``{"epoch", "index", "seed", "n_blocks", "batch_size"}``
+        (plain ints); with the same blocks and seed, :meth:`load_state_dict` resumes it exactly."""
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed,
                 "n_blocks": len(self.blocks), "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume at a :meth:`state_dict` position (the epoch's permutation is recomputed from the seed).
+
+        Raises:
+            ValueError: the state was saved for a different number of blocks or a different seed.
+            KeyError: a key of :meth:`state_dict` is missing.
+        """
         if (state["n_blocks"], state["seed"]) != (len(self.blocks), self.seed):
             raise ValueError(f"state is for {state['n_blocks']} blocks / seed {state['seed']}, "
                              f"this batcher has {len(self.blocks)} / {self.seed}")

@@ -1,14 +1,15 @@
 """LaMo stage 1 at small scale: pre-train a GPT-2 on offline text so that stage 2 starts from a real
 (if small) pre-trained causal LM.
 
-LaMo starts from OpenAI's GPT-2 (``../shared/docs/lamo_spec.md`` §1.1, §4.1); its weights cannot be
-obtained offline, so :func:`pretrain_lm` trains, from scratch on the ``wikitext-103-local-pretrain``
-text (:mod:`trainers.lm.corpus`):
+LaMo starts from OpenAI's GPT-2 (paper §4.1, arXiv 2310.20587; ``docs/lamo_recipe.md`` §1.1); its
+weights cannot be obtained without the model hub, so :func:`pretrain_lm` trains, from scratch on the
+``wikitext-103-local-pretrain`` text (:mod:`trainers.lm.corpus`):
 
 1. a byte-level BPE tokenizer (HF ``tokenizers``, GPT-2's scheme and ``<|endoftext|>`` token), saved as
    a transformers ``GPT2TokenizerFast``;
 2. a standard ``GPT2LMHeadModel`` (learned absolute positions, tied LM head) with AdamW, linear
-   warmup then cosine decay, on shuffled contiguous token blocks (no EOS between lines, as §2).
+   warmup then cosine decay, on shuffled contiguous token blocks (no EOS between lines, as LaMo's
+   language loss, ``docs/lamo_recipe.md`` §2).
 
 The output directory loads offline with ``AutoModelForCausalLM.from_pretrained`` /
 ``AutoTokenizer.from_pretrained`` and carries ``lamo_pretrain.json`` (recipe, metrics, corpus hashes,
@@ -20,11 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +29,7 @@ import numpy as np
 import torch
 
 from trainers.lm.corpus import LanguageBatcher, corpus_files, corpus_lines, file_sha256, load_token_blocks
+from trainers.util import atomic_path, did_you_mean
 
 META_FILE = "lamo_pretrain.json"
 EOS = "<|endoftext|>"
@@ -133,8 +131,9 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
 
     Args:
         recipe: a name in :data:`LM_RECIPES` or a :class:`PretrainRecipe`.
-        out_dir: destination; written to a sibling temp dir and renamed into place at the end (an
-            existing directory is replaced).
+        out_dir: destination; written to a sibling temp dir (mode 0755) and moved into place at the end
+            with :func:`trainers.util.atomic_path` (an existing directory is replaced only then; on
+            failure the temp dir is removed and ``out_dir`` is left as it was).
         progress: show a rich progress bar with the running loss.
         steps: overrides ``recipe.steps`` (e.g. tiny runs in tests).
 
@@ -152,14 +151,14 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         try:
             recipe = LM_RECIPES[recipe]
         except KeyError:
-            raise KeyError(f"unknown LM recipe {recipe!r}; known: {', '.join(sorted(LM_RECIPES))}") from None
+            raise KeyError(f"unknown LM recipe {recipe!r}.{did_you_mean(recipe, LM_RECIPES)} "
+                           f"Known: {', '.join(sorted(LM_RECIPES))}") from None
     if steps is not None:
         recipe = dataclasses.replace(recipe, steps=steps)
     out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    work.chmod(0o755)
-    try:
+    with atomic_path(out_dir) as work:  # removed on failure; replaces out_dir only when complete
+        work.mkdir()
+        work.chmod(0o755)
         torch.manual_seed(recipe.seed)
         np.random.seed(recipe.seed)
 
@@ -229,19 +228,4 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (work / META_FILE).write_text(json.dumps(meta, indent=2))
-        _replace_dir(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return metrics
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is moved aside first and deleted afterwards."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
