@@ -57,10 +57,15 @@ RESOLVED_TRIALS_ARTIFACT = "resolved_trials.json"
 PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped")
 
 # --- metric keys ----------------------------------------------------------------------------------
-TRAIN_ACTION_LOSS = "train/action_loss"
-TRAIN_LANGUAGE_LOSS = "train/language_loss"
-TRAIN_LR = "train/lr"
-TRAIN_STEPS_PER_S = "train/steps_per_s"
+def train_key(name: str) -> str:
+    """``train/<name>``: the key of a training quantity (a learner's loss name, ``lr``, ``steps_per_s``)."""
+    return f"train/{name}"
+
+
+TRAIN_ACTION_LOSS = train_key("action_loss")
+TRAIN_LANGUAGE_LOSS = train_key("language_loss")
+TRAIN_LR = train_key("lr")
+TRAIN_STEPS_PER_S = train_key("steps_per_s")
 EVAL_BEST_SCORE = "eval/best_normalised_score"
 EVAL_EPISODES_PER_S = "eval/episodes_per_s"
 #: Per-target evaluation fields: raw-return mean/std, mean episode length (env steps), normalised score.

@@ -114,7 +114,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
         last = loop.step == tc.steps
         if loop.step % tc.log_every == 0 or last:
             n = loop.n
-            metrics = {f"train/{k}": v for k, v in loop.take_means().items()}
+            metrics = {contract.train_key(k): v for k, v in loop.take_means().items()}
             metrics |= {contract.TRAIN_LR: learner.current_lr(), contract.TRAIN_STEPS_PER_S: n / max(train_seconds, 1e-9)}
             reporter.log(loop.step, metrics)
             train_seconds = 0.0

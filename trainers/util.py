@@ -79,11 +79,10 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, keep_old: str | 
     fixed ``keep_old`` name and look there (see :func:`trainers.state.latest_checkpoint`).
     """
     src, dst = Path(src), Path(dst)
-    old = None
+    old = dst.with_name(keep_old) if keep_old else _sibling(dst, "old")
     if dst.exists():
-        old = dst.with_name(keep_old) if keep_old else _sibling(dst, "old")
         shutil.rmtree(old, ignore_errors=True)  # a stale one, from a kill after the last rename
         os.replace(dst, old)
     os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    # ``dst`` is complete now: the aside copy goes, also one a kill between the renames left behind
+    shutil.rmtree(old, ignore_errors=True)
