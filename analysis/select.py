@@ -17,10 +17,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from analysis.runs import METRIC_FIELDS
+
 TARGET_RULES = ("best", "largest", "fixed")
 CHECKPOINTS = ("last", "best", "mean_last_k")
 SCORE_COLUMNS = ["rtg_target", "step", "normalised_score", "return_mean", "return_std", "n_evals"]
-_EVAL_COLUMNS = {"step", "rtg_target", "return_mean", "return_std", "normalised_score", "length_mean"}
+_EVAL_COLUMNS = {"step", "rtg_target", *METRIC_FIELDS}  # per-evaluation columns of the tidy frame
 
 FixedTarget = float | Mapping[str, float] | None
 

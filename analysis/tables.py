@@ -39,10 +39,12 @@ from analysis.domains import (
     task_sort_key,
 )
 from analysis.runs import ABLATION_FIELDS
+from trainers import contract
 
 MISSING = "—"
-#: Params that identify a trial inside a grid, not its configuration (ignored when matching configs).
-PER_TRIAL_PARAMS = ("param.task", "param.sample_ratio", "param.seed", "param.variant", "param.device")
+#: Params that identify a trial inside a grid, not its configuration (ignored when matching configs):
+#: the grid axes (:data:`trainers.contract.AXIS_TAGS`, also logged as params) and the device.
+PER_TRIAL_PARAMS = (*(f"param.{a}" for a in contract.AXIS_TAGS), "param.device")
 #: Params that are inert for one value of an ablation field (ignored when matching configs for it):
 #: the language settings when the language weight is 0, the LoRA settings without LoRA.
 INERT_PARAMS: dict[str, tuple[str, ...]] = {

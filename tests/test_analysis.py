@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import math
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from analysis.cli import app
 from analysis.report import markdown_table, plot_score_vs_ratio, score_table, write_report
 from analysis.runs import BASE_COLUMNS, load_trial_runs
 from analysis.select import describe_rule, select_scores
+from trainers import contract
 
 EXP = "lamo/test"
 STEPS = (2500, 5000)
@@ -54,8 +57,8 @@ def pattern(base: float) -> dict[tuple[int, int], float]:
 
 
 def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINISHED", scores=None, steps=STEPS):
-    tags = {"lamo.role": "trial", "mlflow.parentRunId": parent, "task": task, "sample_ratio": f"{ratio:g}",
-            "seed": str(seed), "variant": variant, "config_hash": f"h{variant}{ratio:g}"}
+    tags = {contract.ROLE: contract.ROLE_TRIAL, contract.PARENT_RUN: parent,
+            **contract.axis_tags(task, ratio, seed, variant), contract.CONFIG_HASH: f"h{variant}{ratio:g}"}
     run = client.create_run(exp_id, run_name=f"{task}_r{ratio:g}_{variant}_s{seed}", tags=tags)
     scores = scores or pattern(OFFSET[(task, ratio, variant)] + 10 * seed)
     now = int(time.time() * 1000)
@@ -63,10 +66,9 @@ def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINIS
     for (i, step), score in scores.items():
         if step not in steps:
             continue
-        t = f"eval/rtg_{TARGETS[task][i]:g}"
-        metrics += [Metric(f"{t}/normalised_score", score, now, step), Metric(f"{t}/return_mean", score * 30, now, step),
-                    Metric(f"{t}/return_std", 1.0 + seed, now, step), Metric(f"{t}/length_mean", 1000.0, now, step)]
-    metrics += [Metric("train/action_loss", 0.5, now, s) for s in steps]
+        values = {"normalised_score": score, "return_mean": score * 30, "return_std": 1.0 + seed, "length_mean": 1000.0}
+        metrics += [Metric(contract.eval_key(TARGETS[task][i], f), v, now, step) for f, v in values.items()]
+    metrics += [Metric(contract.TRAIN_ACTION_LOSS, 0.5, now, s) for s in steps]
     params = {"task": task, "sample_ratio": f"{ratio:g}", "seed": str(seed), "variant": variant,
               "model.lm": "gpt2", "language.weight": "0.1" if variant == "lamo" else "0", "train.steps": "5000"}
     client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
@@ -80,15 +82,16 @@ def store(tmp_path_factory):
     uri = new_sqlite_uri(root)
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(EXP)
-    parent = client.create_run(exp_id, run_name="sweep-a", tags={"lamo.role": "sweep"}).info.run_id
-    client.log_metric(parent, "eval/rtg_3600/normalised_score", 1.0, step=1)  # parent must be ignored
+    sweep_tags = {contract.ROLE: contract.ROLE_SWEEP}
+    parent = client.create_run(exp_id, run_name="sweep-a", tags=sweep_tags).info.run_id
+    client.log_metric(parent, contract.eval_key(3600, "normalised_score"), 1.0, step=1)  # parent must be ignored
     for (task, ratio, variant), seeds in SEEDS.items():
         for seed in seeds:
             make_trial(client, exp_id, parent, task, ratio, variant, seed)
     failed = make_trial(client, exp_id, parent, "hopper", 0.1, "lamo", 3, status="FAILED",
                         scores={(0, 2500): 99.0, (1, 2500): 98.0})
     client.set_terminated(parent)
-    parent_b = client.create_run(exp_id, run_name="sweep-b", tags={"lamo.role": "sweep"}).info.run_id
+    parent_b = client.create_run(exp_id, run_name="sweep-b", tags=sweep_tags).info.run_id
     other = make_trial(client, exp_id, parent_b, "hopper", 0.01, "dt", 9)
     client.create_experiment("lamo/empty")
     return {"uri": uri, "parent": parent, "parent_b": parent_b, "failed": failed, "other": other, "root": root}
@@ -134,6 +137,35 @@ def test_missing_experiment_and_empty(store, tmp_path):
     empty = load_trial_runs(store["uri"], "lamo/empty")
     assert empty.empty and list(empty.columns) == list(BASE_COLUMNS)
     assert select_scores(empty).empty
+
+
+def test_eval_keys_are_parsed_by_the_contract(store):
+    """US spelling is read as the contract's field; a key whose target is not a number is ignored."""
+    client = MlflowClient(tracking_uri=store["uri"])
+    exp_id = client.create_experiment("lamo/spelling")
+    tags = {contract.ROLE: contract.ROLE_TRIAL, **contract.axis_tags("hopper", 0.1, 0, "dt")}
+    rid = client.create_run(exp_id, tags=tags).info.run_id
+    client.log_metric(rid, "eval/rtg_3600/normalized_score", 42.0, step=10)
+    client.log_metric(rid, contract.eval_key(3600, "return_mean"), 1260.0, step=10)
+    client.log_metric(rid, "eval/rtg_high/return_mean", 1.0, step=10)
+    client.set_terminated(rid)
+    tidy = load_trial_runs(store["uri"], "lamo/spelling")
+    assert tidy[["rtg_target", "normalised_score", "return_mean"]].values.tolist() == [[3600.0, 42.0, 1260.0]]
+
+
+def test_reading_a_store_needs_no_torch_or_ray(store):
+    """The analysis reads a store with MLflow and the standard-library contract only."""
+    code = (
+        "import sys\n"
+        "import analysis.cli, analysis.report\n"
+        "from analysis.runs import load_trial_runs\n"
+        f"assert len(load_trial_runs({store['uri']!r}, {EXP!r}))\n"
+        "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
 
 
 def _pick(sel, name):
