@@ -34,7 +34,7 @@ from analysis.domains import task_info
 from analysis.paper import compare, load_paper_numbers, match_methods
 from analysis.report import write_report
 from analysis.runs import load_trial_runs
-from analysis.select import describe_rule, select_scores
+from analysis.select import SelectionRule, select_scores
 from orchestrator import tracking
 from trainers import contract
 from trainers.config import TrialConfig, flatten
@@ -161,7 +161,7 @@ def selected(tidy):
 @pytest.fixture(scope="module")
 def report(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    paths = write_report(store["uri"], EXP, out, reps=200, poi_reps=100)
+    paths = write_report(store["uri"], EXP, out, bootstrap=S.Bootstrap(reps=200, poi_reps=100))
     return out, paths
 
 
@@ -200,10 +200,10 @@ def test_cell_statistics_for_each_rule(tidy, kwargs, added):
     finished = tidy[tidy["status"] == "FINISHED"]
     if kwargs.get("target_rule") == "fixed":  # foreign tasks have no target for this rule
         with pytest.warns(UserWarning, match="left out"):
-            sel = select_scores(finished, **kwargs)
+            sel = select_scores(finished, SelectionRule(**kwargs))
     else:
-        sel = select_scores(finished, **kwargs)
-    assert set(sel["selection_rule"]) == {describe_rule(**kwargs)}
+        sel = select_scores(finished, SelectionRule(**kwargs))
+    assert set(sel["selection_rule"]) == {SelectionRule(**kwargs).describe()}
     t = T.score_table(sel, by=("task", "sample_ratio", "variant")).set_index(["task", "sample_ratio", "variant"])
     for variant in ("lamo", "dt", "lamo-linear", "lamo-nolang"):
         cell = t.loc[("hopper-medium", 0.01, variant)]
@@ -451,7 +451,7 @@ def test_partial_sweep_with_failed_trial_and_missing_cells(store, tiny, tmp_path
     assert "| Reacher2d† | 100% |" in sparse and "— |" in sparse
     # a sweep with one seed and one method: every file still appears, rliable states why it skipped
     out = tmp_path / "tiny"
-    paths = write_report(store["uri"], tiny, out, reps=50, poi_reps=20)
+    paths = write_report(store["uri"], tiny, out, bootstrap=S.Bootstrap(reps=50, poi_reps=20))
     names = {p.name for p in out.iterdir()}
     assert {"rliable_aggregates.png", "probability_of_improvement.png", "table_dense.tex", "domain_bars.png"} <= names
     assert "skipped" in (out / "report.md").read_text()
