@@ -1,9 +1,11 @@
 """The paper beside us: known LaMo numbers (``paper_numbers.yaml``) next to the reproduced ones.
 
-The YAML holds every number of the paper that could be recovered (``lamo_spec.md`` §8) with its
-provenance: Figure 1's per-domain averages (read off the README figure), the sample-ratio-1 numbers of
-LaMo and of LaMo without the language loss (quoted from the paper in srzer/LaMo-2023 issue #1) and a
-third party's reproduction (same issue; labelled ``reproduction``, not the paper). They are reference
+The YAML holds the paper's numbers (LaMo, ICLR 2024, arXiv 2310.20587) that public sources show, each
+with its provenance (``sources:`` in the YAML; ``docs/analysis.md``): Figure 1's per-domain averages
+(read off the figure, also the official repository's README image ``assets/lamo-perf.png``), the
+sample-ratio-1 numbers of LaMo and of LaMo without the language loss (quoted from the paper's tables by a
+user in https://github.com/srzer/LaMo-2023/issues/1) and that user's reproduction with the official
+scripts (same thread; labelled ``reproduction``, not the paper). They are reference
 data only: they are put beside our numbers, never into our tables.
 
 Each comparison row says where *our* number comes from: ``D4RL`` when all trials behind it used real
