@@ -284,7 +284,7 @@ def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame, boo
     statuses = selected["status"].value_counts().to_dict() if "status" in selected else {}
     stats = "- Statistics: mean ± std over seeds (sample std, ddof=1); figure bands mean ± 0.5·std"
     if boot is not None:
-        stats += (f"; rliable CIs are {boot.confidence:.0%} stratified-bootstrap intervals ({boot.reps} "
+        stats += (f"; rliable CIs are {boot.confidence * 100:g} % stratified-bootstrap intervals ({boot.reps} "
                   f"replications, {boot.poi_reps} for the probability of improvement, seed {boot.seed})")
     lines = [
         "# lamo-analysis report", "",
