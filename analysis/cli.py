@@ -1,6 +1,10 @@
 """``lamo-analysis``: regenerate a sweep's tables and figures from its MLflow store.
 
-Subcommands share the source and selection options::
+Subcommands share the source and selection options; every option is declared once in :data:`OPTIONS`
+and each command lists the groups it takes (:data:`SOURCE`, :data:`RULE`, ``column``, :data:`RLIABLE`,
+:data:`PAPER`). The rule options build one :class:`analysis.select.SelectionRule`; ``--reps``,
+``--poi-reps`` and ``--seed`` one :class:`analysis.stats.Bootstrap` whose defaults are
+:data:`analysis.stats.DEFAULT_BOOTSTRAP`, the same as the report written at the end of a sweep::
 
     lamo-analysis report  --tracking-uri URI --experiment NAME --out DIR   # everything
     lamo-analysis tables  ...   # scores.csv, table.md, table_*.md/.tex/.csv, ablation_*.md/.tex/.csv
@@ -12,6 +16,8 @@ Subcommands share the source and selection options::
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -24,22 +30,17 @@ from rich.markup import escape
 
 from analysis.paper import parse_method_map
 from analysis.report import load_selected, write_report
+from analysis.select import CHECKPOINTS, DEFAULT_RULE, TARGET_RULES, SelectionRule, parse_fixed_target
+from analysis.stats import DEFAULT_BOOTSTRAP, MIN_RUNS, Bootstrap
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True)
 
+TargetRule = Enum("TargetRule", {r: r for r in TARGET_RULES}, type=str)
+Checkpoint = Enum("Checkpoint", {c: c for c in CHECKPOINTS}, type=str)
 
-class TargetRule(str, Enum):
-    best = "best"
-    largest = "largest"
-    fixed = "fixed"
-
-
-class Checkpoint(str, Enum):
-    last = "last"
-    best = "best"
-    mean_last_k = "mean_last_k"
+__all__ = ["app", "main", "parse_fixed_target"]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -47,53 +48,83 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def parse_fixed_target(values: list[str] | None) -> float | dict[str, float] | None:
-    """``["3600"]`` → 3600.0; ``["hopper=3600", "walker2d=5000"]`` → ``{task: target}``."""
-    if not values:
-        return None
-    try:
-        if all("=" in v for v in values):
-            return {k.strip(): float(t) for k, t in (v.split("=", 1) for v in values)}
-        if len(values) == 1:
-            return float(values[0])
-    except ValueError:
-        pass
-    raise ValueError(f"--fixed-target takes one raw return (3600) or TASK=RETURN pairs, got {values}")
+# --- every option, declared once: name → (annotated type, default) -----------------------------------
+_REQUIRED = inspect.Parameter.empty
+OPTIONS: dict[str, tuple[object, object]] = {
+    "tracking_uri": (Annotated[str, typer.Option(
+        help="MLflow tracking URI, e.g. sqlite:////abs/mlflow.db or http://host:5000")], _REQUIRED),
+    "experiment": (Annotated[str, typer.Option(help="MLflow experiment name of the sweep")], _REQUIRED),
+    "out": (Annotated[Path, typer.Option(help="output directory")], _REQUIRED),
+    "parent_run_id": (Annotated[str | None, typer.Option(help="only children of this sweep (parent) run")], None),
+    "target_rule": (Annotated[TargetRule, typer.Option(help="RTG target: best (LaMo), largest (CORL), fixed")],
+                    TargetRule(DEFAULT_RULE.target_rule)),
+    "fixed_target": (Annotated[list[str] | None, typer.Option(
+        help="raw return for --target-rule fixed, or TASK=RETURN (repeat)")], None),
+    "checkpoint": (Annotated[Checkpoint, typer.Option(help="evaluation: last, best, mean_last_k")],
+                   Checkpoint(DEFAULT_RULE.checkpoint)),
+    "last_k": (Annotated[int, typer.Option(min=1, help="k for --checkpoint mean_last_k")], DEFAULT_RULE.last_k),
+    "include_unfinished": (Annotated[bool, typer.Option(
+        "--include-unfinished", help="keep FAILED/RUNNING/KILLED trials")], False),
+    "column": (Annotated[str, typer.Option(
+        help="table column axis: variant, an ablation field (embedding, finetune, ...) or param.<name>")], "variant"),
+    "reference": (Annotated[str, typer.Option(
+        help="method whose probability of improvement over the others is shown")], "lamo"),
+    "reps": (Annotated[int, typer.Option(min=10, help="bootstrap replications for the rliable aggregates")],
+             DEFAULT_BOOTSTRAP.reps),
+    "poi_reps": (Annotated[int, typer.Option(min=10, help="bootstrap replications for probability of improvement")],
+                 DEFAULT_BOOTSTRAP.poi_reps),
+    "seed": (Annotated[int, typer.Option(help="bootstrap seed (fixed: reproducible CIs)")], DEFAULT_BOOTSTRAP.seed),
+    "min_runs": (Annotated[int, typer.Option(
+        min=2, help="seeds a (task, ratio) cell needs to enter rliable statistics")], MIN_RUNS),
+    "paper_numbers": (Annotated[Path | None, typer.Option(
+        help="YAML of the paper's numbers (default: the packaged one)")], None),
+    "method_map": (Annotated[list[str] | None, typer.Option(
+        help="'PAPER METHOD=VARIANT' to pair a paper method with our variant (repeat)")], None),
+}
+SOURCE = ("tracking_uri", "experiment", "out", "parent_run_id")
+RULE = ("target_rule", "fixed_target", "checkpoint", "last_k", "include_unfinished")
+RLIABLE = ("reference", "reps", "poi_reps", "seed", "min_runs")
+PAPER = ("paper_numbers", "method_map")
 
 
-# --- shared options ---------------------------------------------------------------------------------
-TrackingUri = Annotated[str, typer.Option(help="MLflow tracking URI, e.g. sqlite:////abs/mlflow.db or http://host:5000")]
-Experiment = Annotated[str, typer.Option(help="MLflow experiment name of the sweep")]
-Out = Annotated[Path, typer.Option(help="output directory")]
-ParentRunId = Annotated[str | None, typer.Option(help="only children of this sweep (parent) run")]
-TargetOpt = Annotated[TargetRule, typer.Option(help="RTG target: best (LaMo), largest (CORL), fixed")]
-FixedOpt = Annotated[
-    list[str] | None, typer.Option(help="raw return for --target-rule fixed, or TASK=RETURN (repeat)")
-]
-CheckpointOpt = Annotated[Checkpoint, typer.Option(help="evaluation: last, best, mean_last_k")]
-LastK = Annotated[int, typer.Option(min=1, help="k for --checkpoint mean_last_k")]
-Unfinished = Annotated[bool, typer.Option("--include-unfinished", help="keep FAILED/RUNNING/KILLED trials")]
-Column = Annotated[
-    str, typer.Option(help="table column axis: variant, an ablation field (embedding, finetune, ...) or param.<name>")
-]
-Reference = Annotated[str, typer.Option(help="method whose probability of improvement over the others is shown")]
-Reps = Annotated[int, typer.Option(min=10, help="bootstrap replications for the rliable aggregates")]
-PoiReps = Annotated[int, typer.Option(min=10, help="bootstrap replications for probability of improvement")]
-Seed = Annotated[int, typer.Option(help="bootstrap seed (fixed: reproducible CIs)")]
-MinRuns = Annotated[int, typer.Option(min=2, help="seeds a (task, ratio) cell needs to enter rliable statistics")]
-PaperNumbers = Annotated[Path | None, typer.Option(help="YAML of the paper's numbers (default: the packaged one)")]
-MethodMap = Annotated[
-    list[str] | None, typer.Option(help="'PAPER METHOD=VARIANT' to pair a paper method with our variant (repeat)")
-]
+def options(*names: str) -> Callable[[Callable], Callable]:
+    """Give a ``**kw`` command the options ``names`` of :data:`OPTIONS` (typer reads the signature)."""
+
+    def wrap(func: Callable) -> Callable:
+        params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=OPTIONS[n][1], annotation=OPTIONS[n][0])
+                  for n in names]
+        func.__signature__ = inspect.Signature(params, return_annotation=None)
+        func.__annotations__ = {n: OPTIONS[n][0] for n in names} | {"return": None}
+        return func
+
+    return wrap
 
 
-def _run(parts: tuple[str, ...], show_table: bool, **kw) -> None:
+def selection_rule(kw: dict) -> SelectionRule:
+    """The :class:`~analysis.select.SelectionRule` of a command's rule options (removed from ``kw``).
+
+    Raises:
+        ValueError: a bad ``--fixed-target`` or rule combination (e.g. ``fixed`` without a target).
+    """
+    return SelectionRule.from_options(kw.pop("target_rule"), kw.pop("checkpoint"), kw.pop("fixed_target"),
+                                      kw.pop("last_k"))
+
+
+def bootstrap(kw: dict) -> Bootstrap:
+    """The :class:`~analysis.stats.Bootstrap` of a command's ``--reps/--poi-reps/--seed`` (removed from
+    ``kw``); the defaults are :data:`analysis.stats.DEFAULT_BOOTSTRAP`, as at the end of a sweep."""
+    return Bootstrap(reps=kw.pop("reps"), poi_reps=kw.pop("poi_reps"), seed=kw.pop("seed"),
+                     confidence=DEFAULT_BOOTSTRAP.confidence)
+
+
+def _run(parts: tuple[str, ...], show_table: bool, kw: dict) -> None:
     kw["out_dir"] = kw.pop("out")
-    kw["target_rule"] = kw["target_rule"].value
-    kw["checkpoint"] = kw["checkpoint"].value
     try:
-        kw["fixed_target"] = parse_fixed_target(kw["fixed_target"])
-        kw["method_map"] = parse_method_map(kw.get("method_map"))
+        kw["rule"] = selection_rule(kw)
+        if "reps" in kw:
+            kw["bootstrap"] = bootstrap(kw)
+        if "method_map" in kw:
+            kw["method_map"] = parse_method_map(kw["method_map"])
         paths = write_report(parts=parts, **kw)
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -112,80 +143,57 @@ def _root() -> None:
 
 
 @app.command()
-def report(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-    column: Column = "variant", reference: Reference = "lamo", reps: Reps = 2000, poi_reps: PoiReps = 1000,
-    seed: Seed = 0, min_runs: MinRuns = 2, paper_numbers: PaperNumbers = None, method_map: MethodMap = None,
-) -> None:
+@options(*SOURCE, *RULE, "column", *RLIABLE, *PAPER)
+def report(**kw) -> None:
     """Everything: scores, the paper's tables (.md/.tex/.csv), figures (.png/.pdf), rliable, paper comparison."""
-    _run(("tables", "figures", "rliable", "paper"), True, **locals())
+    _run(("tables", "figures", "rliable", "paper"), True, kw)
 
 
 @app.command()
-def tables(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-    column: Column = "variant",
-) -> None:
+@options(*SOURCE, *RULE, "column")
+def tables(**kw) -> None:
     """scores.csv, table.md and the paper's sparse / dense / Atari / ablation tables."""
-    _run(("tables",), True, **locals())
+    _run(("tables",), True, kw)
 
 
 @app.command()
-def figures(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-    column: Column = "variant",
-) -> None:
+@options(*SOURCE, *RULE, "column")
+def figures(**kw) -> None:
     """Score vs sample ratio, Figure-1-style domain bars, learning curves (PNG + PDF)."""
-    _run(("figures",), False, **locals())
+    _run(("figures",), False, kw)
 
 
 @app.command()
-def rliable(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-    column: Column = "variant", reference: Reference = "lamo", reps: Reps = 2000, poi_reps: PoiReps = 1000,
-    seed: Seed = 0, min_runs: MinRuns = 2,
-) -> None:
+@options(*SOURCE, *RULE, "column", *RLIABLE)
+def rliable(**kw) -> None:
     """IQM / mean / optimality gap and probability of improvement with stratified-bootstrap CIs."""
-    _run(("rliable",), False, **locals())
+    _run(("rliable",), False, kw)
 
 
 @app.command()
-def paper(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-    column: Column = "variant", paper_numbers: PaperNumbers = None, method_map: MethodMap = None,
-) -> None:
+@options(*SOURCE, *RULE, "column", *PAPER)
+def paper(**kw) -> None:
     """The paper's known numbers (with provenance) beside ours: paper_comparison.md/.csv/.tex."""
-    _run(("paper",), False, **locals())
+    out = kw["out"]
+    _run(("paper",), False, kw)
     comp = out / "paper_comparison.md"
     if comp.exists():
         console.print(Markdown(comp.read_text(encoding="utf-8")))
 
 
 @app.command()
-def export(
-    tracking_uri: TrackingUri, experiment: Experiment, out: Out, parent_run_id: ParentRunId = None,
-    target_rule: TargetOpt = TargetRule.best, fixed_target: FixedOpt = None,
-    checkpoint: CheckpointOpt = Checkpoint.last, last_k: LastK = 3, include_unfinished: Unfinished = False,
-) -> None:
+@options(*SOURCE, *RULE)
+def export(**kw) -> None:
     """evals.csv (one row per trial × evaluation step × RTG target) and scores.csv (one per trial)."""
+    out = kw["out"]
     try:
-        tidy, selected, _ = load_selected(tracking_uri, experiment, parent_run_id, target_rule.value,
-                                          checkpoint.value, parse_fixed_target(fixed_target), last_k,
-                                          include_unfinished)
+        rule = selection_rule(kw)
+        tidy, selected = load_selected(kw["tracking_uri"], kw["experiment"], kw["parent_run_id"], rule,
+                                       kw["include_unfinished"])
     except ValueError as exc:
         raise _fail(str(exc)) from None
     except MlflowException as exc:
-        raise _fail(f"MLflow error at {tracking_uri}: {exc.message}", code=1) from None
+        raise _fail(f"MLflow error at {kw['tracking_uri']}: {exc.message}", code=1) from None
     out.mkdir(parents=True, exist_ok=True)
     tidy.to_csv(out / "evals.csv", index=False)
     selected.to_csv(out / "scores.csv", index=False)

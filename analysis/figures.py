@@ -1,7 +1,7 @@
 """The paper's figures (PNG + PDF), drawn with Matplotlib's Agg backend without touching pyplot state.
 
 * :func:`plot_score_vs_ratio` — normalised score vs sample ratio per task (mean line, ±0.5·std band:
-  the LaMo paper's convention for shaded regions, spec §0);
+  the convention of the LaMo paper's shaded curves, arXiv 2310.20587);
 * :func:`plot_domain_bars` — Figure-1-style bars: per-domain average score per method;
 * :func:`plot_learning_curves` — score vs training step per method (task × ratio panels);
 * :func:`plot_rliable_aggregates` — IQM / mean / optimality gap with 95 % stratified-bootstrap CIs;

@@ -1,10 +1,12 @@
 """Everything ``lamo-analysis report`` writes, from the MLflow store only.
 
-Statistics follow the LaMo paper and CORL's README tables: mean ± std over seeds of each trial's
-selected normalised score (0–100). The std is the *sample* std (ddof=1); a cell with a single seed
-reports std 0 (instead of NaN) so that every filled cell prints, while ``n`` shows there is one seed.
-Figure bands are mean ± 0.5·std, the LaMo paper's convention for shaded curves (spec §0). rliable
-aggregates and probabilities of improvement come with stratified-bootstrap CIs from a fixed seed.
+Statistics follow the LaMo paper (arXiv 2310.20587) and CORL's README tables: mean ± std over seeds of
+each trial's selected normalised score (0–100), the score chosen by one :class:`analysis.select.SelectionRule`.
+The std is the *sample* std (ddof=1); a cell with a single seed reports std 0 (instead of NaN) so that
+every filled cell prints, while ``n`` shows there is one seed. Figure bands are mean ± 0.5·std, the
+convention of the LaMo paper's shaded curves. rliable aggregates and probabilities of improvement come
+with stratified-bootstrap CIs (Agarwal et al. 2021) under one setting, :data:`analysis.stats.DEFAULT_BOOTSTRAP`
+unless given (the end-of-sweep report and ``lamo-analysis`` use the same default).
 
 Output directory (flat):
 
@@ -36,7 +38,8 @@ from analysis import stats as S
 from analysis import tables as T
 from analysis.figures import plot_score_vs_ratio  # noqa: F401  (re-exported)
 from analysis.runs import load_trial_runs
-from analysis.select import FixedTarget, describe_rule, select_scores
+from analysis.select import DEFAULT_RULE, SelectionRule, rule_text, select_scores
+from analysis.stats import DEFAULT_BOOTSTRAP, MIN_RUNS, Bootstrap
 from analysis.tables import format_ratio, score_table  # noqa: F401  (re-exported)
 
 ROWS = ("task", "sample_ratio")
@@ -46,16 +49,17 @@ PARTS = ("tables", "figures", "rliable", "paper")
 _OWNED_GLOBS = ("table_*.md", "table_*.tex", "table_*.csv", "ablation_*.md", "ablation_*.tex", "ablation_*.csv")
 
 
-def markdown_table(table: pd.DataFrame, rule: str, column: str = "variant") -> str:
+def markdown_table(table: pd.DataFrame, rule: SelectionRule | str, column: str = "variant") -> str:
     """Markdown quick-look table (``table.md``): rows task × sample ratio (as %), one column per value.
 
-    Cells read ``mean ± std (n=N)`` with one decimal; missing cells ``—``; the best mean of a row
-    is bold when the row has at least two filled cells. The first line is the caption, stating
-    the statistics and the selection ``rule`` (:func:`analysis.select.describe_rule`).
+    ``table`` is :func:`analysis.tables.score_table` output (normalised scores, 0–100). Cells read
+    ``mean ± std (n=N)`` with one decimal; missing cells ``—``; the best mean of a row is bold when
+    the row has at least two filled cells. The first line is the caption, stating the statistics and
+    the selection ``rule`` (:meth:`analysis.select.SelectionRule.describe`, or a given text).
     """
     caption = (
         "**Normalised score (0–100), mean ± std over seeds** (sample std, ddof=1; 0 for a single "
-        f"seed; n = number of seeds). {rule}"
+        f"seed; n = number of seeds). {rule_text(rule)}"
     )
     cols = sorted(table[column].unique(), key=str)
     header = ["task", "sample ratio", *(str(c).replace("|", "\\|") for c in cols)]
@@ -79,21 +83,18 @@ def load_selected(
     tracking_uri: str,
     experiment: str,
     parent_run_id: str | None = None,
-    target_rule: str = "best",
-    checkpoint: str = "last",
-    fixed_target: FixedTarget = None,
-    last_k: int = 3,
+    rule: SelectionRule = DEFAULT_RULE,
     include_unfinished: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """``(tidy, selected, rule)``: the sweep's evaluations, one score per trial, the rule's text.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(tidy, selected)``: the sweep's evaluations (:func:`analysis.runs.load_trial_runs`) and one
+    score per trial under ``rule`` (:func:`analysis.select.select_scores`; normalised scores 0–100,
+    returns raw).
 
     Raises:
-        ValueError: bad rule arguments, unknown experiment / missing local store, or no trial with
-            an evaluation to report.
+        ValueError: unknown experiment / missing local store, or no trial with an evaluation to report.
     """
-    rule = describe_rule(target_rule, checkpoint, fixed_target, last_k)  # fail fast on bad args
     tidy = load_trial_runs(tracking_uri, experiment, parent_run_id, include_unfinished)
-    selected = select_scores(tidy, target_rule, checkpoint, fixed_target, last_k)
+    selected = select_scores(tidy, rule)
     if selected.empty:
         which = "trial" if include_unfinished else "FINISHED trial"
         parent = f" under parent run {parent_run_id!r}" if parent_run_id else ""
@@ -101,7 +102,7 @@ def load_selected(
             f"No {which} runs with evaluation metrics in experiment {experiment!r}{parent} at "
             f"{tracking_uri!r}. Hint: check --parent-run-id, or pass --include-unfinished."
         )
-    return tidy, selected, rule
+    return tidy, selected
 
 
 class _Writer:
@@ -160,12 +161,13 @@ def _write_figures(w: _Writer, tidy: pd.DataFrame, selected: pd.DataFrame, colum
     w.files(F.plot_learning_curves(tidy, selected, w.out / "learning_curves", column))
 
 
-def _write_rliable(w: _Writer, selected: pd.DataFrame, column: str, reference: str, reps: int,
-                   poi_reps: int, seed: int, min_runs: int) -> None:
+def _write_rliable(w: _Writer, selected: pd.DataFrame, column: str, reference: str, boot: Bootstrap,
+                   min_runs: int) -> None:
     try:
-        agg, notes = S.aggregate_estimates(selected, column, reps=reps, seed=seed, min_runs=min_runs)
-        poi, poi_notes = S.probability_of_improvement(selected, reference, column, reps=poi_reps, seed=seed,
-                                                      min_runs=min_runs)
+        agg, notes = S.aggregate_estimates(selected, column, reps=boot.reps, seed=boot.seed, min_runs=min_runs,
+                                           confidence=boot.confidence)
+        poi, poi_notes = S.probability_of_improvement(selected, reference, column, reps=boot.poi_reps,
+                                                      seed=boot.seed, min_runs=min_runs, confidence=boot.confidence)
     except S.RliableUnavailable as e:
         agg, notes = pd.DataFrame(columns=S.AGG_COLUMNS), [str(e)]
         poi, poi_notes = pd.DataFrame(columns=S.POI_COLUMNS), [str(e)]
@@ -203,18 +205,13 @@ def write_report(
     experiment: str,
     out_dir: str | Path,
     parent_run_id: str | None = None,
-    target_rule: str = "best",
-    checkpoint: str = "last",
-    fixed_target: FixedTarget = None,
-    last_k: int = 3,
+    rule: SelectionRule = DEFAULT_RULE,
     include_unfinished: bool = False,
     column: str = "variant",
     parts: Iterable[str] = PARTS,
     reference: str = "lamo",
-    reps: int = 2000,
-    poi_reps: int = 1000,
-    seed: int = 0,
-    min_runs: int = 2,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    min_runs: int = MIN_RUNS,
     paper_numbers: str | Path | None = None,
     method_map: dict[str, str] | None = None,
 ) -> dict[str, Path]:
@@ -223,24 +220,30 @@ def write_report(
     Always written: ``scores.csv`` (one row per trial) and ``report.md`` (index). ``parts`` picks
     the rest: ``tables`` (``table.md`` + paper and ablation tables), ``figures`` (score vs ratio,
     domain bars, learning curves), ``rliable`` (aggregates and probability of improvement of
-    ``reference`` over each other ``column`` value; bootstrap ``reps`` / ``poi_reps`` with ``seed``;
-    cells need ``min_runs`` seeds) and ``paper`` (comparison with ``paper_numbers``, default the
-    packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides). Rule arguments as in
-    :func:`analysis.select.select_scores`.
+    ``reference`` over each other ``column`` value, with ``bootstrap``'s replications, seed and
+    coverage; cells need ``min_runs`` seeds) and ``paper`` (comparison with ``paper_numbers``, default
+    the packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides). One score per trial
+    by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it.
+    Scores are normalised (0–100; Atari gamer-normalised × 100), probabilities of improvement 0–1.
+    ``lamo-sweep`` calls this at the end of a sweep with the defaults, so its CIs equal those of
+    ``lamo-analysis report`` on the same store.
 
     Returns:
         ``name → path`` of every written file. With the default ``parts`` it includes the keys
         ``"scores"`` (scores.csv), ``"table"`` (table.md) and ``"figure"`` (score_vs_ratio.png).
 
     Raises:
-        ValueError: bad rule arguments or parts, unknown experiment / missing local store (see
-            :func:`analysis.runs.load_trial_runs`), no trial with an evaluation, unknown ``column``.
+        ValueError: ``parts`` not a subset of :data:`PARTS`, unknown experiment / missing local store
+            (see :func:`analysis.runs.load_trial_runs`), no trial with an evaluation, ``column``
+            without values, or an invalid ``paper_numbers`` file (:func:`analysis.paper.load_paper_numbers`). (Bad rule or bootstrap settings
+            already fail when the :class:`~analysis.select.SelectionRule` / :class:`~analysis.stats.Bootstrap`
+            is built.)
     """
     parts = set(parts)
     if not parts <= set(PARTS):
         raise ValueError(f"parts must be a subset of {PARTS}, got {sorted(parts)}")
-    tidy, selected, rule = load_selected(tracking_uri, experiment, parent_run_id, target_rule, checkpoint,
-                                         fixed_target, last_k, include_unfinished)
+    tidy, selected = load_selected(tracking_uri, experiment, parent_run_id, rule, include_unfinished)
+    text = rule.describe()
     if column not in selected or selected[column].isna().all():
         raise ValueError(f"column {column!r} has no values in the trial runs; try 'variant', an ablation field "
                          "(embedding, finetune, language_weight, init, lm) or a 'param.<name>'")
@@ -255,36 +258,39 @@ def write_report(
         w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
         selected = selected[~unlabelled]
     if "tables" in parts:
-        md = markdown_table(score_table(selected, by=(*ROWS, column)), rule, column)
+        md = markdown_table(score_table(selected, by=(*ROWS, column)), text, column)
         w.text("table.md", md + f"\n_Source: {source}._\n")
-        _write_tables(w, selected, rule, column, source)
+        _write_tables(w, selected, text, column, source)
     if "figures" in parts:
         _write_figures(w, tidy, selected, column)
     if "rliable" in parts:
-        _write_rliable(w, selected, column, reference, reps, poi_reps, seed, min_runs)
+        _write_rliable(w, selected, column, reference, bootstrap, min_runs)
     if "paper" in parts:
-        _write_paper(w, selected, rule, column, paper_numbers, method_map)
+        _write_paper(w, selected, text, column, paper_numbers, method_map)
     if parts == set(PARTS):
         for pattern in _OWNED_GLOBS:  # tables of an earlier report that this data no longer produces
             for stale in out.glob(pattern):
                 if stale.name not in w.paths:
                     stale.unlink()
                     w.notes.append(f"removed stale `{stale.name}` from an earlier report")
-    _write_index(w, source, rule, selected)
+    _write_index(w, source, text, selected, bootstrap if "rliable" in parts else None)
     paths = dict(w.paths)
     aliases = {"scores": "scores.csv", "table": "table.md", "figure": "score_vs_ratio.png"}
     front = {k: paths[v] for k, v in aliases.items() if v in paths}
     return {**front, **paths}
 
 
-def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame) -> None:
+def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame, boot: Bootstrap | None) -> None:
     statuses = selected["status"].value_counts().to_dict() if "status" in selected else {}
+    stats = "- Statistics: mean ± std over seeds (sample std, ddof=1); figure bands mean ± 0.5·std"
+    if boot is not None:
+        stats += (f"; rliable CIs are {boot.confidence * 100:g} % stratified-bootstrap intervals ({boot.reps} "
+                  f"replications, {boot.poi_reps} for the probability of improvement, seed {boot.seed})")
     lines = [
         "# lamo-analysis report", "",
         f"- Source: {source} ({', '.join(f'{v} {k}' for k, v in statuses.items())}).",
         f"- Selection rule: {rule}",
-        "- Statistics: mean ± std over seeds (sample std, ddof=1); figure bands mean ± 0.5·std; rliable "
-        "CIs are 95 % stratified-bootstrap intervals with a fixed seed.", "",
+        stats + ".", "",
         "## Files", "",
     ]
     lines += [f"- `{name}`" for name in sorted(w.paths)] + ["- `report.md` (this file)"]
@@ -296,4 +302,4 @@ def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame) -> 
 
 
 __all__ = ["markdown_table", "score_table", "format_ratio", "plot_score_vs_ratio", "load_selected",
-           "write_report", "PARTS"]
+           "write_report", "PARTS", "SelectionRule", "Bootstrap", "DEFAULT_BOOTSTRAP"]

@@ -1,19 +1,27 @@
 """Read a sweep's trial runs from MLflow into a tidy pandas frame.
 
-Contract written by the orchestrator (one experiment per sweep):
+Every tag, metric key and param name is read through :mod:`trainers.contract`, the tracking contract the
+orchestrator writes (its module docstring describes the MLflow layout). In short, one experiment per
+sweep holds:
 
-* parent run per ``lamo-sweep`` invocation, tag ``lamo.role = "sweep"``;
-* one child run per trial, tags ``lamo.role = "trial"``, ``mlflow.parentRunId``, ``task``,
-  ``sample_ratio``, ``seed``, ``variant``, ``config_hash``, ``data_subset_hash`` (optional
-  ``data_source``, ``dataset``); params = flattened resolved config (``model.embedding``, ...);
-* metrics with ``step`` = training step, per RTG target ``T`` (raw return, ``f"{T:g}"``):
-  ``eval/rtg_{T}/return_mean``, ``.../return_std``, ``.../normalised_score`` (0–100),
-  ``.../length_mean``.
+* a parent run per ``lamo-sweep`` invocation, tag :data:`~trainers.contract.ROLE` =
+  :data:`~trainers.contract.ROLE_SWEEP`;
+* one child run per trial, tags :data:`~trainers.contract.ROLE` = :data:`~trainers.contract.ROLE_TRIAL`,
+  :data:`~trainers.contract.PARENT_RUN`, the grid axes :data:`~trainers.contract.AXIS_TAGS`,
+  :data:`~trainers.contract.CONFIG_HASH`, :data:`~trainers.contract.DATA_SUBSET_HASH` (optionally
+  :data:`~trainers.contract.DATA_SOURCE`, :data:`~trainers.contract.DATASET`); params = the flattened
+  resolved config (:func:`trainers.contract.flatten`: ``model.embedding``, ...);
+* metrics with ``step`` = training step, per RTG target ``T`` (raw return) under
+  :func:`trainers.contract.eval_key` ``(T, field)``: raw-return mean / std, mean episode length and the
+  normalised score (0–100); keys are parsed with :func:`trainers.contract.parse_eval_key` (which also
+  accepts the US spelling ``normalized_score``).
+
+Only MLflow, pandas and the standard-library contract module are imported: reading a store needs no
+torch, Ray or trainer code.
 """
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +31,14 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from analysis.domains import registry_data_source
+from trainers import contract
 
+#: Evaluation columns of the tidy frame, in frame order: the contract's per-target fields
+#: (:data:`trainers.contract.EVAL_FIELDS`); returns in raw units, ``normalised_score`` 0–100,
+#: ``length_mean`` in environment steps.
+METRIC_FIELDS = ("return_mean", "return_std", "normalised_score", "length_mean")
+#: Run-level identity columns read from tags (falling back to params): the grid axes, then the hashes.
+RUN_AXES = (*contract.AXIS_TAGS, contract.CONFIG_HASH, contract.DATA_SUBSET_HASH)
 #: Columns of the tidy frame, before the ``param.<name>`` columns.
 BASE_COLUMNS: dict[str, str] = {
     "run_id": "object",
@@ -33,10 +48,10 @@ BASE_COLUMNS: dict[str, str] = {
     "sample_ratio": "float64",
     "seed": "Int64",
     "variant": "object",
-    "config_hash": "object",
-    "dataset": "object",
-    "data_source": "object",
-    "data_subset_hash": "object",
+    contract.CONFIG_HASH: "object",
+    contract.DATASET: "object",
+    contract.DATA_SOURCE: "object",
+    contract.DATA_SUBSET_HASH: "object",
     "lm": "object",
     "init": "object",
     "embedding": "object",
@@ -44,14 +59,10 @@ BASE_COLUMNS: dict[str, str] = {
     "language_weight": "float64",
     "step": "int64",
     "rtg_target": "float64",
-    "return_mean": "float64",
-    "return_std": "float64",
-    "normalised_score": "float64",
-    "length_mean": "float64",
+    **{f: "float64" for f in METRIC_FIELDS},
 }
-METRIC_FIELDS = ("return_mean", "return_std", "normalised_score", "length_mean")
-RUN_AXES = ("task", "sample_ratio", "seed", "variant", "config_hash", "data_subset_hash")
-#: Ablation axes as plain columns (column → trial-config param): the paper's ablation tables.
+#: Ablation axes as plain columns (column → trial-config param, i.e. a key of
+#: :func:`trainers.contract.flatten` of the trial config): the paper's ablation tables.
 ABLATION_FIELDS: dict[str, str] = {
     "embedding": "model.embedding",
     "finetune": "model.finetune",
@@ -61,10 +72,6 @@ ABLATION_FIELDS: dict[str, str] = {
 }
 
 _PAGE_SIZE = 1000  # runs per search_runs page (module constant so tests can shrink it)
-# The contract spells it "normalised"; the US spelling is accepted too (same meaning).
-_EVAL_KEY = re.compile(
-    r"^eval/rtg_(?P<target>[^/]+)/(?P<field>return_mean|return_std|normali[sz]ed_score|length_mean)$"
-)
 
 
 def empty_frame() -> pd.DataFrame:
@@ -104,10 +111,15 @@ def search_trial_runs(
     parent_run_id: str | None = None,
     include_unfinished: bool = False,
 ) -> list:
-    """All active trial runs of an experiment (``search_runs`` page by page, 1000 per page)."""
-    filters = ["tags.`lamo.role` = 'trial'"]
+    """All active trial runs of an experiment (``search_runs`` page by page, 1000 per page).
+
+    Trial runs are those tagged :data:`trainers.contract.ROLE` = :data:`trainers.contract.ROLE_TRIAL`;
+    ``parent_run_id`` keeps the children of one sweep run (tag :data:`trainers.contract.PARENT_RUN`).
+    Returns MLflow ``Run`` objects, oldest first; FINISHED only unless ``include_unfinished``.
+    """
+    filters = [f"tags.`{contract.ROLE}` = '{contract.ROLE_TRIAL}'"]
     if parent_run_id:
-        filters.append(f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+        filters.append(f"tags.`{contract.PARENT_RUN}` = '{parent_run_id}'")
     if not include_unfinished:
         filters.append("attributes.status = 'FINISHED'")
     runs, token = [], None
@@ -127,12 +139,16 @@ def search_trial_runs(
 
 
 def _eval_history(client: MlflowClient, run) -> pd.DataFrame:
-    """Per (step, rtg_target) metric values of one run; the last logged value wins per step."""
-    keys: dict[str, dict[str, str]] = {}
+    """Per (step, rtg_target) metric values of one run; the last logged value wins per step.
+
+    Keys are recognised by :func:`trainers.contract.parse_eval_key` (targets in raw-return units; the US
+    spelling ``normalized_score`` is read as ``normalised_score``); other metrics are ignored.
+    """
+    keys: dict[float, dict[str, str]] = {}
     for key in run.data.metrics:
-        if m := _EVAL_KEY.match(key):
-            field = "normalised_score" if m["field"].startswith("normali") else m["field"]
-            keys.setdefault(m["target"], {})[field] = key
+        if (parsed := contract.parse_eval_key(key)) is not None:
+            target, field = parsed
+            keys.setdefault(target, {})[field] = key
     frames = []
     for target, fields in keys.items():
         cols = {}
@@ -140,26 +156,29 @@ def _eval_history(client: MlflowClient, run) -> pd.DataFrame:
             hist = sorted(client.get_metric_history(run.info.run_id, key), key=lambda x: (x.step, x.timestamp))
             cols[field] = pd.Series({h.step: h.value for h in hist}, dtype="float64")
         f = pd.DataFrame(cols).rename_axis("step").reset_index()
-        f["rtg_target"] = float(target)
+        f["rtg_target"] = target
         frames.append(f)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _axis(run, name: str):
-    """A grid axis from the run's tags, falling back to its params."""
+    """A grid axis (:data:`trainers.contract.AXIS_TAGS`, or a hash tag) from the run's tags, falling
+    back to its params (the flattened trial config holds the axes too)."""
     return run.data.tags.get(name, run.data.params.get(name))
 
 
 def _provenance(run) -> dict[str, str]:
-    """``dataset`` and ``data_source`` of a trial: its tags if the orchestrator set them, else the task
-    registry (``trainers.tasks.get_task(task).dataset``), else ``"unknown"``.
+    """``dataset`` and ``data_source`` of a trial: its tags :data:`trainers.contract.DATASET` /
+    :data:`trainers.contract.DATA_SOURCE` if the orchestrator set them, else the task registry
+    (``trainers.tasks.get_task(task).dataset``, standard library only), else ``"unknown"``.
 
     ``data_source`` is the registry's dataset kind: ``collected`` (this project's D4RL-style data),
     ``d4rl_hdf5`` or ``minari`` (real D4RL data), or ``unknown``.
     """
     tags = run.data.tags
     kind, name = registry_data_source(str(_axis(run, "task")))
-    return {"data_source": tags.get("data_source") or kind, "dataset": tags.get("dataset") or name}
+    return {contract.DATA_SOURCE: tags.get(contract.DATA_SOURCE) or kind,
+            contract.DATASET: tags.get(contract.DATASET) or name}
 
 
 def load_trial_runs(
@@ -188,8 +207,9 @@ def load_trial_runs(
         ``rtg_target`` (raw-return units, float), ``return_mean, return_std`` (raw episode
         return), ``normalised_score`` (D4RL/gamer-normalised, 0–100 scale), ``length_mean``
         (episode steps), then every trial param as ``param.<name>`` (strings, as logged).
-        Runs are selected by the tag ``lamo.role = 'trial'``; runs without any evaluation metric
-        contribute no rows. No matching runs → an empty frame with the base columns.
+        Runs are selected by the tag :data:`trainers.contract.ROLE` = ``trial``; runs without any
+        evaluation metric (:func:`trainers.contract.parse_eval_key`) contribute no rows. No matching
+        runs → an empty frame with the base columns (:data:`BASE_COLUMNS`).
 
     Raises:
         ValueError: the experiment does not exist at ``tracking_uri`` (message names both and lists

@@ -1,6 +1,8 @@
 """rliable statistics: IQM / mean / optimality gap with stratified-bootstrap CIs, probability of improvement.
 
-Following Agarwal et al. (NeurIPS 2021) and CORL's results pipeline (ecosystem notes §1.3, §5):
+Following Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice"
+(NeurIPS 2021) and its library rliable (``google-research/rliable``, pinned ``rliable==1.2.0``), used
+the way CORL's results scripts use it (``corl-team/CORL``, ``results/``):
 
 * a *task* is one (task, sample ratio) cell of the grid, a *run* is one seed's trial;
 * scores go to rliable as normalised score / 100 (γ = 1 for the optimality gap, i.e. the mean
@@ -8,14 +10,16 @@ Following Agarwal et al. (NeurIPS 2021) and CORL's results pipeline (ecosystem n
 * confidence intervals: ``rliable.library.get_interval_estimates`` (stratified bootstrap: runs are
   resampled within each task, percentile method, 95 %). Runs per task may differ between tasks, so the
   scores are passed as one array per task (rliable's independent stratified bootstrap).
+* bootstrap settings: one default, :data:`DEFAULT_BOOTSTRAP` (:class:`Bootstrap`), used by both the
+  end-of-sweep report and ``lamo-analysis``;
 * reproducibility: rliable draws its bootstrap indices from NumPy's *global* RNG (``np.random.choice``
   in ``StratifiedBootstrap.update_indices``), not from ``random_state`` alone, so :func:`seeded`
   seeds the global RNG for the duration of the call (and restores it afterwards) besides passing a
   seeded ``random_state``.
 
-Only cells in which every compared method has at least ``min_runs`` (default 2) seeds are used:
-with one run per task a bootstrap CI has zero width and means nothing. When nothing qualifies the
-statistic is skipped with a message instead of failing.
+Only cells in which every compared method has at least ``min_runs`` (default :data:`MIN_RUNS`) seeds
+are used: with one run per task a bootstrap CI has zero width and means nothing. When nothing qualifies
+the statistic is skipped with a message instead of failing.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +39,48 @@ METRICS = ("IQM", "Mean", "Optimality gap")
 AGG_COLUMNS = ["subset", "sample_ratio", "metric", "method", "estimate", "ci_low", "ci_high",
                "n_tasks", "n_runs", "reps", "seed"]
 POI_COLUMNS = ["reference", "method", "estimate", "ci_low", "ci_high", "n_tasks", "reps", "seed"]
+#: Seeds a (task, ratio) cell needs, for every compared method, to enter the rliable statistics.
+MIN_RUNS = 2
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Settings of rliable's stratified bootstrap, shared by every path that computes CIs.
+
+    Attributes:
+        reps: bootstrap replications of the aggregates (IQM, mean, optimality gap).
+        poi_reps: bootstrap replications of the probability of improvement (each replication
+            recomputes a Mann-Whitney statistic per cell, so it costs more per replication).
+        seed: seed of NumPy's global RNG and of ``random_state`` (same seed → same CIs).
+        confidence: coverage of the percentile intervals (0.95 = 95 %).
+
+    Why the defaults (:data:`DEFAULT_BOOTSTRAP`: 2000 / 1000 replications, seed 0, 95 %): rliable
+    1.2.0's ``get_interval_estimates`` defaults to ``reps=50000`` (minutes per report on a laptop);
+    its ``create_performance_profile`` defaults to ``reps=2000``. A 95 % percentile interval's
+    endpoints are the 2.5 % / 97.5 % quantiles of the replications; with ``B`` replications the
+    Monte-Carlo error of the quantile level is about ``sqrt(0.025 · 0.975 / B)``: 0.35 percentage points
+    for 2000, 0.49 for 1000, small next to the seed-to-seed spread of a 2-5 seed grid. Measured cost on
+    a quickstart-sized store (8 trials, 2 sample ratios × 2 seeds × 2 variants) is given in
+    ``docs/analysis.md`` ("Bootstrap settings"; ``benchmarks/bench_report.py``).
+
+    Raises:
+        ValueError: ``reps`` or ``poi_reps`` < 1, or ``confidence`` outside (0, 1).
+    """
+
+    reps: int = 2000
+    poi_reps: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.reps < 1 or self.poi_reps < 1:
+            raise ValueError(f"bootstrap replications must be ≥ 1, got reps={self.reps}, poi_reps={self.poi_reps}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+
+
+#: The one bootstrap default: ``lamo-sweep``'s end-of-sweep report and every ``lamo-analysis`` command.
+DEFAULT_BOOTSTRAP = Bootstrap()
 
 
 class RliableUnavailable(RuntimeError):
@@ -85,7 +132,7 @@ def _interval(library, scores: list[np.ndarray], func, reps: int, confidence: fl
 
 
 def score_arrays(
-    selected: pd.DataFrame, column: str = "variant", min_runs: int = 2, methods: list | None = None
+    selected: pd.DataFrame, column: str = "variant", min_runs: int = MIN_RUNS, methods: list | None = None
 ) -> tuple[dict[object, list[np.ndarray]], list[tuple[str, float]], list[str]]:
     """Per method, one ``(runs × 1)`` array of normalised score / 100 per common (task, ratio) cell.
 
@@ -133,20 +180,25 @@ def _aggregate(metrics):
 def aggregate_estimates(
     selected: pd.DataFrame,
     column: str = "variant",
-    reps: int = 2000,
-    seed: int = 0,
-    min_runs: int = 2,
+    reps: int = DEFAULT_BOOTSTRAP.reps,
+    seed: int = DEFAULT_BOOTSTRAP.seed,
+    min_runs: int = MIN_RUNS,
     per_ratio: bool = True,
-    confidence: float = 0.95,
+    confidence: float = DEFAULT_BOOTSTRAP.confidence,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """IQM, mean and optimality gap per method with stratified-bootstrap CIs (0–100 scale).
+    """IQM, mean and optimality gap per method with stratified-bootstrap CIs, on the normalised-score
+    scale (0–100; the optimality gap is the mean shortfall below 100).
 
     Subsets: ``all`` (every common cell), and one per sample ratio when the data has several.
     With unequal runs per task the run × task scores are pooled (with equal runs this is exactly
-    rliable's ``aggregate_*`` on the runs × tasks matrix).
+    rliable's ``aggregate_*`` on the runs × tasks matrix; Agarwal et al. 2021, rliable
+    ``metrics.aggregate_iqm`` / ``aggregate_mean`` / ``aggregate_optimality_gap``).
 
     Returns:
         ``(frame, notes)`` with :data:`AGG_COLUMNS`; an empty frame plus notes when too few runs.
+
+    Raises:
+        RliableUnavailable: rliable cannot be imported.
     """
     library, metrics = _rliable()
     subsets = [("all", float("nan"), selected)]
@@ -175,10 +227,10 @@ def probability_of_improvement(
     selected: pd.DataFrame,
     reference: str = "lamo",
     column: str = "variant",
-    reps: int = 1000,
-    seed: int = 0,
-    min_runs: int = 2,
-    confidence: float = 0.95,
+    reps: int = DEFAULT_BOOTSTRAP.poi_reps,
+    seed: int = DEFAULT_BOOTSTRAP.seed,
+    min_runs: int = MIN_RUNS,
+    confidence: float = DEFAULT_BOOTSTRAP.confidence,
 ) -> tuple[pd.DataFrame, list[str]]:
     """P(reference > other) averaged over the common (task, ratio) cells, with bootstrap CIs.
 
@@ -187,7 +239,11 @@ def probability_of_improvement(
     of both methods' runs. Cells: those in which both methods have ≥ ``min_runs`` seeds.
 
     Returns:
-        ``(frame, notes)`` with :data:`POI_COLUMNS`, one row per other method.
+        ``(frame, notes)`` with :data:`POI_COLUMNS`, one row per other method; ``estimate`` and the CI
+        are probabilities (0–1), not scores.
+
+    Raises:
+        RliableUnavailable: rliable cannot be imported.
     """
     library, metrics = _rliable()
     sel = selected.dropna(subset=[column])

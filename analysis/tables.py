@@ -39,10 +39,13 @@ from analysis.domains import (
     task_sort_key,
 )
 from analysis.runs import ABLATION_FIELDS
+from analysis.select import SelectionRule, rule_text
+from trainers import contract
 
 MISSING = "—"
-#: Params that identify a trial inside a grid, not its configuration (ignored when matching configs).
-PER_TRIAL_PARAMS = ("param.task", "param.sample_ratio", "param.seed", "param.variant", "param.device")
+#: Params that identify a trial inside a grid, not its configuration (ignored when matching configs):
+#: the grid axes (:data:`trainers.contract.AXIS_TAGS`, also logged as params) and the device.
+PER_TRIAL_PARAMS = (*(f"param.{a}" for a in contract.AXIS_TAGS), "param.device")
 #: Params that are inert for one value of an ablation field (ignored when matching configs for it):
 #: the language settings when the language weight is 0, the LoRA settings without LoRA.
 INERT_PARAMS: dict[str, tuple[str, ...]] = {
@@ -171,7 +174,7 @@ def build_table(
     selected: pd.DataFrame,
     name: str,
     title: str,
-    rule: str,
+    rule: SelectionRule | str,
     column: str = "variant",
     setting: str | None = None,
     averages: bool = True,
@@ -182,9 +185,14 @@ def build_table(
     Args:
         selected: one row per trial (:func:`analysis.select.select_scores`), with ``task``,
             ``sample_ratio``, ``seed``, ``normalised_score``, ``data_source`` and ``column``.
+        rule: the selection rule behind ``selected`` (its :meth:`~analysis.select.SelectionRule.describe`
+            ends the caption), or a caption text.
         setting: optional column whose values split the table into blocks (ablation contexts).
         averages: add per-domain average rows (and an overall one when the block spans domains).
+
+    Cells are normalised scores (0–100, or ``score_name``): mean ± sample std over seeds.
     """
+    rule = rule_text(rule)
     sel = selected.dropna(subset=[column]).copy()
     sel["_setting"] = sel[setting].astype(str) if setting else ""
     columns = sorted(sel[column].unique(), key=method_sort_key)
@@ -227,8 +235,13 @@ def build_table(
 
 
 # --- the paper's tables -----------------------------------------------------------------------------
-def paper_tables(selected: pd.DataFrame, rule: str, column: str = "variant") -> list[PaperTable]:
-    """The main tables (sparse, dense MuJoCo, Atari, other) that have at least one task in ``selected``."""
+def paper_tables(selected: pd.DataFrame, rule: SelectionRule | str, column: str = "variant") -> list[PaperTable]:
+    """The main tables (sparse, dense MuJoCo, Atari, other) that have at least one task in ``selected``.
+
+    Layout of the LaMo paper's result tables (arXiv 2310.20587: sparse-reward Kitchen / Reacher2d,
+    dense-reward MuJoCo, Atari), normalised scores (0–100; Atari gamer-normalised × 100); ``rule`` as in
+    :func:`build_table`.
+    """
     tables = []
     kinds = selected["task"].map(lambda t: task_info(t).table)
     for key, title in TABLES.items():
@@ -254,7 +267,7 @@ def _context_key(selected: pd.DataFrame, field_name: str) -> pd.Series:
     return selected[cols].astype(str).agg("|".join, axis=1)
 
 
-def ablation_tables(selected: pd.DataFrame, rule: str) -> tuple[list[PaperTable], list[str]]:
+def ablation_tables(selected: pd.DataFrame, rule: SelectionRule | str) -> tuple[list[PaperTable], list[str]]:
     """One table per ablation field that varies within otherwise-matching configurations.
 
     Trials are grouped by their configuration without the field (all ``param.*`` except the grid

@@ -256,7 +256,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
 
         out = storage / "analysis" / sweep.experiment
         try:
-            result.report = write_report(uri, sweep.experiment, out, reps=500, poi_reps=300)
+            result.report = write_report(uri, sweep.experiment, out)
         except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
             log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
     return result

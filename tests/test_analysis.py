@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import atexit
 import math
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
@@ -16,11 +20,14 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from analysis import runs as runs_mod
+from analysis import stats
 from analysis.cli import app
 from analysis.report import markdown_table, plot_score_vs_ratio, score_table, write_report
 from analysis.runs import BASE_COLUMNS, load_trial_runs
-from analysis.select import describe_rule, select_scores
+from analysis.select import SelectionRule, select_scores
+from trainers import contract
 
+ROOT = Path(__file__).resolve().parents[1]
 EXP = "lamo/test"
 STEPS = (2500, 5000)
 TARGETS = {"hopper": (3600.0, 1800.0), "reacher2d": (76.0, 40.0)}
@@ -54,8 +61,8 @@ def pattern(base: float) -> dict[tuple[int, int], float]:
 
 
 def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINISHED", scores=None, steps=STEPS):
-    tags = {"lamo.role": "trial", "mlflow.parentRunId": parent, "task": task, "sample_ratio": f"{ratio:g}",
-            "seed": str(seed), "variant": variant, "config_hash": f"h{variant}{ratio:g}"}
+    tags = {contract.ROLE: contract.ROLE_TRIAL, contract.PARENT_RUN: parent,
+            **contract.axis_tags(task, ratio, seed, variant), contract.CONFIG_HASH: f"h{variant}{ratio:g}"}
     run = client.create_run(exp_id, run_name=f"{task}_r{ratio:g}_{variant}_s{seed}", tags=tags)
     scores = scores or pattern(OFFSET[(task, ratio, variant)] + 10 * seed)
     now = int(time.time() * 1000)
@@ -63,10 +70,9 @@ def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINIS
     for (i, step), score in scores.items():
         if step not in steps:
             continue
-        t = f"eval/rtg_{TARGETS[task][i]:g}"
-        metrics += [Metric(f"{t}/normalised_score", score, now, step), Metric(f"{t}/return_mean", score * 30, now, step),
-                    Metric(f"{t}/return_std", 1.0 + seed, now, step), Metric(f"{t}/length_mean", 1000.0, now, step)]
-    metrics += [Metric("train/action_loss", 0.5, now, s) for s in steps]
+        values = {"normalised_score": score, "return_mean": score * 30, "return_std": 1.0 + seed, "length_mean": 1000.0}
+        metrics += [Metric(contract.eval_key(TARGETS[task][i], f), v, now, step) for f, v in values.items()]
+    metrics += [Metric(contract.TRAIN_ACTION_LOSS, 0.5, now, s) for s in steps]
     params = {"task": task, "sample_ratio": f"{ratio:g}", "seed": str(seed), "variant": variant,
               "model.lm": "gpt2", "language.weight": "0.1" if variant == "lamo" else "0", "train.steps": "5000"}
     client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
@@ -80,15 +86,16 @@ def store(tmp_path_factory):
     uri = new_sqlite_uri(root)
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(EXP)
-    parent = client.create_run(exp_id, run_name="sweep-a", tags={"lamo.role": "sweep"}).info.run_id
-    client.log_metric(parent, "eval/rtg_3600/normalised_score", 1.0, step=1)  # parent must be ignored
+    sweep_tags = {contract.ROLE: contract.ROLE_SWEEP}
+    parent = client.create_run(exp_id, run_name="sweep-a", tags=sweep_tags).info.run_id
+    client.log_metric(parent, contract.eval_key(3600, "normalised_score"), 1.0, step=1)  # parent must be ignored
     for (task, ratio, variant), seeds in SEEDS.items():
         for seed in seeds:
             make_trial(client, exp_id, parent, task, ratio, variant, seed)
     failed = make_trial(client, exp_id, parent, "hopper", 0.1, "lamo", 3, status="FAILED",
                         scores={(0, 2500): 99.0, (1, 2500): 98.0})
     client.set_terminated(parent)
-    parent_b = client.create_run(exp_id, run_name="sweep-b", tags={"lamo.role": "sweep"}).info.run_id
+    parent_b = client.create_run(exp_id, run_name="sweep-b", tags=sweep_tags).info.run_id
     other = make_trial(client, exp_id, parent_b, "hopper", 0.01, "dt", 9)
     client.create_experiment("lamo/empty")
     return {"uri": uri, "parent": parent, "parent_b": parent_b, "failed": failed, "other": other, "root": root}
@@ -136,6 +143,34 @@ def test_missing_experiment_and_empty(store, tmp_path):
     assert select_scores(empty).empty
 
 
+def test_eval_keys_are_parsed_by_the_contract(store):
+    """US spelling is read as the contract's field; a key whose target is not a number is ignored."""
+    client = MlflowClient(tracking_uri=store["uri"])
+    exp_id = client.create_experiment("lamo/spelling")
+    tags = {contract.ROLE: contract.ROLE_TRIAL, **contract.axis_tags("hopper", 0.1, 0, "dt")}
+    rid = client.create_run(exp_id, tags=tags).info.run_id
+    client.log_metric(rid, "eval/rtg_3600/normalized_score", 42.0, step=10)
+    client.log_metric(rid, contract.eval_key(3600, "return_mean"), 1260.0, step=10)
+    client.log_metric(rid, "eval/rtg_high/return_mean", 1.0, step=10)
+    client.set_terminated(rid)
+    tidy = load_trial_runs(store["uri"], "lamo/spelling")
+    assert tidy[["rtg_target", "normalised_score", "return_mean"]].values.tolist() == [[3600.0, 42.0, 1260.0]]
+
+
+def test_reading_a_store_needs_no_torch_or_ray(store):
+    """The analysis reads a store with MLflow and the standard-library contract only."""
+    code = (
+        "import sys\n"
+        "import analysis.cli, analysis.report\n"
+        "from analysis.runs import load_trial_runs\n"
+        f"assert len(load_trial_runs({store['uri']!r}, {EXP!r}))\n"
+        "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
 def _pick(sel, name):
     r = sel.set_index("run_name").loc[name]
     return r["normalised_score"], r["rtg_target"], r["step"]
@@ -156,29 +191,38 @@ def _pick(sel, name):
     ],
 )
 def test_selection_rules(tidy, kwargs, expected):
-    sel = select_scores(tidy, **kwargs)
+    sel = select_scores(tidy, SelectionRule(**kwargs))
     assert len(sel) == N_MAIN and sel["run_id"].is_unique
     assert _pick(sel, "hopper_r0.1_lamo_s1") == expected
-    assert set(sel["selection_rule"]) == {describe_rule(**kwargs)}
+    assert set(sel["selection_rule"]) == {SelectionRule(**kwargs).describe()}
 
 
 def test_mean_last_k_values_and_fixed_missing(tidy):
-    sel = select_scores(tidy, target_rule="largest", checkpoint="mean_last_k", last_k=5)
+    sel = select_scores(tidy, SelectionRule("largest", "mean_last_k", last_k=5))
     r = sel.set_index("run_name").loc["hopper_r0.1_dt_s0"]  # base 20: (50 + 40) / 2, returns ×30
     assert (r["normalised_score"], r["return_mean"], r["n_evals"]) == (45.0, 1350.0, 2)
     with pytest.warns(UserWarning, match="left out"):
-        sel = select_scores(tidy, target_rule="fixed", fixed_target=3600)
+        sel = select_scores(tidy, SelectionRule("fixed", fixed_target=3600))
     assert set(sel["task"]) == {"hopper"}
 
 
 def test_rule_validation_and_text():
-    assert "LaMo" in describe_rule() and "final evaluation" in describe_rule()
-    assert "CORL" in describe_rule("largest", "best") and "best evaluation" in describe_rule("largest", "best")
-    assert "last 4 evaluations" in describe_rule(checkpoint="mean_last_k", last_k=4)
+    assert "LaMo" in SelectionRule().describe() and "final evaluation" in SelectionRule().describe()
+    corl = SelectionRule("largest", "best").describe()
+    assert "CORL" in corl and "best evaluation" in corl
+    assert "last 4 evaluations" in SelectionRule(checkpoint="mean_last_k", last_k=4).describe()
     for bad in [dict(target_rule="max"), dict(checkpoint="final"), dict(target_rule="fixed"),
-                dict(checkpoint="mean_last_k", last_k=0)]:
+                dict(checkpoint="mean_last_k", last_k=0), dict(target_rule="fixed", fixed_target={})]:
         with pytest.raises(ValueError):
-            describe_rule(**bad)
+            SelectionRule(**bad)
+    # a per-task target is stored sorted and hashable; the CLI's strings give the same rule
+    rule = SelectionRule("fixed", fixed_target={"walker2d": 5000, "hopper": 3600})
+    assert rule.targets == {"hopper": 3600.0, "walker2d": 5000.0} and hash(rule) == hash(
+        SelectionRule.from_options("fixed", "last", ["hopper=3600", "walker2d=5000"]))
+    assert "hopper: 3600, walker2d: 5000" in rule.describe()
+    assert SelectionRule.from_options("fixed", fixed_target=["76"]).targets == 76.0
+    with pytest.raises(ValueError, match="TASK=RETURN"):
+        SelectionRule.from_options("fixed", fixed_target=["76", "40"])
 
 
 def test_score_table_and_markdown(tidy):
@@ -188,7 +232,7 @@ def test_score_table_and_markdown(tidy):
     cell = table.loc[("hopper", 0.1, "dt")]  # seeds 0,1 → 45, 55
     assert cell["mean"] == 50.0 and math.isclose(cell["std"], math.sqrt(50)) and cell["n"] == 2
     assert tuple(table.loc[("reacher2d", 1.0, "lamo")]) == (75.0, 0.0, 1)  # single seed → std 0
-    md = markdown_table(table.reset_index(), describe_rule())
+    md = markdown_table(table.reset_index(), SelectionRule())
     lines = md.splitlines()
     assert "LaMo: best target's final score" in lines[0] and "mean ± std" in lines[0]
     assert lines[2] == "| task | sample ratio | dt | lamo |"
@@ -204,7 +248,7 @@ def test_plot(tidy, tmp_path):
 
 
 def test_write_report(store, tmp_path):
-    paths = write_report(store["uri"], EXP, tmp_path / "out", parent_run_id=store["parent"], target_rule="largest",
+    paths = write_report(store["uri"], EXP, tmp_path / "out", parent_run_id=store["parent"], rule=SelectionRule("largest"),
                          parts=("tables", "figures"))
     assert {"scores", "table", "figure"} <= set(paths) and all(p.is_file() for p in paths.values())
     assert paths["figure"].name == "score_vs_ratio.png" and paths["table"].name == "table.md"
@@ -232,3 +276,24 @@ def test_cli(store, tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, [*base, "--out", str(tmp_path), "--target-rule", "fixed"])
     assert res.exit_code == 2 and "fixed_target" in res.output
+
+
+def test_sweep_end_report_and_cli_give_identical_intervals(store, tmp_path):
+    """The end of a sweep and ``lamo-analysis report`` share one bootstrap default (same CIs)."""
+    calls = [n for n in ast.walk(ast.parse((ROOT / "orchestrator" / "sweep.py").read_text()))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "write_report"]
+    # the sweep passes (tracking URI, experiment, out dir) and leaves the bootstrap to the default
+    assert len(calls) == 1 and len(calls[0].args) == 3 and not calls[0].keywords
+    write_report(store["uri"], EXP, tmp_path / "sweep")
+    res = CliRunner().invoke(app, ["report", "--tracking-uri", store["uri"], "--experiment", EXP,
+                                   "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    boot = stats.DEFAULT_BOOTSTRAP
+    for name, reps in (("rliable_aggregates.csv", boot.reps), ("probability_of_improvement.csv", boot.poi_reps)):
+        sweep_end, cli = (pd.read_csv(tmp_path / d / name) for d in ("sweep", "cli"))
+        assert len(sweep_end) and set(sweep_end["reps"]) == {reps} and set(sweep_end["seed"]) == {boot.seed}
+        pd.testing.assert_frame_equal(sweep_end, cli)
+    # the comparison is sensitive: other replications give other intervals on this store
+    other, _ = stats.aggregate_estimates(select_scores(load_trial_runs(store["uri"], EXP)), reps=boot.reps // 4)
+    agg = pd.read_csv(tmp_path / "sweep" / "rliable_aggregates.csv")
+    assert not np.allclose(agg["ci_low"], other["ci_low"]) or not np.allclose(agg["ci_high"], other["ci_high"])

@@ -1,4 +1,4 @@
-"""Paper outputs of the analysis package (issue #4) against an MLflow store written with the
+"""Paper outputs of the analysis package against an MLflow store written with the
 orchestrator's own tracking code (``orchestrator.tracking``: parent run, ``TrialRun`` children with the
 contract's tags, flattened ``TrialConfig`` params and ``eval/rtg_*`` metrics) and filled with known values.
 
@@ -34,8 +34,9 @@ from analysis.domains import task_info
 from analysis.paper import compare, load_paper_numbers, match_methods
 from analysis.report import write_report
 from analysis.runs import load_trial_runs
-from analysis.select import describe_rule, select_scores
+from analysis.select import SelectionRule, select_scores
 from orchestrator import tracking
+from trainers import contract
 from trainers.config import TrialConfig, flatten
 from trainers.tasks import get_task
 
@@ -65,8 +66,8 @@ VARIANTS = {
 }
 FOREIGN = {  # tasks outside the registry: (variant, task, ratio) -> (base, seeds, extra tags)
     ("lamo", "kitchen-partial", 1.0): (40, (0, 1), {}), ("dt", "kitchen-partial", 1.0): (25, (0, 1), {}),
-    ("lamo", "breakout-medium", 1.0): (150, (0, 1, 2), {"data_source": "d4rl"}),
-    ("dt", "breakout-medium", 1.0): (100, (0, 1, 2), {"data_source": "d4rl"}),
+    ("lamo", "breakout-medium", 1.0): (150, (0, 1, 2), {contract.DATA_SOURCE: "d4rl"}),
+    ("dt", "breakout-medium", 1.0): (100, (0, 1, 2), {contract.DATA_SOURCE: "d4rl"}),
     ("lamo", "cartpole-random", 1.0): (60, (0,), {}),
 }
 TARGETS = {"kitchen-partial": (4.0, 3.0), "breakout-medium": (90.0, 120.0), "cartpole-random": (500.0, 200.0)}
@@ -88,9 +89,9 @@ def eval_metrics(task: str, base: float, seed: int, step: int) -> dict[str, floa
     out = {}
     for i, t in enumerate(targets):
         score = base + SEED_OFFSET[seed] + pat[i][step]
-        out |= {f"eval/rtg_{t:g}/normalised_score": score, f"eval/rtg_{t:g}/return_mean": score * 10,
-                f"eval/rtg_{t:g}/return_std": 1.0, f"eval/rtg_{t:g}/length_mean": 100.0}
-    out["eval/best_normalised_score"] = max(v for k, v in out.items() if k.endswith("normalised_score"))
+        values = {"normalised_score": score, "return_mean": score * 10, "return_std": 1.0, "length_mean": 100.0}
+        out |= {contract.eval_key(t, f): v for f, v in values.items()}
+    out[contract.EVAL_BEST_SCORE] = max(v for k, v in out.items() if k.endswith("normalised_score"))
     return out
 
 
@@ -106,9 +107,9 @@ def grid() -> list[tuple]:
 
 def raw_trial(c, exp_id, parent, task, ratio, variant, seed, params, base, extra_tags=None, status="FINISHED"):
     """A child run in the contract's layout written with the plain client (tags, params, metrics, one batch)."""
-    tags = {"lamo.role": "trial", "mlflow.parentRunId": parent, "task": task, "sample_ratio": f"{ratio:g}",
-            "seed": str(seed), "variant": variant, "config_hash": f"{task}-{ratio:g}-{variant}-{seed}",
-            "data_subset_hash": f"{seed:016d}", **(extra_tags or {})}
+    tags = {contract.ROLE: contract.ROLE_TRIAL, contract.PARENT_RUN: parent, **contract.axis_tags(task, ratio, seed, variant),
+            contract.CONFIG_HASH: f"{task}-{ratio:g}-{variant}-{seed}", contract.DATA_SUBSET_HASH: f"{seed:016d}",
+            **(extra_tags or {})}
     rid = c.create_run(exp_id, run_name=f"{task}_r{ratio:g}_{variant}_s{seed}", tags=tags).info.run_id
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, step) for step in STEPS for k, v in eval_metrics(task, base, seed, step).items()]
@@ -135,9 +136,9 @@ def store(tmp_path_factory):
                       flatten(cfg.model_dump(mode="json")), base)
             continue
         run = tracking.TrialRun.open(uri, exp_id, parent, cfg)
-        run.set_tags({"data_subset_hash": f"{cfg.seed:016d}"})
+        run.set_tags({contract.DATA_SUBSET_HASH: f"{cfg.seed:016d}"})
         for step in STEPS:
-            run.log_metrics(step, {"train/action_loss": 0.1, **eval_metrics(cfg.task, base, cfg.seed % 3, step)})
+            run.log_metrics(step, {contract.TRAIN_ACTION_LOSS: 0.1, **eval_metrics(cfg.task, base, cfg.seed % 3, step)})
         run.finish("FAILED" if cfg.seed == 3 else "FINISHED")
     for (variant, task, ratio), (base, seeds, extra) in FOREIGN.items():
         params = flatten(trial("hopper-medium", ratio, variant, 0).model_dump(mode="json"))
@@ -160,7 +161,7 @@ def selected(tidy):
 @pytest.fixture(scope="module")
 def report(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    paths = write_report(store["uri"], EXP, out, reps=200, poi_reps=100)
+    paths = write_report(store["uri"], EXP, out, bootstrap=S.Bootstrap(reps=200, poi_reps=100))
     return out, paths
 
 
@@ -199,10 +200,10 @@ def test_cell_statistics_for_each_rule(tidy, kwargs, added):
     finished = tidy[tidy["status"] == "FINISHED"]
     if kwargs.get("target_rule") == "fixed":  # foreign tasks have no target for this rule
         with pytest.warns(UserWarning, match="left out"):
-            sel = select_scores(finished, **kwargs)
+            sel = select_scores(finished, SelectionRule(**kwargs))
     else:
-        sel = select_scores(finished, **kwargs)
-    assert set(sel["selection_rule"]) == {describe_rule(**kwargs)}
+        sel = select_scores(finished, SelectionRule(**kwargs))
+    assert set(sel["selection_rule"]) == {SelectionRule(**kwargs).describe()}
     t = T.score_table(sel, by=("task", "sample_ratio", "variant")).set_index(["task", "sample_ratio", "variant"])
     for variant in ("lamo", "dt", "lamo-linear", "lamo-nolang"):
         cell = t.loc[("hopper-medium", 0.01, variant)]
@@ -433,9 +434,9 @@ def tiny(store):
     """A second experiment in the store: one finished trial of one method, one seed, one evaluation."""
     c = MlflowClient(store["uri"])
     exp_id = c.create_experiment("tiny")
-    rid = c.create_run(exp_id, tags={"lamo.role": "trial", "task": "walker2d-medium", "sample_ratio": "0.1",
-                                     "seed": "0", "variant": "lamo"}).info.run_id
-    c.log_metric(rid, "eval/rtg_5000/normalised_score", 12.5, step=100)
+    tags = {contract.ROLE: contract.ROLE_TRIAL, **contract.axis_tags("walker2d-medium", 0.1, 0, "lamo")}
+    rid = c.create_run(exp_id, tags=tags).info.run_id
+    c.log_metric(rid, contract.eval_key(5000, "normalised_score"), 12.5, step=100)
     c.set_terminated(rid)
     return "tiny"
 
@@ -450,7 +451,7 @@ def test_partial_sweep_with_failed_trial_and_missing_cells(store, tiny, tmp_path
     assert "| Reacher2d† | 100% |" in sparse and "— |" in sparse
     # a sweep with one seed and one method: every file still appears, rliable states why it skipped
     out = tmp_path / "tiny"
-    paths = write_report(store["uri"], tiny, out, reps=50, poi_reps=20)
+    paths = write_report(store["uri"], tiny, out, bootstrap=S.Bootstrap(reps=50, poi_reps=20))
     names = {p.name for p in out.iterdir()}
     assert {"rliable_aggregates.png", "probability_of_improvement.png", "table_dense.tex", "domain_bars.png"} <= names
     assert "skipped" in (out / "report.md").read_text()
