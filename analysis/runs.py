@@ -63,13 +63,7 @@ BASE_COLUMNS: dict[str, str] = {
 }
 #: Ablation axes as plain columns (column → trial-config param, i.e. a key of
 #: :func:`trainers.contract.flatten` of the trial config): the paper's ablation tables.
-ABLATION_FIELDS: dict[str, str] = {
-    "embedding": "model.embedding",
-    "finetune": "model.finetune",
-    "language_weight": "language.weight",
-    "init": "model.init",
-    "lm": "model.lm",
-}
+ABLATION_FIELDS: dict[str, str] = contract.ABLATION_PARAMS
 
 _PAGE_SIZE = 1000  # runs per search_runs page (module constant so tests can shrink it)
 

@@ -59,3 +59,13 @@ def test_analysis_and_contract_load_without_torch_or_ray():
             "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_contract_params_name_trial_config_fields():
+    """The params the analysis reads (``ABLATION_PARAMS``) are flattened fields of the trial config, as the
+    orchestrator logs them (``flatten(cfg.model_dump(mode="json"))``)."""
+    from trainers import contract
+    from trainers.config import TrialConfig
+
+    params = contract.flatten(TrialConfig(task="hopper-medium").model_dump(mode="json"))
+    assert set(contract.ABLATION_PARAMS.values()) <= set(params)

@@ -52,6 +52,15 @@ VERSION_PREFIX = "version."
 #: The grid axes, each a tag of every child run (values as strings; ``sample_ratio`` as ``f"{r:g}"``).
 AXIS_TAGS = ("task", "sample_ratio", "seed", "variant")
 
+#: Params that tell the paper's ablations apart: analysis column -> flattened trial-config param.
+ABLATION_PARAMS: dict[str, str] = {
+    "embedding": "model.embedding",
+    "finetune": "model.finetune",
+    "language_weight": "language.weight",
+    "init": "model.init",
+    "lm": "model.lm",
+}
+
 # --- artifacts and parent-run records --------------------------------------------------------------
 RESOLVED_TRIALS_ARTIFACT = "resolved_trials.json"
 PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped")
