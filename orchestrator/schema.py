@@ -496,83 +496,13 @@ class Sweep:
             spec = SweepSpec.model_validate(raw)
         except ValidationError as e:
             raise SweepError(source, _pydantic_problems(e, SweepSpec, "")) from None
-        probs: list[tuple[str, str]] = []
-        g = spec.grid
-        variants = g.variant or list(spec.variants)
-        from trainers.presets import get_preset, leaves, overridden_by_base
-
-        from_cli = leaves(overrides or {})
-        layers: dict[str, tuple[dict, dict]] = {}  # variant -> (preset, own overrides)
-        for name, over in spec.variants.items():
-            over = dict(over)
-            preset = over.pop("preset", None)
-            if preset is None:
-                layers[name] = ({}, over)
-                continue
-            try:
-                layers[name] = (get_preset(str(preset)), over)
-            except KeyError as e:
-                probs.append((f"variants.{name}.preset", e.args[0]))
-                continue
-            for path, mine, theirs in overridden_by_base(layers[name][0], spec.base, over):
-                src = f"--set {path}" if path in from_cli else f"base.{path}"
-                probs.append((f"variants.{name}", (
-                    f"preset {preset!r} sets {path} = {mine!r}, but {src} = {theirs!r} would replace it for "
-                    f"this variant; say which one it uses: set variants.{name}.{path} (to {theirs!r} to keep "
-                    f"the base value), or move {path} from base into the variants that need it")))
-        for i, v in enumerate(variants):
-            if v not in spec.variants:
-                probs.append((f"grid.variant[{i}]", f"unknown variant {v!r}.{did_you_mean(v, spec.variants)} "
-                              f"Defined variants: {', '.join(spec.variants)}"))
-        for axis, values in g.axes.items():
-            if axis.split(".")[0] in _AXIS_FIXED:
-                probs.append((f"grid.axes.{axis}", f"use grid.{axis.split('.')[0]} for this axis"))
-            elif not values:
-                probs.append((f"grid.axes.{axis}", "empty axis: give at least one value"))
-            elif (bad := _axis_path_problem(axis)):
-                probs.append((f"grid.axes.{axis}", bad))
-        if len(set(variants)) != len(variants):
-            probs.append(("grid.variant", "a variant is listed twice; list each once"))
+        layers, probs = _variant_layers(spec, overrides or {})
+        probs += _grid_problems(spec)
         if probs:
             raise SweepError(source, probs)
-
-        trials: list[TrialConfig] = []
-        checked: set[tuple] = set()
-        axes = list(g.axes.items())
-        for task, ratio, seed, variant, *extra in itertools.product(
-                g.task, g.sample_ratio, g.seed, variants, *[vals for _, vals in axes]):
-            preset, over = layers[variant]
-            merged = deep_merge(deep_merge(preset, spec.base), over)
-            for (axis, _), val in zip(axes, extra):
-                try:
-                    set_dotted(merged, axis, val)
-                except KeyError:
-                    probs.append((f"grid.axes.{axis}", "not a path to a trial-config field"))
-            merged.update(task=task, sample_ratio=ratio, seed=seed, variant=variant)
-            try:
-                trials.append(TrialConfig.model_validate(merged))
-            except ValidationError as e:
-                for loc, msg in _pydantic_problems(e, TrialConfig, ""):
-                    key = (loc, msg, variant if loc not in ("task",) else "")
-                    if key in checked:
-                        continue
-                    checked.add(key)
-                    path = tuple(loc.split(".")) if loc else ()
-                    if loc == "task" or loc.startswith("task"):
-                        where = f"grid.task ({task!r})"
-                    elif _has_path(over, path) or (loc.split(".")[0] not in merged and path[:1] in over):
-                        where = f"variants.{variant}.{loc}"
-                    elif _has_path(spec.base, path):
-                        where = f"base.{loc}"
-                    elif any(loc == a or loc.startswith(a + ".") for a, _ in axes):
-                        where = f"grid.axes.{loc}"
-                    else:
-                        where = f"variants.{variant}.{loc}"
-                    probs.append((where.rstrip("."), msg))
+        trials, probs = _expand(spec, layers)
         if probs:
-            # de-duplicate identical lines (the same bad value is seen once per grid point)
-            probs = list(dict.fromkeys(probs))
-            raise SweepError(source, probs)
+            raise SweepError(source, list(dict.fromkeys(probs)))  # one line per distinct problem
         hashes: dict[str, TrialConfig] = {}
         for t in trials:
             h = t.config_hash()
@@ -581,3 +511,91 @@ class Sweep:
                                                    f"(config hash {h}); remove the duplicate axis value")])
             hashes[h] = t
         return cls(spec, trials, source, raw)
+
+
+Problems = list[tuple[str, str]]
+
+
+def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[dict, dict]], Problems]:
+    """Each variant's ``(preset, own fields)``, and the problems: unknown presets, and ``base`` (or
+    ``--set``) values that would replace a field the variant's preset sets."""
+    from trainers.presets import get_preset, leaves, overridden_by_base
+
+    from_cli = leaves(overrides)
+    layers: dict[str, tuple[dict, dict]] = {}
+    probs: Problems = []
+    for name, own in spec.variants.items():
+        own = dict(own)
+        preset = own.pop("preset", None)
+        if preset is None:
+            layers[name] = ({}, own)
+            continue
+        try:
+            layers[name] = (get_preset(str(preset)), own)
+        except KeyError as e:
+            probs.append((f"variants.{name}.preset", e.args[0]))
+            continue
+        for path, mine, theirs in overridden_by_base(layers[name][0], spec.base, own):
+            src = f"--set {path}" if path in from_cli else f"base.{path}"
+            probs.append((f"variants.{name}", (
+                f"preset {preset!r} sets {path} = {mine!r}, but {src} = {theirs!r} would replace it for "
+                f"this variant; say which one it uses: set variants.{name}.{path} (to {theirs!r} to keep "
+                f"the base value), or move {path} from base into the variants that need it")))
+    return layers, probs
+
+
+def _grid_problems(spec: SweepSpec) -> Problems:
+    """Unknown or repeated variants in ``grid.variant``; extra axes that are fixed axes, empty, or not a
+    trial-config field."""
+    g, probs = spec.grid, []
+    variants = g.variant or list(spec.variants)
+    for i, v in enumerate(variants):
+        if v not in spec.variants:
+            probs.append((f"grid.variant[{i}]", f"unknown variant {v!r}.{did_you_mean(v, spec.variants)} "
+                          f"Defined variants: {', '.join(spec.variants)}"))
+    for axis, values in g.axes.items():
+        if axis.split(".")[0] in _AXIS_FIXED:
+            probs.append((f"grid.axes.{axis}", f"use grid.{axis.split('.')[0]} for this axis"))
+        elif not values:
+            probs.append((f"grid.axes.{axis}", "empty axis: give at least one value"))
+        elif (bad := _axis_path_problem(axis)):
+            probs.append((f"grid.axes.{axis}", bad))
+    if len(set(variants)) != len(variants):
+        probs.append(("grid.variant", "a variant is listed twice; list each once"))
+    return probs
+
+
+def _expand(spec: SweepSpec, layers: dict[str, tuple[dict, dict]]) -> tuple[list[TrialConfig], Problems]:
+    """The grid's trials in order (task, sample ratio, seed, variant, extra axes), each ``preset <- base
+    <- own fields <- axes`` validated; a problem is reported at the sweep field that set the bad value."""
+    g = spec.grid
+    axes = list(g.axes.items())
+    trials: list[TrialConfig] = []
+    probs: Problems = []
+    for task, ratio, seed, variant, *extra in itertools.product(
+            g.task, g.sample_ratio, g.seed, g.variant or list(spec.variants), *[vals for _, vals in axes]):
+        preset, own = layers[variant]
+        merged = deep_merge(deep_merge(preset, spec.base), own)
+        for (axis, _), val in zip(axes, extra):
+            try:
+                set_dotted(merged, axis, val)
+            except KeyError:
+                probs.append((f"grid.axes.{axis}", "not a path to a trial-config field"))
+        merged.update(task=task, sample_ratio=ratio, seed=seed, variant=variant)
+        try:
+            trials.append(TrialConfig.model_validate(merged))
+        except ValidationError as e:
+            for loc, msg in _pydantic_problems(e, TrialConfig, ""):
+                path = tuple(loc.split(".")) if loc else ()
+                if loc.startswith("task"):
+                    where = f"grid.task ({task!r})"
+                elif _has_path(own, path) or (loc.split(".")[0] not in merged and path[:1] in own):
+                    where = f"variants.{variant}.{loc}"
+                elif _has_path(spec.base, path):
+                    where = f"base.{loc}"
+                elif any(loc == a or loc.startswith(a + ".") for a, _ in axes):
+                    where = f"grid.axes.{loc}"
+                else:
+                    where = f"variants.{variant}.{loc}"
+                probs.append((where.rstrip("."), msg))
+    return trials, probs
