@@ -27,6 +27,13 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   one thing, so ``lamo-random-init`` keeps every other LaMo setting, AdamW eps 1e-6 included, although
   the official code's path without a pre-trained LM would use eps 1e-8: the comparison then isolates
   pre-training.
+* ``lamo-hopper``: the official Hopper recipe, ``experiment-d4rl/run_hopper.sh`` (srzer/LaMo-2023, added
+  in the repository's last commit, 11 Apr 2024, after issue 1 reported Hopper 46 against the paper's
+  74.1: https://github.com/srzer/LaMo-2023/issues/1). The script is ``run.sh`` without
+  ``--mlp_embedding``: linear embeddings with the tanh action head and, like ``run.sh``, no
+  ``--co_training`` (language loss off); everything else is LaMo's (pre-trained LM, LoRA, lr, wd,
+  warm-up, eps). It equals ``lamo-linear`` + ``lamo-no-lm-loss``. Which recipe the paper's Hopper numbers
+  used is not published; docs/deviations.md (row 14) gives the evidence.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-frozen": {"model": {"finetune": "frozen"}},
     "lamo-random-init": {"model": {"init": "random"}},
     "lamo-no-lm-loss": {"language": {"weight": 0.0}},
+    "lamo-hopper": {"model": {"embedding": "linear"}, "language": {"weight": 0.0}},
 }
 
 
