@@ -12,6 +12,10 @@ and each command lists the groups it takes (:data:`SOURCE`, :data:`RULE`, ``colu
     lamo-analysis rliable ...   # rliable_aggregates, probability_of_improvement (.csv/.png/.pdf)
     lamo-analysis paper   ...   # paper_comparison.md/.csv/.tex
     lamo-analysis export  ...   # evals.csv (tidy: run × step × RTG target) and scores.csv
+    lamo-analysis rules   ...   # target_rules.md/.csv: best target per seed vs on the seed mean
+
+``--best-target-by seed_mean`` switches ``--target-rule best`` from each seed's own best RTG target to the
+target with the best seed-averaged score per task × sample ratio × variant (default ``trial``: per seed).
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from rich.markup import escape
 
 from analysis.paper import parse_method_map
 from analysis.report import load_selected, write_report
-from analysis.select import CHECKPOINTS, DEFAULT_RULE, TARGET_RULES, SelectionRule, parse_fixed_target
+from analysis.rule_compare import write_rule_comparison
+from analysis.select import (
+    BEST_TARGET_BY,
+    CHECKPOINTS,
+    DEFAULT_RULE,
+    TARGET_RULES,
+    SelectionRule,
+    parse_fixed_target,
+)
 from analysis.stats import DEFAULT_BOOTSTRAP, MIN_RUNS, Bootstrap
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,6 +51,7 @@ err_console = Console(stderr=True)
 
 TargetRule = Enum("TargetRule", {r: r for r in TARGET_RULES}, type=str)
 Checkpoint = Enum("Checkpoint", {c: c for c in CHECKPOINTS}, type=str)
+BestTargetBy = Enum("BestTargetBy", {b: b for b in BEST_TARGET_BY}, type=str)
 
 __all__ = ["app", "main", "parse_fixed_target"]
 
@@ -63,6 +76,10 @@ OPTIONS: dict[str, tuple[object, object]] = {
     "checkpoint": (Annotated[Checkpoint, typer.Option(help="evaluation: last, best, mean_last_k")],
                    Checkpoint(DEFAULT_RULE.checkpoint)),
     "last_k": (Annotated[int, typer.Option(min=1, help="k for --checkpoint mean_last_k")], DEFAULT_RULE.last_k),
+    "best_target_by": (Annotated[BestTargetBy, typer.Option(
+        help="for --target-rule best: trial (each seed's own best target, LaMo) or seed_mean (the target "
+             "with the best seed-averaged score per task × ratio × variant)")],
+        BestTargetBy(DEFAULT_RULE.best_target_by)),
     "include_unfinished": (Annotated[bool, typer.Option(
         "--include-unfinished", help="keep FAILED/RUNNING/KILLED trials")], False),
     "column": (Annotated[str, typer.Option(
@@ -82,7 +99,7 @@ OPTIONS: dict[str, tuple[object, object]] = {
         help="'PAPER METHOD=VARIANT' to pair a paper method with our variant (repeat)")], None),
 }
 SOURCE = ("tracking_uri", "experiment", "out", "parent_run_id")
-RULE = ("target_rule", "fixed_target", "checkpoint", "last_k", "include_unfinished")
+RULE = ("target_rule", "fixed_target", "checkpoint", "last_k", "best_target_by", "include_unfinished")
 RLIABLE = ("reference", "reps", "poi_reps", "seed", "min_runs")
 PAPER = ("paper_numbers", "method_map")
 
@@ -107,7 +124,7 @@ def selection_rule(kw: dict) -> SelectionRule:
         ValueError: a bad ``--fixed-target`` or rule combination (e.g. ``fixed`` without a target).
     """
     return SelectionRule.from_options(kw.pop("target_rule"), kw.pop("checkpoint"), kw.pop("fixed_target"),
-                                      kw.pop("last_k"))
+                                      kw.pop("last_k"), kw.pop("best_target_by"))
 
 
 def bootstrap(kw: dict) -> Bootstrap:
@@ -199,6 +216,24 @@ def export(**kw) -> None:
     selected.to_csv(out / "scores.csv", index=False)
     console.print(f"[green]wrote[/green] {escape(str(out / 'evals.csv'))} ({len(tidy)} rows), "
                   f"{escape(str(out / 'scores.csv'))} ({len(selected)} trials)")
+
+
+@app.command()
+@options(*SOURCE, "checkpoint", "last_k", "include_unfinished")
+def rules(**kw) -> None:
+    """target_rules.md/.csv: per task × ratio × variant, the best-target score per seed vs on the seed mean."""
+    out = kw.pop("out")
+    try:
+        rule = SelectionRule.from_options("best", kw.pop("checkpoint"), None, kw.pop("last_k"))
+        paths = write_rule_comparison(kw["tracking_uri"], kw["experiment"], out, kw["parent_run_id"], rule,
+                                      kw["include_unfinished"])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    except MlflowException as exc:
+        raise _fail(f"MLflow error at {kw['tracking_uri']}: {exc.message}", code=1) from None
+    console.print(Markdown(paths["target_rules.md"].read_text(encoding="utf-8")))
+    for path in paths.values():
+        console.print(f"[green]wrote[/green] {escape(str(path))}")
 
 
 def main() -> None:

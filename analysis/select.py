@@ -7,7 +7,11 @@ number they report. The rule is a :class:`SelectionRule`, written into every cap
 * LaMo (arXiv 2310.20587): the official code (srzer/LaMo-2023, ``experiment-d4rl/experiment.py``)
   evaluates every target of a task, and the authors report the best-performing target's final score
   (their answer in the repository's issue thread https://github.com/srzer/LaMo-2023/issues/1) →
-  ``SelectionRule(target_rule="best", checkpoint="last")``, the default;
+  ``SelectionRule(target_rule="best", checkpoint="last")``, the default. The best target is chosen per
+  trial (per seed); ``best_target_by="seed_mean"`` instead picks, per task × sample ratio × method
+  (variant), the one target whose seed-averaged score is highest and reports every seed at it (a
+  single target per cell, as a practitioner would fix it; the per-seed choice is the more optimistic).
+  :mod:`analysis.rule_compare` puts both side by side;
 * CORL (``corl-team/CORL``, ``results/get_offline_scores.py`` reads the largest target's score; its
   README has a "last" and a "best during training" table): ``target_rule="largest"``,
   ``checkpoint="last"`` or ``"best"``.
@@ -28,6 +32,11 @@ from analysis.runs import METRIC_FIELDS
 
 TARGET_RULES = ("best", "largest", "fixed")
 CHECKPOINTS = ("last", "best", "mean_last_k")
+#: Where ``target_rule="best"`` picks its target: ``trial`` (per run, i.e. per seed; LaMo's rule, the
+#: default) or ``seed_mean`` (one target per :data:`SEED_GROUP` cell, by the score averaged over its runs).
+BEST_TARGET_BY = ("trial", "seed_mean")
+#: The cell within which ``best_target_by="seed_mean"`` averages over seeds: task × sample ratio × method.
+SEED_GROUP = ("task", "sample_ratio", "variant")
 SCORE_COLUMNS = ["rtg_target", "step", "normalised_score", "return_mean", "return_std", "n_evals"]
 _EVAL_COLUMNS = {"step", "rtg_target", *METRIC_FIELDS}  # per-evaluation columns of the tidy frame
 
@@ -69,16 +78,23 @@ class SelectionRule:
             or per task ``{task: raw return}``; stored as a float or as sorted ``(task, target)``
             pairs so that the rule is hashable. Ignored by the other target rules.
         last_k: window of ``"mean_last_k"`` (evaluations).
+        best_target_by: for ``"best"``: ``"trial"`` — each trial (seed) takes its own best target
+            (the default); ``"seed_mean"`` — per task × sample ratio × variant (:data:`SEED_GROUP`),
+            the target whose normalised score averaged over the cell's trials is highest (ties → the
+            larger target; only targets every trial of the cell evaluated compete), and every trial
+            reports its score at that target.
 
     Raises:
-        ValueError: on construction, for an unknown ``target_rule`` / ``checkpoint``, ``"fixed"``
-            without a target, a target that is not a number, or ``last_k`` < 1.
+        ValueError: on construction, for an unknown ``target_rule`` / ``checkpoint`` /
+            ``best_target_by``, ``"fixed"`` without a target, a target that is not a number,
+            ``last_k`` < 1, or ``best_target_by="seed_mean"`` with a target rule other than ``"best"``.
     """
 
     target_rule: str = "best"
     checkpoint: str = "last"
     fixed_target: float | tuple[tuple[str, float], ...] | None = None
     last_k: int = 3
+    best_target_by: str = "trial"
 
     def __post_init__(self) -> None:
         ft = self.fixed_target
@@ -95,20 +111,26 @@ class SelectionRule:
             raise ValueError("target_rule='fixed' needs fixed_target (a raw return, or {task: return})")
         if self.checkpoint == "mean_last_k" and (not isinstance(self.last_k, int) or self.last_k < 1):
             raise ValueError(f"last_k must be a positive integer, got {self.last_k!r}")
+        if self.best_target_by not in BEST_TARGET_BY:
+            raise ValueError(f"best_target_by must be one of {BEST_TARGET_BY}, got {self.best_target_by!r}")
+        if self.best_target_by != "trial" and self.target_rule != "best":
+            raise ValueError(f"best_target_by={self.best_target_by!r} applies to target_rule='best' only, "
+                             f"got target_rule={self.target_rule!r}")
 
     @classmethod
     def from_options(
         cls, target_rule: str = "best", checkpoint: str = "last", fixed_target: Sequence[str] | None = None,
-        last_k: int = 3,
+        last_k: int = 3, best_target_by: str = "trial",
     ) -> SelectionRule:
         """The rule from ``lamo-analysis`` options: enum members or strings, and ``--fixed-target``'s
-        strings (:func:`parse_fixed_target`).
+        strings (:func:`parse_fixed_target`); ``best_target_by`` is ``--best-target-by``.
 
         Raises:
             ValueError: as :func:`parse_fixed_target` and the constructor.
         """
         return cls(str(getattr(target_rule, "value", target_rule)), str(getattr(checkpoint, "value", checkpoint)),
-                   parse_fixed_target(fixed_target), last_k)
+                   parse_fixed_target(fixed_target), last_k,
+                   str(getattr(best_target_by, "value", best_target_by)))
 
     @property
     def targets(self) -> float | dict[str, float] | None:
@@ -124,7 +146,10 @@ class SelectionRule:
         """Human-readable rule, written into every table caption and into ``scores.csv``
         (``selection_rule``), e.g. "Trial score = normalised score (0–100) of the best-performing RTG
         target per trial (LaMo: best target's final score), at the final evaluation." """
-        if self.target_rule == "fixed":
+        if self.target_rule == "best" and self.best_target_by == "seed_mean":
+            target = ("the RTG target with the best seed-averaged score per task × sample ratio × method, "
+                      "every seed reported at that one target")
+        elif self.target_rule == "fixed":
             target = f"the fixed RTG target ({self._fixed_text()}, raw return)"
         else:
             target = {
@@ -163,7 +188,8 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
         ``normalised_score`` (0–100), ``return_mean``, ``return_std`` (raw return; averaged for
         ``mean_last_k``), ``n_evals`` (evaluations averaged), ``target_rule``, ``checkpoint`` and
         ``selection_rule`` (:meth:`SelectionRule.describe`). Evaluation rows with a missing
-        normalised score are ignored.
+        normalised score are ignored. With ``best_target_by="seed_mean"``, a task × sample ratio ×
+        variant cell whose trials share no evaluated target is left out with a ``UserWarning``.
     """
     target_rule, checkpoint, last_k, fixed_target = rule.target_rule, rule.checkpoint, rule.last_k, rule.targets
     text = rule.describe()
@@ -186,7 +212,9 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
         )
     per = per[["run_id"] + SCORE_COLUMNS]
 
-    if target_rule == "best":
+    if target_rule == "best" and rule.best_target_by == "seed_mean":
+        chosen = _best_on_seed_mean(per, d)
+    elif target_rule == "best":
         by = ["run_id", "normalised_score", "rtg_target"]
         chosen = per.sort_values(by, ascending=[True, False, False]).groupby("run_id").head(1)
     elif target_rule == "largest":
@@ -215,3 +243,46 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
     cols = front + SCORE_COLUMNS + ["target_rule", "checkpoint", "selection_rule"] + params
     out = out[cols].sort_values(["task", "sample_ratio", "variant", "seed", "run_id"])
     return out.reset_index(drop=True)
+
+
+def seed_mean_targets(per: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task × sample ratio × variant (:data:`SEED_GROUP`) and RTG target: the trials' mean score.
+
+    Args:
+        per: one row per run × RTG target with ``run_id``, ``rtg_target`` (raw return) and
+            ``normalised_score`` (0–100) at the chosen checkpoint.
+        runs: ``run_id`` and the :data:`SEED_GROUP` columns, one row per run.
+
+    Returns:
+        Columns ``*SEED_GROUP, rtg_target, seed_mean`` (normalised score 0–100, mean over the cell's
+        trials that have the target), ``n`` (those trials), ``n_cell`` (trials in the cell) and
+        ``common`` (every trial of the cell has the target); sorted by cell, then target.
+    """
+    g = list(SEED_GROUP)
+    p = per.merge(runs[["run_id", *g]], on="run_id", how="left")
+    stats = p.groupby([*g, "rtg_target"], dropna=False, sort=True).agg(
+        seed_mean=("normalised_score", "mean"), n=("run_id", "nunique")).reset_index()
+    n_cell = p.groupby(g, dropna=False)["run_id"].nunique().rename("n_cell").reset_index()
+    stats = stats.merge(n_cell, on=g, how="left")
+    stats["common"] = stats["n"] == stats["n_cell"]
+    return stats
+
+
+def _best_on_seed_mean(per: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``per`` at each cell's target with the highest seed-averaged score (ties → larger target)."""
+    g = list(SEED_GROUP)
+    runs = d.drop_duplicates("run_id")[["run_id", *g]]
+    stats = seed_mean_targets(per, runs)
+    cand = stats[stats["common"]]
+    best = cand.sort_values([*g, "seed_mean", "rtg_target"], ascending=[True] * len(g) + [False, False],
+                            na_position="last").groupby(g, dropna=False, sort=False).head(1)
+    keyed = per.merge(runs, on="run_id", how="left")
+    chosen = keyed.merge(best[[*g, "rtg_target"]], on=[*g, "rtg_target"], how="inner")
+    missing = sorted(set(per["run_id"]) - set(chosen["run_id"]))
+    if missing:
+        warnings.warn(
+            f"{len(missing)} run(s) are in task × ratio × variant cells whose trials share no evaluated RTG "
+            f"target, so the seed-averaged best target is undefined; left out: {missing[:5]}",
+            stacklevel=3,
+        )
+    return chosen[["run_id"] + SCORE_COLUMNS]
