@@ -5,8 +5,11 @@ The driver (``lamo-sweep``) does, in order, and stops at the first problem befor
 1. validate and expand the sweep file (:mod:`orchestrator.schema`);
 2. check the tracking store and the inputs that cannot be produced here (D4RL files, hub LMs);
 3. skip trials whose config hash already has a FINISHED child run in the experiment;
-4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver);
-5. open the parent MLflow run, start (or connect to) Ray, and run one Tune trial per trial config with
+4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver), then
+   validate every distinct input once (each dataset with the trials' own loader, each LM, each corpus):
+   a bad file stops the sweep here, before Ray starts and before any MLflow run is opened (with
+   ``--address``, the driver connects to the cluster and checks its resources before preparing);
+5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
    the sweep's per-trial resources;
 6. close the parent run and write the analysis (table + plot) from the MLflow store.
 
@@ -27,11 +30,16 @@ from orchestrator import tracking
 from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
-from trainers.inputs import missing_inputs, prepare_inputs
+from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
 
 
 class MissingInputsError(RuntimeError):
     """Inputs the sweep needs are absent and cannot be produced here; the message says how to get them."""
+
+
+class InvalidInputsError(MissingInputsError):
+    """Inputs the sweep needs exist but are unusable (a corrupt dataset, an unreadable LM directory); the
+    message has the loader's words and the fix. A subclass of :class:`MissingInputsError`: same exit 3."""
 
 
 class _MlflowTuneReporter:
@@ -201,6 +209,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
 
     Raises:
         MissingInputsError: a D4RL file, hub LM or corpus is absent (before any compute).
+        InvalidInputsError: a dataset, LM directory or corpus exists but is unusable (checked once, after
+            ``prepare`` and before a local Ray starts or any MLflow run is opened).
         tracking.TrackingError: the tracking server is unreachable (before any compute).
         ResourceError: no node of the Ray cluster can give a trial's resources (before any trial starts).
     """
@@ -231,9 +241,18 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     result.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
     statuses: dict[str, bool] = {}
     if todo:
-        with _ray_session(address, ray_init_kwargs or {}):
-            check_cluster_resources(sweep)
+        with contextlib.ExitStack() as stack:
+            if address:  # a cluster already runs: refuse impossible resources before preparing anything
+                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
+                check_cluster_resources(sweep)
             prepare_inputs(todo, data_dir, progress=progress, log=log)
+            problems = validate_inputs(todo, data_dir)
+            if problems:
+                raise InvalidInputsError(f"{len(problems)} input(s) of the sweep are unusable; nothing was "
+                                         f"started:\n  - " + "\n  - ".join(map(str, problems)))
+            if not address:  # a local Ray starts only once the inputs are known to be good
+                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
+                check_cluster_resources(sweep)
             result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
             try:
                 statuses = _run_tune(sweep, todo, {
