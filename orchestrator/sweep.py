@@ -328,9 +328,55 @@ def reap_orphaned_ray_agents(say=print) -> int:
     return killed
 
 
+#: Ray's own switch (``ray._private.ray_constants``): "0" makes ``get_node_ip_address`` answer the
+#: loopback address instead of this machine's routable one (its default on macOS and Windows).
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+#: Listening TCP sockets of a local Ray that Ray 2.60 does not let us bind to 127.0.0.1: none. With the
+#: node IP on loopback, every server binds there: the GCS server, the raylet (node manager and object
+#: manager), every core worker (the driver and the trial workers), the dashboard agent (gRPC, HTTP and
+#: the Prometheus metrics exporter) and the runtime-env agent. The dashboard itself is not started
+#: (``include_dashboard=False``) and the Ray client server only runs under ``ray start --head``. Not
+#: TCP, so not covered: the raylet's and plasma store's Unix sockets under the session directory.
+#: tests/test_ray_loopback.py checks this list against the sockets of a real local Ray.
+RAY_NON_LOOPBACK_SOCKETS: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def _loopback_node_ip():
+    """Make ``ray.init`` keep ``_node_ip_address="127.0.0.1"`` for a local Ray.
+
+    Ray 2.60's ``ray.init`` replaces a loopback ``_node_ip_address`` by this machine's routable address
+    (``services.resolve_ip_for_localhost``) unless Ray clusters are disabled, which is what
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does (Ray reads it once, into
+    ``ray_constants.ENABLE_RAY_CLUSTER``, when it is imported; so the constant is set too, for a process
+    that imported Ray before). Each Ray server binds to loopback exactly when its node IP is loopback
+    (``is_localhost(ip)`` in the agents, ``listen_to_localhost_only`` in the C++ gRPC servers). Both are
+    restored afterwards: the processes started in between keep their loopback node IP, and a later
+    ``ray.init(address=...)`` in this process behaves as before.
+    """
+    import ray._private.ray_constants as ray_constants
+
+    old_env, old_const = os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_CLUSTER_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = old_env
+
+
 @contextlib.contextmanager
 def _ray_session(address: str | None, ray_init_kwargs: dict):
-    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started."""
+    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started.
+
+    A local Ray listens on 127.0.0.1 only (:func:`_loopback_node_ip`; exceptions, if any:
+    :data:`RAY_NON_LOOPBACK_SOCKETS`); a cluster connection is left as Ray makes it.
+    """
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -340,7 +386,11 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
     if started_here:
         kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
         try:
-            ray.init(address=address, **kw) if address else ray.init(**kw)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                with _loopback_node_ip():
+                    ray.init(**{"_node_ip_address": "127.0.0.1", **kw})
         except Exception as e:  # noqa: BLE001
             if address and "token" in str(e).lower():
                 raise ResourceError(
