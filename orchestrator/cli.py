@@ -3,7 +3,8 @@
 Exit status: 0 every trial finished; 1 some trial failed (its MLflow run is FAILED, the others are
 kept); 2 invalid sweep file or flag, or per-trial resources this machine cannot give when no
 ``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server unavailable
-(nothing started). Missing inputs are reported (3) before resources the local machine lacks, which are
+(nothing started; an unusable input, such as a dataset with NaNs, is found after ``prepare`` and before
+Ray starts). Missing inputs are reported (3) before resources the local machine lacks, which are
 then shown as a warning; ``--dry-run`` only warns about resources, so any grid can be listed anywhere.
 """
 
@@ -114,7 +115,14 @@ def run(
             err.print("[bold red]error:[/] inputs missing:\n  - " + escape("\n  - ".join(map(str, missing))))
             raise typer.Exit(3)
         prepare_inputs(sweep.trials, dd)
-        console.print(f"prepared inputs in {dd}")
+        from trainers.inputs import validate_inputs
+
+        problems = validate_inputs(sweep.trials, dd)
+        if problems:
+            err.print("[bold red]error:[/] inputs unusable:\n  - " + escape("\n  - ".join(map(str, problems))),
+                      highlight=False)
+            raise typer.Exit(3)
+        console.print(f"prepared and checked inputs in {dd}")
         return
     try:
         res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,

@@ -5,8 +5,11 @@ The driver (``lamo-sweep``) does, in order, and stops at the first problem befor
 1. validate and expand the sweep file (:mod:`orchestrator.schema`);
 2. check the tracking store and the inputs that cannot be produced here (D4RL files, hub LMs);
 3. skip trials whose config hash already has a FINISHED child run in the experiment;
-4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver);
-5. open the parent MLflow run, start (or connect to) Ray, and run one Tune trial per trial config with
+4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver), then
+   validate every distinct input once (each dataset with the trials' own loader, each LM, each corpus):
+   a bad file stops the sweep here, before Ray starts and before any MLflow run is opened (with
+   ``--address``, the driver connects to the cluster and checks its resources before preparing);
+5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
    the sweep's per-trial resources;
 6. close the parent run and write the analysis (table + plot) from the MLflow store.
 
@@ -27,11 +30,16 @@ from orchestrator import tracking
 from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
-from trainers.inputs import missing_inputs, prepare_inputs
+from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
 
 
 class MissingInputsError(RuntimeError):
     """Inputs the sweep needs are absent and cannot be produced here; the message says how to get them."""
+
+
+class InvalidInputsError(MissingInputsError):
+    """Inputs the sweep needs exist but are unusable (a corrupt dataset, an unreadable LM directory); the
+    message has the loader's words and the fix. A subclass of :class:`MissingInputsError`: same exit 3."""
 
 
 class _MlflowTuneReporter:
@@ -201,6 +209,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
 
     Raises:
         MissingInputsError: a D4RL file, hub LM or corpus is absent (before any compute).
+        InvalidInputsError: a dataset, LM directory or corpus exists but is unusable (checked once, after
+            ``prepare`` and before a local Ray starts or any MLflow run is opened).
         tracking.TrackingError: the tracking server is unreachable (before any compute).
         ResourceError: no node of the Ray cluster can give a trial's resources (before any trial starts).
     """
@@ -231,9 +241,18 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     result.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
     statuses: dict[str, bool] = {}
     if todo:
-        with _ray_session(address, ray_init_kwargs or {}):
-            check_cluster_resources(sweep)
+        with contextlib.ExitStack() as stack:
+            if address:  # a cluster already runs: refuse impossible resources before preparing anything
+                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
+                check_cluster_resources(sweep)
             prepare_inputs(todo, data_dir, progress=progress, log=log)
+            problems = validate_inputs(todo, data_dir)
+            if problems:
+                raise InvalidInputsError(f"{len(problems)} input(s) of the sweep are unusable; nothing was "
+                                         f"started:\n  - " + "\n  - ".join(map(str, problems)))
+            if not address:  # a local Ray starts only once the inputs are known to be good
+                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
+                check_cluster_resources(sweep)
             result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
             try:
                 statuses = _run_tune(sweep, todo, {
@@ -309,9 +328,55 @@ def reap_orphaned_ray_agents(say=print) -> int:
     return killed
 
 
+#: Ray's own switch (``ray._private.ray_constants``): "0" makes ``get_node_ip_address`` answer the
+#: loopback address instead of this machine's routable one (its default on macOS and Windows).
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+#: Listening TCP sockets of a local Ray that Ray 2.60 does not let us bind to 127.0.0.1: none. With the
+#: node IP on loopback, every server binds there: the GCS server, the raylet (node manager and object
+#: manager), every core worker (the driver and the trial workers), the dashboard agent (gRPC, HTTP and
+#: the Prometheus metrics exporter) and the runtime-env agent. The dashboard itself is not started
+#: (``include_dashboard=False``) and the Ray client server only runs under ``ray start --head``. Not
+#: TCP, so not covered: the raylet's and plasma store's Unix sockets under the session directory.
+#: tests/test_ray_loopback.py checks this list against the sockets of a real local Ray.
+RAY_NON_LOOPBACK_SOCKETS: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def _loopback_node_ip():
+    """Make ``ray.init`` keep ``_node_ip_address="127.0.0.1"`` for a local Ray.
+
+    Ray 2.60's ``ray.init`` replaces a loopback ``_node_ip_address`` by this machine's routable address
+    (``services.resolve_ip_for_localhost``) unless Ray clusters are disabled, which is what
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does (Ray reads it once, into
+    ``ray_constants.ENABLE_RAY_CLUSTER``, when it is imported; so the constant is set too, for a process
+    that imported Ray before). Each Ray server binds to loopback exactly when its node IP is loopback
+    (``is_localhost(ip)`` in the agents, ``listen_to_localhost_only`` in the C++ gRPC servers). Both are
+    restored afterwards: the processes started in between keep their loopback node IP, and a later
+    ``ray.init(address=...)`` in this process behaves as before.
+    """
+    import ray._private.ray_constants as ray_constants
+
+    old_env, old_const = os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_CLUSTER_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = old_env
+
+
 @contextlib.contextmanager
 def _ray_session(address: str | None, ray_init_kwargs: dict):
-    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started."""
+    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started.
+
+    A local Ray listens on 127.0.0.1 only (:func:`_loopback_node_ip`; exceptions, if any:
+    :data:`RAY_NON_LOOPBACK_SOCKETS`); a cluster connection is left as Ray makes it.
+    """
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -321,7 +386,11 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
     if started_here:
         kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
         try:
-            ray.init(address=address, **kw) if address else ray.init(**kw)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                with _loopback_node_ip():
+                    ray.init(**{"_node_ip_address": "127.0.0.1", **kw})
         except Exception as e:  # noqa: BLE001
             if address and "token" in str(e).lower():
                 raise ResourceError(

@@ -10,7 +10,8 @@ Examples::
     lamo-trial prepare --sweep sweeps/quickstart.yaml                 # collect data / pre-train the LM
     lamo-trial run --sweep s.yaml --index 3 --resume-from lamo_runs/trials/<trial>/checkpoint
 
-Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config.
+Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config, 3 for a
+missing or unusable input (one ``error:`` line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -67,8 +68,13 @@ def run(
         None, "--resume-from", help="continue from this checkpoint directory, e.g. a sweep trial's "
         "<storage>/trials/<trial>/checkpoint (default: the workdir's own checkpoint, if any)"),
 ) -> None:
-    """Train and evaluate one trial in this process."""
-    from trainers.inputs import missing_inputs, prepare_inputs
+    """Train and evaluate one trial in this process.
+
+    Exit status 2 for a bad config; 3 when an input is missing or unusable (a dataset the loader rejects,
+    an unreadable LM directory or corpus, checked by :func:`trainers.inputs.validate_inputs` before
+    training): one ``error:`` line per problem on stderr, no traceback."""
+    from trainers.data.d4rl_hdf5 import DatasetError
+    from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
     from trainers.train import run_trial
 
     (cfg,), storage, default_dd = _load(config, sweep, index, set_)
@@ -79,9 +85,18 @@ def run(
         raise typer.Exit(3)
     if prepare:
         prepare_inputs([cfg], dd)
+    problems = validate_inputs([cfg], dd)
+    if problems:  # one line per unusable input, no traceback (a data error is not a bug to debug)
+        for p in problems:
+            typer.echo(f"error: {p.one_line()}", err=True)
+        raise typer.Exit(3)
     wd = (workdir or storage / "debug" / f"{cfg.slug()}-{cfg.config_hash()}").resolve()
     typer.echo(f"trial {cfg.slug()} (config hash {cfg.config_hash()}) in {wd}")
-    final = run_trial(cfg, wd, dd, resume_from=resume_from)
+    try:
+        final = run_trial(cfg, wd, dd, resume_from=resume_from)
+    except DatasetError as e:  # e.g. the file changed since the check above
+        typer.echo("error: " + " ".join(str(e).split()), err=True)
+        raise typer.Exit(3) from None
     typer.echo(json.dumps(final, indent=1))
 
 

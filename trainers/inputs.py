@@ -12,7 +12,9 @@ Where each input is looked for is :mod:`trainers.paths`'s rule. Layout under the
 
 Trials never download or produce anything: :func:`prepare_inputs` runs in the sweep driver before
 fan-out, and :func:`missing_inputs` lets the driver stop, before any compute, with a message that says
-how to provide what is missing.
+how to provide what is missing. After ``prepare``, :func:`validate_inputs` opens every distinct input
+once (each dataset with the trials' own loader, each LM's config and tokenizer, each language corpus), so
+a corrupt file stops the sweep before Ray starts instead of failing (and being retried) in every trial.
 """
 
 from __future__ import annotations
@@ -227,3 +229,112 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             log(f"[prepare] language corpus {cfg.language.corpus} for {cfg.model.lm}: "
                 f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens")
     return made
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """An input that exists but cannot be used: ``what`` names it (and how many trials use it), ``path``
+    is where it was read, ``problem`` is the loader's message and ``fix`` says what to do."""
+
+    what: str
+    path: str
+    problem: str
+    fix: str
+
+    def _head(self) -> str:
+        where = "" if self.path in self.problem else f" ({self.path})"  # loader messages start with the path
+        return f"{self.what}{where} is unusable: {self.problem}"
+
+    def __str__(self) -> str:
+        return f"{self._head()}\n    fix: {self.fix}"
+
+    def one_line(self) -> str:
+        """The problem on one line (for ``lamo-trial``'s stderr)."""
+        return " ".join(f"{self._head()} fix: {self.fix}".split())
+
+
+def _used_by(n: int) -> str:
+    return f"used by {n} trial{'s' if n != 1 else ''}"
+
+
+def validate_inputs(configs: list[TrialConfig], data_dir: Path) -> list[InputProblem]:
+    """Open every distinct input the trials will read, once each, and return what is unusable.
+
+    Run it after :func:`prepare_inputs` (so produced inputs exist) and before any trial starts. It checks:
+
+    * each distinct dataset (source, file or Minari id, the task's observation/action widths): loaded
+      with :func:`trainers.data.loaders.load_trajectory_list`, the loader every trial uses, which checks
+      the file is readable HDF5 (or pickle / Minari), has every required key, equal row counts, finite
+      values and the task's observation/action widths (:class:`~trainers.data.d4rl_hdf5.DatasetError`);
+    * each distinct LM directory a trial loads (``model.lm``): ``AutoConfig`` must read it, and its
+      ``AutoTokenizer`` too when a trial using it has ``language.weight > 0``; nothing is downloaded;
+    * each language-loss corpus of trials with ``language.weight > 0`` (per LM, corpus and block size):
+      its tokenised blocks (:func:`language_blocks`, cached by ``prepare``) must hold at least one block.
+
+    Inputs that are absent and cannot be made are :func:`missing_inputs`'s business; if one is absent
+    anyway, it is reported here as unusable. Nothing raises: every failure becomes an
+    :class:`InputProblem` naming the input, the path and the fix.
+
+    Returns:
+        the problems, in the order of the first trial that uses each input (empty when all is well).
+    """
+    from trainers.data.d4rl_hdf5 import DatasetError
+    from trainers.data.loaders import load_trajectory_list
+
+    data_dir = Path(data_dir)
+    datasets: dict[tuple, list[TrialConfig]] = {}
+    lms: dict[str, list[TrialConfig]] = {}
+    corpora: dict[tuple, list[TrialConfig]] = {}
+    for cfg in configs:
+        task = get_task(cfg.task)
+        where = (f"minari:{cfg.data.minari_id or task.dataset.minari_id}" if cfg.data_source == "minari"
+                 else str(trial_dataset_path(cfg, data_dir)))
+        datasets.setdefault((cfg.data_source, where, task.obs_dim, task.act_dim, cfg.data.allow_pickle), []).append(cfg)
+        if cfg.model.lm is not None:
+            lms.setdefault(lm_location(cfg.model.lm, data_dir), []).append(cfg)
+            if cfg.language.weight > 0:
+                corpora.setdefault((cfg.model.lm, cfg.language.corpus, cfg.language.block_size), []).append(cfg)
+
+    problems: list[InputProblem] = []
+    for (source, where, obs_dim, act_dim, _), users in datasets.items():
+        cfg = users[0]
+        try:
+            load_trajectory_list(cfg, data_dir)
+        except DatasetError as e:
+            problems.append(InputProblem(
+                f"dataset of task {cfg.task!r} (data.source {source}, obs_dim {obs_dim}, act_dim {act_dim}; "
+                f"{_used_by(len(users))})", where, str(e),
+                "repair or re-create the file (a collected dataset: delete it and `prepare` collects it "
+                "again), or point data.path at a good copy"))
+    for loc, users in lms.items():
+        from transformers import AutoConfig, AutoTokenizer
+
+        lm = users[0].model.lm
+        step = "config"
+        try:
+            AutoConfig.from_pretrained(loc, local_files_only=True)
+            if any(c.language.weight > 0 for c in users):
+                step = "tokenizer"
+                AutoTokenizer.from_pretrained(loc, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, ...
+            fix = (f"delete {loc} and run `lamo-trial prepare` to make it again" if lm in project_lm_names()
+                   else "point model.lm at a directory written with save_pretrained (config.json and the "
+                        "tokenizer files), or re-download it with `hf download`")
+            problems.append(InputProblem(f"language model {lm!r} ({_used_by(len(users))})", loc,
+                                         f"its {step} cannot be read ({type(e).__name__}: "
+                                         f"{' '.join(str(e).split())[:400]})", fix))
+    bad_lms = {p.path for p in problems}
+    for (lm, corpus, block), users in corpora.items():
+        if lm_location(lm, data_dir) in bad_lms:
+            continue  # its tokenizer is already reported
+        fix = ("set LAMO_TEXT_DIR to a directory holding the corpus text, lower language.block_size, "
+               "or set language.weight: 0")
+        try:
+            n = len(language_blocks(users[0], data_dir))
+            problem = None if n > 0 else f"it yields 0 blocks of {block} tokens"
+        except Exception as e:  # noqa: BLE001 - missing files, unreadable cache, tokenizer errors
+            problem = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+        if problem:
+            problems.append(InputProblem(f"language-loss corpus {corpus!r} for LM {lm!r} ({_used_by(len(users))})",
+                                         str(data_dir / "corpus_cache"), problem, fix))
+    return problems
