@@ -19,7 +19,6 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
-from tests.test_faults import check_runs, checkpoint_step, make_sweep, wait_for
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -56,23 +55,62 @@ def sweep_cli(sweep: Path, address: str) -> subprocess.Popen:
                              "--address", address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_fractional_gpu_packs_four_trials(head, tmp_path):
+def trial_pid(wd: Path) -> int | None:
+    try:
+        return int((wd / "trial.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
+    """Four trials of ``gpu: 0.25`` run at once on one (fake) GPU. Observed directly, not from timestamps:
+    each trial process is paused (SIGSTOP) as soon as it has started, so none can finish and free its share;
+    all four must then be running together, holding the whole GPU (and both CPUs) of the cluster."""
+    import ray
+
     sweep_file = make_sweep(tmp_path, "packing", ratios="0.25, 0.5, 0.75, 1.0", steps=40, every=40)
     text = sweep_file.read_text().replace("resources: {cpu: 1}", "resources: {cpu: 0.5, gpu: 0.25}")
     sweep_file.write_text(text)
+    sweep = Sweep.load(sweep_file)
+    wds = [trial_workdir(tmp_path / "runs", t) for t in sweep.trials]
+    assert len(wds) == 4
     proc = sweep_cli(sweep_file, head)
+    paused: dict[Path, int] = {}
+
+    def pause_new_trials() -> bool:
+        for wd in wds:
+            pid = trial_pid(wd)
+            if wd not in paused and pid is not None:
+                os.kill(pid, signal.SIGSTOP)
+                paused[wd] = pid
+        return len(paused) == 4
+
+    try:
+        wait_for(pause_new_trials, timeout=300, proc=proc)  # a 1-trial-per-GPU packing never gets here
+        assert all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in paused.values())
+        ray.init(address=head, log_to_driver=False)
+        try:
+            assert ray.cluster_resources()["GPU"] == 1.0 and ray.cluster_resources()["CPU"] == 2.0
+            # Ray's view: the four running trials hold the whole GPU and both CPUs
+            wait_for(lambda: ray.available_resources().get("GPU", 0.0) == 0.0
+                     and ray.available_resources().get("CPU", 0.0) == 0.0, timeout=60, proc=proc)
+        finally:
+            ray.shutdown()
+    finally:
+        for pid in paused.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
+    assert {trial_pid(wd) for wd in wds} == set(paused.values())  # each finished in the process we paused
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = c.search_runs([c.get_experiment_by_name("packing").experiment_id], "tags.`lamo.role` = 'trial'")
-    assert len(runs) == 4
-    spans = [(r.info.start_time, r.info.end_time) for r in runs]
-    overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
-    assert overlap == 4, spans  # all four ran at once on one (fake) GPU
-    assert "0.25/1 GPUs" in out or "1.0/1 GPUs" in out
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
 
 
-def test_worker_node_killed_mid_sweep(head, tmp_path):
+def test_worker_node_killed_mid_sweep(head, tmp_path, make_sweep, wait_for, checkpoint_step, check_runs):
     sweep_file = make_sweep(tmp_path, "nodekill", ratios="0.25, 0.5, 1.0", steps=160, every=80)
     sweep = Sweep.load(sweep_file)
     worker = subprocess.Popen([RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
@@ -91,17 +129,20 @@ def test_worker_node_killed_mid_sweep(head, tmp_path):
         wds = [trial_workdir(tmp_path / "runs", t) for t in sweep.trials]
         node = psutil.Process(worker.pid)
 
+        hit: dict[str, object] = {}
+
         def on_worker_with_checkpoint():
             mine = {p.pid for p in node.children(recursive=True)}
             for wd in wds:
-                try:
-                    if int((wd / "trial.pid").read_text()) in mine and checkpoint_step(wd) >= 20:
-                        return True
-                except (OSError, ValueError):
-                    pass
+                pid = trial_pid(wd)
+                if pid in mine and checkpoint_step(wd) >= 20:
+                    os.kill(pid, signal.SIGSTOP)  # it cannot finish before the node goes down
+                    hit.update(wd=wd, pid=pid, step=checkpoint_step(wd))
+                    return True
             return False
 
         wait_for(on_worker_with_checkpoint, proc=proc)
+        assert 20 <= hit["step"] < 160, hit
         victims = [node, *node.children(recursive=True)]  # the whole worker node: raylet, its workers
         for p in victims:
             try:
@@ -114,4 +155,6 @@ def test_worker_node_killed_mid_sweep(head, tmp_path):
         if worker.poll() is None:
             os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
     assert "reacher2d-medium" in out
+    # the interrupted trial was finished by another process (on the head), from its checkpoint
+    assert trial_pid(hit["wd"]) != hit["pid"] and checkpoint_step(hit["wd"]) == 160
     check_runs(tmp_path, "nodekill", sweep)  # every trial FINISHED once, metrics exactly once
