@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +32,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ray_processes(temp_dir: str) -> list[psutil.Process]:
+    """Every process of the Ray cluster whose nodes were started with ``--temp-dir=temp_dir``: the node
+    processes (their command lines name the temp dir) and all their descendants (workers, trials)."""
+    roots = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(temp_dir in a for a in (p.info["cmdline"] or [])):
+            roots.append(p)
+    out = {p.pid: p for p in roots}
+    for p in roots:
+        try:
+            out.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    return list(out.values())
+
+
 @pytest.fixture()
-def head(tmp_path, monkeypatch):
+def ray_temp_dir():
+    """A Ray temp dir of this test's own. Nodes started with ``ray start --temp-dir`` record the cluster
+    there, not in /tmp/ray/ray_current_cluster, where every local ``ray.init()`` on the machine (other
+    tests' sweeps, other users of the machine) would find and join it. Short: Ray's socket paths under it
+    must stay within the 107-byte AF_UNIX limit."""
+    d = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture()
+def head(tmp_path, monkeypatch, ray_temp_dir):
     import secrets
 
     port = free_port()
@@ -41,13 +70,20 @@ def head(tmp_path, monkeypatch):
     env = {**os.environ, "RAY_DEDUP_LOGS": "1"}
     # a fake GPU: Ray only does the bookkeeping, which is what packing is about
     r = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                        "--num-gpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+                        "--num-gpus=1", "--include-dashboard=false", "--disable-usage-stats",
+                        f"--temp-dir={ray_temp_dir}"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        # stop this cluster only (`ray stop --force` would stop every Ray of the machine's user)
+        for p in ray_processes(ray_temp_dir):
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(ray_processes(ray_temp_dir), timeout=30)
 
 
 def sweep_cli(sweep: Path, address: str) -> subprocess.Popen:
@@ -110,11 +146,12 @@ def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
 
 
-def test_worker_node_killed_mid_sweep(head, tmp_path, make_sweep, wait_for, checkpoint_step, check_runs):
+def test_worker_node_killed_mid_sweep(head, ray_temp_dir, tmp_path, make_sweep, wait_for, checkpoint_step,
+                                      check_runs):
     sweep_file = make_sweep(tmp_path, "nodekill", ratios="0.25, 0.5, 1.0", steps=160, every=80)
     sweep = Sweep.load(sweep_file)
     worker = subprocess.Popen([RAY, "start", f"--address={head}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                               "--block", "--disable-usage-stats"],
+                               "--block", "--disable-usage-stats", f"--temp-dir={ray_temp_dir}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         import ray
