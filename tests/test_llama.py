@@ -65,6 +65,7 @@ def smollm2_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow(reason="unpacks the 135M-parameter SmolLM2 GGUF (~30-70 s) and runs it")
 def test_real_smollm2_is_pretrained_and_adapts(smollm2_dir):
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     m = DecisionTransformer(cfg_for(smollm2_dir, lora={"rank": 8, "alpha": 16}), 11, 3, 1000, smollm2_dir).eval()
@@ -79,6 +80,7 @@ def test_real_smollm2_is_pretrained_and_adapts(smollm2_dir):
     assert out.shape == (2, 20, 3) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow(reason="the unpacked SmolLM2 (its fixture alone is ~30-70 s)")
 def test_smollm2_first_blocks_only(smollm2_dir):
     m = DecisionTransformer(cfg_for(smollm2_dir, n_blocks=2), 11, 3, 1000, smollm2_dir)
     assert len(m.trunk.layers) == 2 and m.lm.config.num_hidden_layers == 2

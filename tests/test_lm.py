@@ -129,6 +129,7 @@ def test_batcher_epochs_determinism_and_resume():
 
 
 @needs_text
+@pytest.mark.slow(reason="a real stage-1 run (tokenizer, tokenisation, 30 steps): 12-16 s")
 def test_tiny_pretrain_writes_loadable_lm(tmp_path, monkeypatch, one_thread):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

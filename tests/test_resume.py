@@ -61,7 +61,7 @@ main()
 """
 
 
-@pytest.mark.slow  # ~20 s: an uninterrupted LaMo trial, a killed one and its resume
+@pytest.mark.slow(reason="an uninterrupted LaMo trial, a killed one in a fresh process and its resume: 15-70 s")
 def test_killed_trial_resumes_exactly(inputs, tmp_path):
     root, data, lm = inputs
     cfg = config(lm)
