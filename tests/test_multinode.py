@@ -5,9 +5,10 @@ head and finished from their checkpoints (shared storage: the same filesystem)."
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,12 +100,26 @@ def trial_pid(wd: Path) -> int | None:
         return None
 
 
+# Polls the cluster's resources (up to 60 s: Ray's resource view lags by up to ~1 s) until no GPU and no CPU
+# is available; prints [total, available].
+_RESOURCES = """
+import json, sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+deadline = time.time() + 60
+while True:
+    avail = ray.available_resources()
+    if (avail.get("GPU", 0.0) == 0.0 and avail.get("CPU", 0.0) == 0.0) or time.time() > deadline:
+        break
+    time.sleep(0.5)
+print(json.dumps([ray.cluster_resources(), avail]))
+"""
+
+
 def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
     """Four trials of ``gpu: 0.25`` run at once on one (fake) GPU. Observed directly, not from timestamps:
     each trial process is paused (SIGSTOP) as soon as it has started, so none can finish and free its share;
     all four must then be running together, holding the whole GPU (and both CPUs) of the cluster."""
-    import ray
-
     sweep_file = make_sweep(tmp_path, "packing", ratios="0.25, 0.5, 0.75, 1.0", steps=40, every=40)
     text = sweep_file.read_text().replace("resources: {cpu: 1}", "resources: {cpu: 0.5, gpu: 0.25}")
     sweep_file.write_text(text)
@@ -124,15 +139,16 @@ def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
 
     try:
         wait_for(pause_new_trials, timeout=300, proc=proc)  # a 1-trial-per-GPU packing never gets here
-        assert all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in paused.values())
-        ray.init(address=head, log_to_driver=False)
-        try:
-            assert ray.cluster_resources()["GPU"] == 1.0 and ray.cluster_resources()["CPU"] == 2.0
-            # Ray's view: the four running trials hold the whole GPU and both CPUs
-            wait_for(lambda: ray.available_resources().get("GPU", 0.0) == 0.0
-                     and ray.available_resources().get("CPU", 0.0) == 0.0, timeout=60, proc=proc)
-        finally:
-            ray.shutdown()
+        # (a signal is delivered asynchronously: the last one may take a moment)
+        wait_for(lambda: all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in paused.values()),
+                 timeout=30)
+        # Ray's view: the four running trials hold the whole GPU and both CPUs (asked from a process of its
+        # own: a driver process keeps the first cluster token it read, so this one must not be the test's)
+        r = subprocess.run([sys.executable, "-c", _RESOURCES, head], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        total, available = json.loads(r.stdout.strip().splitlines()[-1])
+        assert (total["GPU"], total["CPU"]) == (1.0, 2.0)
+        assert (available.get("GPU", 0.0), available.get("CPU", 0.0)) == (0.0, 0.0), available
     finally:
         for pid in paused.values():
             try:
