@@ -20,9 +20,9 @@ from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
 from trainers.train import CHECKPOINT_DIR, run_trial
 
-pytestmark = [pytest.mark.slow(reason="real Ray sweeps killed mid-run and finished, then re-run in-process: "
-                                      "1.5-5 min each on 2 cores"),
-              pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow(reason="real Ray sweeps killed mid-run and finished, then re-run in-process: "
+                                      "1.5-5 min each on 2 cores")
+
 
 def start(sweep: Path, *extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep), "--no-analysis", *extra],

@@ -23,8 +23,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
 
-pytestmark = [pytest.mark.slow(reason="a two-node Ray cluster (ray start) and sweeps through it: ~2 min each"),
-              pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow(reason="a two-node Ray cluster (ray start) and sweeps through it: ~2 min each")
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

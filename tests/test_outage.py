@@ -12,8 +12,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
 
-pytestmark = [pytest.mark.slow(reason="PostgreSQL + mlflow server stopped and restarted under a Ray sweep: ~1.5 min"),
-              pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow(reason="PostgreSQL + mlflow server stopped and restarted under a Ray sweep: ~1.5 min")
 
 
 def test_server_outage_mid_sweep_loses_nothing(tracking_server, tracking_script, tmp_path, make_sweep, wait_for,

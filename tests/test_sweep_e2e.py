@@ -11,8 +11,7 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-pytestmark = [pytest.mark.slow(reason="a 4-trial Ray Tune sweep with analysis, then a re-run: ~1.5 min"),
-              pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow(reason="a 4-trial Ray Tune sweep with analysis, then a re-run: ~1.5 min")
 
 SWEEP = """
 name: smoke

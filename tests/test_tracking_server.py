@@ -79,7 +79,6 @@ def _db_counts(srv: dict, run_ids: list[str]) -> dict[tuple[str, str], tuple[int
 
 
 @pytest.mark.slow(reason="starts PostgreSQL + mlflow server (~15 s), then 16 concurrent writers (~15 s)")
-@pytest.mark.xdist_group("ray")
 def test_concurrent_writers_lose_nothing(tracking_server):
     server = tracking_server
     import mlflow  # noqa: F401 - imported once here, inherited by the forked writers
@@ -127,7 +126,6 @@ def test_unreachable_uri_fails_fast():
 
 
 @pytest.mark.slow(reason="needs the running tracking server of this module (PostgreSQL + mlflow server)")
-@pytest.mark.xdist_group("ray")
 def test_status_and_stop_leave_no_process(tracking_server, tracking_script):
     server, _script = tracking_server, tracking_script
     r = _script("status", server, timeout=60)
