@@ -3,7 +3,7 @@ PY := .venv/bin/python
 SWEEP ?= sweeps/quickstart.yaml
 ARGS ?=
 
-.PHONY: install quickstart test ui bench clean
+.PHONY: install quickstart test test-fast ui bench clean
 
 install:
 	@bash scripts/bootstrap.sh
@@ -15,6 +15,11 @@ quickstart: install
 ## test: install, then run the whole test suite (what CI runs)
 test: install
 	$(PY) -m pytest -q $(ARGS)
+
+## test-fast: install, then run the inner-loop tier: every test not marked `slow` (no Ray sweeps, no
+## tracking server, no long training)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 ## ui: browse the quickstart's MLflow store at http://127.0.0.1:5000
 ui: install

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -20,73 +18,15 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
-from trainers.data.collect import collect_dataset
-from trainers.paths import dataset_path
 from trainers.train import CHECKPOINT_DIR, run_trial
 
-pytestmark = pytest.mark.slow
-
-SWEEP = """
-name: {name}
-storage: {root}/runs
-data_dir: {root}/data
-resources: {{cpu: 1}}
-max_failures: 2
-base:
-  train: {{steps: {steps}, batch_size: 16, warmup_steps: 5, log_every: 10, checkpoint_every: 20}}
-  eval: {{every_steps: {every}, episodes: 2, max_episode_steps: 15}}
-variants:
-  dt: {{preset: dt, model: {{arch: {{n_layer: 1, n_embd: 32, n_head: 1, n_inner: 64}}}}, train: {{warmup_steps: 5}}}}
-grid: {{task: [reacher2d-medium], sample_ratio: [{ratios}], seed: [0]}}
-"""
-
-
-def make_sweep(root: Path, name: str, ratios="0.5, 1.0", steps=160, every=80) -> Path:
-    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", root / "data"), episodes=12, seed=0,
-                    progress=False)
-    p = root / f"{name}.yaml"
-    p.write_text(textwrap.dedent(SWEEP.format(name=name, root=root, ratios=ratios, steps=steps, every=every)))
-    return p
+pytestmark = pytest.mark.slow(reason="real Ray sweeps killed mid-run and finished, then re-run in-process: "
+                                      "1.5-5 min each on 2 cores")
 
 
 def start(sweep: Path, *extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep), "--no-analysis", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(pred, timeout=300, proc=None):
-    deadline = time.time() + timeout
-    while not pred():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError("sweep ended early:\n" + proc.stdout.read()[-3000:])
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
-
-
-def checkpoint_step(wd: Path) -> int:
-    try:
-        return torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"]
-    except Exception:  # noqa: BLE001 - not there yet / being replaced
-        return -1
-
-
-def check_runs(root: Path, name: str, sweep: Sweep) -> dict:
-    """One FINISHED child per trial, each (key, step) once; returns {slug: final eval metrics}."""
-    c = MlflowClient(f"sqlite:///{root / 'runs' / 'mlflow.db'}")
-    exp = c.get_experiment_by_name(name)
-    children = c.search_runs([exp.experiment_id], "tags.`lamo.role` = 'trial'")
-    assert sorted(ch.data.tags["config_hash"] for ch in children) == sorted(t.config_hash() for t in sweep.trials)
-    assert all(ch.info.status == "FINISHED" for ch in children), [ch.info.status for ch in children]
-    finals = {}
-    for ch in children:
-        steps = [m.step for m in c.get_metric_history(ch.info.run_id, "train/action_loss")]
-        assert steps == list(range(10, sweep.trials[0].train.steps + 1, 10)), steps  # no gap, no duplicate
-        for key in ch.data.metrics:
-            hist = [m.step for m in c.get_metric_history(ch.info.run_id, key)]
-            assert len(hist) == len(set(hist)), (key, hist)
-        finals[ch.info.run_name] = {k: v for k, v in ch.data.metrics.items()
-                                    if k.startswith(("eval/", "train/action_loss")) and k != "eval/episodes_per_s"}
-    return finals
 
 
 def assert_same_as_uninterrupted(root: Path, sweep: Sweep, finals: dict, tmp: Path) -> None:
@@ -106,35 +46,55 @@ def assert_same_as_uninterrupted(root: Path, sweep: Sweep, finals: dict, tmp: Pa
         assert all(torch.equal(a[k], b[k]) for k in a), t.slug()
 
 
-def orphaned_ray_agents() -> list:
-    """Live ``ray::*Agent`` processes re-parented to init (their local Ray's driver and raylet are gone)."""
-    out = []
-    for p in psutil.process_iter(["ppid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if p.info["ppid"] == 1 and cmd and cmd[0].startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
-            out.append(p)
-    return out
+AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
-def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path):
+def ray_agents_of(pid: int) -> list[psutil.Process]:
+    """The Ray agent processes among ``pid``'s descendants (a local Ray: driver -> raylet -> agents)."""
+    return [p for p in psutil.Process(pid).children(recursive=True)
+            if (p.cmdline() or [""])[0].startswith(AGENTS)]
+
+
+def orphaned(p: psutil.Process) -> bool:
+    """Gone, or re-parented to init."""
+    try:
+        return p.ppid() == 1 or not alive(p)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path, make_sweep, wait_for, checkpoint_step,
+                                                         check_runs):
     sweep_file = make_sweep(tmp_path, "driverkill")
     sweep = Sweep.load(sweep_file)
     proc = start(sweep_file)
     wds = [trial_workdir(tmp_path / "runs", t) for t in sweep.trials]
     wait_for(lambda: any(checkpoint_step(wd) >= 20 for wd in wds), proc=proc)
+    agents = ray_agents_of(proc.pid)
+    assert {a.cmdline()[0].split()[0] for a in agents} == set(AGENTS), agents  # the driver's local Ray
+    raylets = [p for p in psutil.Process(proc.pid).children(recursive=True) if "raylet" in p.name()]
     proc.send_signal(signal.SIGKILL)  # no clean-up at all
     proc.wait()
     done_before = [checkpoint_step(wd) for wd in wds]
     assert any(0 < s < 160 for s in done_before), done_before
-    time.sleep(2)  # let the killed driver's raylet go down
-    orphans = orphaned_ray_agents()
+    # Ray 2.60 leaves the killed driver's agents behind: its raylet goes down, they are re-parented to init
+    wait_for(lambda: not any(alive(r) for r in raylets), timeout=60)
+    wait_for(lambda: all(orphaned(a) for a in agents), timeout=60)
+    orphans = [a for a in agents if alive(a)]
+    assert orphans, "the killed driver left no orphaned Ray agent: nothing for the rerun to reap"
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    # Ray agents the killed driver's local Ray left behind were stopped by the rerun
-    assert not [p for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], orphans
-    if orphans:
-        assert "Ray agent process(es) left by an earlier local Ray" in r.stdout
+    # the Ray agents the killed driver's local Ray left behind were stopped by the rerun, and it said so
+    assert not [p for p in orphans if alive(p)], orphans
+    assert "Ray agent process(es) left by an earlier local Ray" in r.stdout
     finals = check_runs(tmp_path, "driverkill", sweep)
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     parents = c.search_runs([c.get_experiment_by_name("driverkill").experiment_id], "tags.`lamo.role` = 'sweep'")
@@ -142,7 +102,8 @@ def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path):
     assert_same_as_uninterrupted(tmp_path, sweep, finals, tmp_path / "ref")
 
 
-def test_trial_process_sigkill_is_retried_from_checkpoint(tmp_path):
+def test_trial_process_sigkill_is_retried_from_checkpoint(tmp_path, make_sweep, wait_for, checkpoint_step,
+                                                          check_runs):
     sweep_file = make_sweep(tmp_path, "trialkill", ratios="1.0")
     sweep = Sweep.load(sweep_file)
     (trial,) = sweep.trials

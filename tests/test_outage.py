@@ -11,13 +11,13 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
-from tests.test_faults import checkpoint_step, make_sweep, wait_for
-from tests.test_tracking_server import _script, server  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="PostgreSQL + mlflow server stopped and restarted under a Ray sweep: ~1.5 min")
 
 
-def test_server_outage_mid_sweep_loses_nothing(server, tmp_path):  # noqa: F811
+def test_server_outage_mid_sweep_loses_nothing(tracking_server, tracking_script, tmp_path, make_sweep, wait_for,
+                                               checkpoint_step):
+    server, _script = tracking_server, tracking_script
     sweep_file = make_sweep(tmp_path, "outage", ratios="1.0", steps=600, every=300)
     sweep = Sweep.load(sweep_file)
     (trial,) = sweep.trials

@@ -1,4 +1,4 @@
-"""Exact resume: a trial SIGKILLed at a random point and resumed from its checkpoint ends with the same
+"""Exact resume: a trial SIGKILLed at a (seeded) point between two checkpoints and resumed from its checkpoint ends with the same
 final metrics and bit-identical weights as an uninterrupted trial (CPU)."""
 
 from __future__ import annotations
@@ -9,22 +9,19 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 import yaml
 
 from trainers.config import TrialConfig
-from tests.conftest import make_tiny_inputs
 from trainers.train import CHECKPOINT_DIR, run_trial
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    data, lm = make_tiny_inputs(root, episodes=10, seed=1)
-    return root, data, lm
+def inputs(tiny_inputs):
+    data, lm = tiny_inputs
+    return data.parent, data, lm
 
 
 def config(lm) -> TrialConfig:
@@ -38,6 +35,33 @@ def config(lm) -> TrialConfig:
     )
 
 
+# The kill: right after the trial has logged this step (a log step between two checkpoints, drawn with a
+# fixed seed): the work done since the last checkpoint is lost and must be redone identically.
+KILL_AFTER_STEP = random.Random(1234).choice([15, 25, 35, 45, 55])
+
+# Runs the real CLI in a fresh process that SIGKILLs itself once ``ConsoleReporter`` has written the
+# metrics of ``KILL_AFTER_STEP`` to metrics.jsonl: the same point on any machine, however fast.
+_KILLED_TRIAL = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from trainers.train import ConsoleReporter
+from orchestrator.trial_cli import main
+
+kill_after, real_log = int(sys.argv[4]), ConsoleReporter.log
+
+def log(self, step, metrics):
+    real_log(self, step, metrics)
+    if step >= kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ConsoleReporter.log = log
+sys.argv = ["lamo-trial", "run", sys.argv[1], "--workdir", sys.argv[2], "--data-dir", sys.argv[3], "--no-prepare"]
+main()
+"""
+
+
+@pytest.mark.slow(reason="an uninterrupted LaMo trial, a killed one in a fresh process and its resume: 15-70 s")
 def test_killed_trial_resumes_exactly(inputs, tmp_path):
     root, data, lm = inputs
     cfg = config(lm)
@@ -48,22 +72,13 @@ def test_killed_trial_resumes_exactly(inputs, tmp_path):
     cfg_file = tmp_path / "trial.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "import torch, sys; torch.set_num_threads(1); from orchestrator.trial_cli import main; "
-                             "sys.argv=['lamo-trial','run',sys.argv[1],'--workdir',sys.argv[2],'--data-dir',"
-                             "sys.argv[3],'--no-prepare']; main()", str(cfg_file), str(wd), str(data)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # wait for a first checkpoint, then kill at a random later moment (before the trial ends)
-    deadline = time.time() + 240
-    while not (wd / CHECKPOINT_DIR / "state.pt").exists():
-        assert proc.poll() is None, "trial exited before its first checkpoint"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 0.5))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", _KILLED_TRIAL, str(cfg_file), str(wd), str(data),
+                           str(KILL_AFTER_STEP)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    logged = [json.loads(x)["step"] for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert max(logged) == KILL_AFTER_STEP
     killed_at = torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"]
-    assert 10 <= killed_at < 60, killed_at
+    assert killed_at == KILL_AFTER_STEP // 10 * 10, killed_at  # the last checkpoint before the kill
 
     resumed = run_trial(cfg, wd, data)
     timing = "eval/episodes_per_s"
@@ -96,7 +111,7 @@ class _Died(BaseException):
 
 @pytest.mark.parametrize("phase, die_at", [("before", 20), ("during", 20), ("after", 20), ("before", 40),
                                            ("after", 40)])
-def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, phase, die_at):
+def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, phase, die_at, new_sqlite_uri):
     """A trial that dies right after writing a checkpoint, before / in the middle of / after sending the
     buffered metrics to MLflow, and is then resumed, ends with exactly the (key, step) records of an
     uninterrupted trial, each once (step 40 is the final checkpoint: the resumed trial does not evaluate
@@ -106,8 +121,6 @@ def test_kill_around_metric_delivery_logs_each_metric_once(inputs, tmp_path, pha
 
     from orchestrator import tracking
     from orchestrator.sweep import _MlflowTuneReporter
-    from tests.test_analysis import new_sqlite_uri
-
     root, data, lm = inputs
     base = config(lm)
     cfg = base.model_copy(update={"train": base.train.model_copy(update={"steps": 40}),
@@ -195,7 +208,7 @@ def test_checkpoint_holds_trainable_weights_only_and_checks_the_frozen_ones(inpu
         load_checkpoint_weights(model, weights, tmp_path, fingerprint)
 
 
-def test_restored_records_wait_for_the_server_without_blocking(tmp_path):
+def test_restored_records_wait_for_the_server_without_blocking(tmp_path, new_sqlite_uri):
     """Records restored from a checkpoint are checked against the run at the first delivery, not at
     resume: with the server unreachable, the reporter keeps them and training goes on; once it is back,
     only the records the run lacks are sent."""
@@ -203,7 +216,6 @@ def test_restored_records_wait_for_the_server_without_blocking(tmp_path):
 
     from orchestrator import tracking
     from orchestrator.sweep import _MlflowTuneReporter
-    from tests.test_analysis import new_sqlite_uri
 
     uri = new_sqlite_uri(tmp_path)
     cfg = TrialConfig(task="reacher2d-medium", variant="dt")

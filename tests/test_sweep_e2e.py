@@ -11,9 +11,7 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import make_tiny_inputs
-
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a 4-trial Ray Tune sweep with analysis, then a re-run: ~1.5 min")
 
 SWEEP = """
 name: smoke
@@ -36,9 +34,9 @@ grid: {{task: [reacher2d-medium], sample_ratio: [0.5, 1.0], seed: [0], variant: 
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, tiny_inputs):
     root = tmp_path_factory.mktemp("smoke")
-    data, lm = make_tiny_inputs(root, episodes=12, seed=0, lm_steps=5)
+    data, lm = tiny_inputs
     sweep = root / "smoke.yaml"
     sweep.write_text(textwrap.dedent(SWEEP.format(storage=root / "runs", data=data, lm=lm)))
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep)], capture_output=True, text=True,
@@ -80,11 +78,58 @@ def test_sweep_logs_one_finished_child_per_trial(smoke):
             assert lang == []  # lambda = 0: no language forward pass at all
 
 
+def _markdown_rows(text: str, first_header: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the Markdown table whose header row starts with ``| first_header |``."""
+    lines = text.splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    split = lambda ln: [c.strip() for c in ln.strip().strip("|").split("|")]  # noqa: E731
+    body = []
+    for ln in lines[i + 2:]:
+        if not ln.startswith("|"):
+            break
+        body.append(split(ln))
+    return split(lines[i]), body
+
+
 def test_sweep_writes_analysis(smoke):
+    """table.md holds, per task x ratio row and variant column, the score of the one trial of that cell as
+    read back from MLflow: the best RTG target's normalised score at the final evaluation (the default
+    rule), n=1, std 0, the row's best in bold."""
+    import re
+
     root, _, r = smoke
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = root / "runs" / "analysis" / "smoke"
-    table = (out / "table.md").read_text()
-    assert "lamo" in table and "dt" in table and "n=1" in table
+    c = MlflowClient(f"sqlite:///{root / 'runs' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("smoke")
+    expected = {}
+    for ch in c.search_runs([exp.experiment_id], "tags.`lamo.role` = 'trial'"):
+        finals = []
+        for target in ("76", "40"):
+            hist = sorted(c.get_metric_history(ch.info.run_id, f"eval/rtg_{target}/normalised_score"),
+                          key=lambda m: m.step)
+            finals.append(hist[-1].value)
+        key = (ch.data.tags["task"], f"{float(ch.data.tags['sample_ratio']) * 100:g}%", ch.data.tags["variant"])
+        expected[key] = max(finals)
+    assert len(expected) == 4
+
+    header, rows = _markdown_rows((out / "table.md").read_text(), "task")
+    assert header[:2] == ["task", "sample ratio"] and sorted(header[2:]) == ["dt", "lamo"]
+    got = {}
+    for row in rows:
+        task, ratio, cells = row[0], row[1], row[2:]
+        means = []
+        for variant, cell in zip(header[2:], cells):
+            m = re.fullmatch(r"(\*\*)?(-?[0-9.]+) ± ([0-9.]+) \(n=(\d+)\)(\*\*)?", cell)
+            assert m, cell
+            got[(task, ratio, variant)] = (float(m.group(2)), float(m.group(3)), int(m.group(4)), bool(m.group(1)))
+            means.append(float(m.group(2)))
+        bold = [got[(task, ratio, v)][0] for v in header[2:] if got[(task, ratio, v)][3]]
+        assert bold and all(b == max(means) for b in bold), row  # the row's best mean is bold
+    assert set(got) == set(expected)
+    for key, score in expected.items():
+        mean, std, n, _ = got[key]
+        assert (f"{mean:.1f}", std, n) == (f"{score:.1f}", 0.0, 1), (key, got[key], score)
     assert (out / "score_vs_ratio.png").stat().st_size > 5000
     assert "table.md" in r.stdout
 

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-SCRIPT = REPO / "scripts" / "tracking_server.sh"
 N_WRITERS, N_KEYS, N_STEPS = 16, 200, 5
 HISTORY_KEYS = range(0, N_KEYS, 4)  # read back through REST per key; every key is counted in PostgreSQL
 
@@ -33,44 +27,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _script(cmd: str, srv: dict, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LAMO_MLFLOW": str(Path(sys.executable).parent / "mlflow")}
-    return subprocess.run(["bash", str(SCRIPT), cmd, "--dir", srv["dir"], "--port", str(srv["port"]),
-                           "--pg-port", str(srv["pg_port"])], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
-
 def _leftovers(srv: dict) -> list[str]:
     """Live (non-zombie) processes that belong to this server instance."""
     out = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True).stdout
     marks = (srv["dir"], f"--port {srv['port']}", f"-p {srv['pg_port']}")
     return [line for line in out.splitlines()
             if any(m in line for m in marks) and line.split()[1][:1] != "Z" and "ps -eo" not in line]
-
-
-@pytest.fixture(scope="module")
-def server():
-    pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed in the venv (pyproject pin)")
-    # the PostgreSQL cluster runs as the `postgres` user when we are root: it needs a traversable path,
-    # which pytest's tmp_path (/tmp/pytest-of-root, mode 700) is not
-    d = tempfile.mkdtemp(prefix="lamo-tracking-", dir="/tmp")
-    os.chmod(d, 0o755)
-    srv = {"dir": d, "port": _free_port(), "pg_port": _free_port()}
-    t0 = time.perf_counter()
-    r = _script("start", srv)
-    srv["start_s"] = time.perf_counter() - t0
-    if r.returncode != 0:
-        _script("stop", srv, timeout=60)
-        if "PostgreSQL (initdb, pg_ctl) not found" in r.stderr or "apt-get install postgresql failed" in r.stderr:
-            shutil.rmtree(d, ignore_errors=True)
-            pytest.skip(f"PostgreSQL cannot be installed here: {r.stderr.strip().splitlines()[-1]}")
-        pytest.fail(f"tracking_server.sh start failed (rc {r.returncode}):\n{r.stderr}")
-    srv["uri"] = r.stdout.strip().splitlines()[-1]
-    print(f"\n[tracking server] started in {srv['start_s']:.1f} s at {srv['uri']}")
-    yield srv
-    if not srv.get("stopped"):
-        _script("stop", srv, timeout=60)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _setup(uri: str) -> tuple[str, str]:
@@ -116,8 +78,9 @@ def _db_counts(srv: dict, run_ids: list[str]) -> dict[tuple[str, str], tuple[int
         conn.close()
 
 
-@pytest.mark.slow
-def test_concurrent_writers_lose_nothing(server):
+@pytest.mark.slow(reason="starts PostgreSQL + mlflow server (~15 s), then 16 concurrent writers (~15 s)")
+def test_concurrent_writers_lose_nothing(tracking_server):
+    server = tracking_server
     import mlflow  # noqa: F401 - imported once here, inherited by the forked writers
 
     import orchestrator.tracking  # noqa: F401
@@ -162,8 +125,9 @@ def test_unreachable_uri_fails_fast():
     assert time.perf_counter() - t0 < 10
 
 
-@pytest.mark.slow
-def test_status_and_stop_leave_no_process(server):
+@pytest.mark.slow(reason="needs the running tracking server of this module (PostgreSQL + mlflow server)")
+def test_status_and_stop_leave_no_process(tracking_server, tracking_script):
+    server, _script = tracking_server, tracking_script
     r = _script("status", server, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "MLflow: running" in r.stderr and "PostgreSQL: running" in r.stderr

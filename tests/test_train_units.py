@@ -8,14 +8,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from trainers.config import TrialConfig
-from tests.conftest import make_tiny_inputs
 from trainers.model import DecisionTransformer
 from trainers.train import CHECKPOINT_DIR, run_trial
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_tiny_inputs(tmp_path_factory.mktemp("units"), episodes=6, seed=2)
+def inputs(tiny_inputs):
+    return tiny_inputs
 
 
 def cfg(lm, finetune="lora", weight=0.1):
