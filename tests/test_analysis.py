@@ -278,6 +278,7 @@ def test_cli(store, tmp_path):
     assert res.exit_code == 2 and "fixed_target" in res.output
 
 
+@pytest.mark.slow(reason="two full reports with 2000/1000 bootstrap replications: ~12 s")
 def test_sweep_end_report_and_cli_give_identical_intervals(store, tmp_path):
     """The end of a sweep and ``lamo-analysis report`` share one bootstrap default (same CIs)."""
     calls = [n for n in ast.walk(ast.parse((ROOT / "orchestrator" / "sweep.py").read_text()))

@@ -1,12 +1,10 @@
-"""Package layering (no compute): ``trainers`` runs without Ray, MLflow or the orchestrator; ``analysis``
-reads an MLflow store without the trainer's heavy dependencies; no import cycles inside ``trainers``,
-lazy (function-level) imports included."""
+"""Package layering (no compute): ``trainers`` runs without Ray, MLflow or the orchestrator; no import
+cycles inside ``trainers``, lazy (function-level) imports included. (That the analysis reads a store
+without torch or Ray is checked in tests/test_analysis.py.)"""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 from tests.conftest import REPO
 
@@ -52,13 +50,6 @@ def test_no_import_cycles_in_trainers():
 
     cycles = [c for m in sorted(mods) if (c := cycle_from(m))]
     assert not cycles, cycles[0]
-
-
-def test_analysis_and_contract_load_without_torch_or_ray():
-    code = ("import sys, analysis.runs, trainers.contract; "
-            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_contract_params_name_trial_config_fields():
