@@ -157,6 +157,7 @@ def test_eval_keys_are_parsed_by_the_contract(store):
     assert tidy[["rtg_target", "normalised_score", "return_mean"]].values.tolist() == [[3600.0, 42.0, 1260.0]]
 
 
+@pytest.mark.slow(reason="a fresh interpreter that imports the analysis and reads a store: ~8 s")
 def test_reading_a_store_needs_no_torch_or_ray(store):
     """The analysis reads a store with MLflow and the standard-library contract only."""
     code = (

@@ -459,6 +459,7 @@ def test_partial_sweep_with_failed_trial_and_missing_cells(store, tiny, tmp_path
     assert pd.read_csv(out / "rliable_aggregates.csv").empty
 
 
+@pytest.mark.slow(reason="every `lamo-analysis` subcommand end to end, 2000/1000 bootstrap: ~8 s")
 def test_cli_subcommands(store, tiny, tmp_path):
     runner = CliRunner()
     base = ["--tracking-uri", store["uri"], "--experiment", EXP]

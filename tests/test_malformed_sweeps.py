@@ -178,6 +178,7 @@ def test_paper_grid_stays_listable_on_any_machine(tmp_path):
     _assert_nothing_created(tmp_path)
 
 
+@pytest.mark.slow(reason="fresh `lamo-sweep --dry-run` interpreters: ~9 s")
 def test_dry_run_lists_the_inputs_a_run_would_prepare_or_lacks(tmp_path):
     """The offline Hopper sweep on an empty storage: the dry run names the dataset it would collect and the
     LM it would pre-train, makes neither, and the paper grid's missing D4RL files and GPT-2 are warned about."""

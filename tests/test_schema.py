@@ -123,6 +123,7 @@ def run_cli(*args, cwd=None):
                           cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow(reason="fresh `lamo-sweep` interpreters (torch, Ray, MLflow imports) per exit code: ~10 s")
 def test_cli_dry_run_and_exit_codes(tmp_path):
     r = run_cli(str(REPO / "sweeps" / "low_data.yaml"), "--dry-run")
     assert r.returncode == 0, r.stderr
