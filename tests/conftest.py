@@ -184,7 +184,7 @@ def wait_for():
 def _checkpoint_step(wd: Path) -> int:
     import torch
 
-    from trainers.train import CHECKPOINT_DIR
+    from trainers.checkpoint import CHECKPOINT_DIR
 
     try:
         return torch.load(wd / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"]

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
-from trainers.train import CHECKPOINT_DIR, run_trial
+from trainers.checkpoint import CHECKPOINT_DIR
+from trainers.train import run_trial
 
 pytestmark = pytest.mark.slow(reason="real Ray sweeps killed mid-run and finished, then re-run in-process: "
                                       "1.5-5 min each on 2 cores")

@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from trainers.config import TrialConfig
-from trainers.train import CHECKPOINT_DIR, run_trial
+from trainers.checkpoint import CHECKPOINT_DIR
+from trainers.train import run_trial
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from trainers.config import TrialConfig
 from trainers.model import DecisionTransformer
-from trainers.train import CHECKPOINT_DIR, run_trial
+from trainers.checkpoint import CHECKPOINT_DIR
+from trainers.train import run_trial
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Protocol
 
 from trainers import contract
-from trainers.checkpoint import (CHECKPOINT_DIR, LoopState, TrialCheckpoint, checkpoint_weights,  # noqa: F401
-                                 latest_checkpoint, load_checkpoint_weights, save_checkpoint, seed_everything)
+from trainers.checkpoint import LoopState, TrialCheckpoint, seed_everything
 from trainers.config import TrialConfig
-from trainers.learner import load_trajectories, make_learner, resolve_device  # noqa: F401 - load_trajectories: public API
+from trainers.learner import make_learner, resolve_device
 
 
 class Reporter(Protocol):

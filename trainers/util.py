@@ -76,7 +76,7 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, keep_old: str | 
     The old ``dst`` is first renamed aside (to ``keep_old`` if given, else a unique hidden sibling), then
     ``src`` is renamed to ``dst``, then the old copy is deleted. A process killed between the two renames
     leaves the old copy under its aside name; callers that must recover from that (checkpoints) pass a
-    fixed ``keep_old`` name and look there (see :func:`trainers.state.latest_checkpoint`).
+    fixed ``keep_old`` name and look there (see :func:`trainers.checkpoint.latest_checkpoint`).
     """
     src, dst = Path(src), Path(dst)
     old = dst.with_name(keep_old) if keep_old else _sibling(dst, "old")
