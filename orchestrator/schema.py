@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainers.config import TrialConfig
 from trainers.util import did_you_mean
@@ -153,10 +153,13 @@ def tracking_uri_problem(uri: str | None) -> str | None:
 
 class Grid(_Strict):
     """Grid axes. ``variant`` defaults to every variant; ``axes`` adds axes over any trial-config field
-    given as a dotted path (e.g. ``language.weight``)."""
+    given as a dotted path (e.g. ``language.weight``). ``sample_ratio_by_task`` (``{task: [ratios]}``, an
+    entry per grid task) replaces ``sample_ratio`` when tasks need different ratios (the paper's Kitchen
+    grid, ``sweeps/kitchen.yaml``)."""
 
     task: list[str] = Field(min_length=1)
     sample_ratio: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    sample_ratio_by_task: dict[str, list[float]] | None = None
     seed: list[int] = Field(default_factory=lambda: [0], min_length=1)
     variant: list[str] | None = Field(None, min_length=1)
     axes: dict[str, list[Any]] = Field(default_factory=dict)
@@ -169,6 +172,35 @@ class Grid(_Strict):
                 raise ValueError(f"item {i} = {r} is not a sample ratio: it must be in (0, 1] "
                                  f"(a fraction of the dataset's trajectories, e.g. 0.01 for 1%)")
         return v
+
+    @field_validator("sample_ratio_by_task")
+    @classmethod
+    def _ratios_by_task(cls, v):
+        for task, ratios in (v or {}).items():
+            if not ratios:
+                raise ValueError(f"{task}: empty list; give at least 1 ratio")
+            for i, r in enumerate(ratios):
+                if not 0 < r <= 1:
+                    raise ValueError(f"{task} item {i} = {r} is not a sample ratio: it must be in (0, 1] "
+                                     f"(a fraction of the dataset's trajectories, e.g. 0.01 for 1%)")
+        return v
+
+    @model_validator(mode="after")
+    def _by_task_covers_tasks(self):
+        if self.sample_ratio_by_task is not None:
+            missing = [t for t in self.task if t not in self.sample_ratio_by_task]
+            extra = [t for t in self.sample_ratio_by_task if t not in self.task]
+            if missing or extra:
+                raise ValueError(
+                    f"sample_ratio_by_task needs exactly one entry per grid.task: missing "
+                    f"{missing or 'none'}, not in grid.task {extra or 'none'}")
+            if self.sample_ratio != [1.0]:
+                raise ValueError("give either sample_ratio or sample_ratio_by_task, not both")
+        return self
+
+    def ratios(self, task: str) -> list[float]:
+        """The sample ratios of ``task``: its ``sample_ratio_by_task`` entry, else ``sample_ratio``."""
+        return self.sample_ratio_by_task[task] if self.sample_ratio_by_task is not None else self.sample_ratio
 
     @field_validator("seed")
     @classmethod
@@ -572,8 +604,9 @@ def _expand(spec: SweepSpec, layers: dict[str, tuple[dict, dict]]) -> tuple[list
     axes = list(g.axes.items())
     trials: list[TrialConfig] = []
     probs: Problems = []
-    for task, ratio, seed, variant, *extra in itertools.product(
-            g.task, g.sample_ratio, g.seed, g.variant or list(spec.variants), *[vals for _, vals in axes]):
+    combos = [(task, ratio, *rest) for task in g.task for ratio in g.ratios(task)
+              for rest in itertools.product(g.seed, g.variant or list(spec.variants), *[vals for _, vals in axes])]
+    for task, ratio, seed, variant, *extra in combos:
         preset, own = layers[variant]
         merged = deep_merge(deep_merge(preset, spec.base), own)
         for (axis, _), val in zip(axes, extra):

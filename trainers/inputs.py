@@ -108,9 +108,11 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
         elif cfg.data_source == "pickle" and not path.exists():
             out[str(path)] = MissingInput("trajectory pickle", str(path), "check data.path")
         elif cfg.data_source == "d4rl" and not path.exists():
+            fetch = (f"`wget {task.dataset.url} -O {path}`" if task.dataset.url else
+                     f"D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release)")
             out[str(path)] = MissingInput(
                 f"D4RL dataset {task.dataset.name!r} for task {cfg.task!r}", str(path),
-                f"download D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release) on a machine with "
+                f"download {fetch} on a machine with "
                 f"internet and copy it to {path} (or point LAMO_DATA_DIR at a directory holding "
                 f"d4rl/{task.dataset.name}.hdf5). The old `d4rl` package does not install on modern "
                 f"Python; the file is read directly with h5py. Offline, `data: {{source: collected}}` "

@@ -16,6 +16,10 @@ Sources of the constants (explained in ``docs/lamo_recipe.md``):
   ``experiment-d4rl/decision_transformer/envs/reacher_2d.py``, i.e. R_min = 0, R_max = 100
   (lamo_recipe §5.3, §6).
 * Sample ratios: LaMo ``data/mujoco/ratio_dataset.py`` and the paper's Appendix B (lamo_recipe §4.2).
+* Kitchen: RTG scale 1, targets 5/4/3/2/1 and ``max_ep_len`` 1000 from LaMo ``experiment-d4rl/experiment.py``;
+  reference returns 0 and 4 from D4RL ``d4rl/infos.py`` (kitchen-complete/partial-v0), so the normalised
+  score is 100 x subtasks completed / 4; ratios from LaMo ``data/kitchen/ratio_dataset.py``; dataset
+  files from D4RL ``d4rl/kitchen/__init__.py`` (the ``dataset_url`` of each registration).
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class DatasetSource:
             is cut, as in D4RL).
         collected_name: file stem of the collected dataset (``None``: same as ``name``).
         minari_id: the Minari dataset id for ``data.source: minari``.
+        url: where the default ``d4rl`` file is published (quoted in the missing-file message).
+        collect_max_steps: for ``collected``: episode length limit while collecting (``None``: the
+            task's ``max_ep_len``).
     """
 
     kind: str
@@ -50,6 +57,8 @@ class DatasetSource:
     transitions: int | None = None
     collected_name: str | None = None
     minari_id: str | None = None
+    url: str | None = None
+    collect_max_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,36 @@ for _env in ("hopper", "halfcheetah", "walker2d"):
                 paper_sample_ratios=(0.005, 0.01, 0.1, 1.0) if _level == "medium" else (),
             )
         )
+
+
+# Franka Kitchen (trainers/envs/kitchen.py). Both datasets are evaluated on the complete task's env
+# (lamo_recipe §4.1). D4RL file names: d4rl/kitchen/__init__.py dataset_url.
+_D4RL_KITCHEN_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/kitchen/"
+_KITCHEN_FILES = {"complete": "mini_kitchen_microwave_kettle_light_slider-v0",
+                  "partial": "kitchen_microwave_kettle_light_slider-v0"}
+_KITCHEN_EPISODES = {"complete": 20, "partial": 60}  # D4RL: 19 complete demos, partial ~600 (CPU-sized here)
+for _level in ("complete", "partial"):
+    _register(
+        TaskSpec(
+            name=f"kitchen-{_level}",
+            env_id="lamo/FrankaKitchen-complete-v0",  # = trainers.envs.KITCHEN_ID
+            obs_dim=60,
+            act_dim=9,
+            max_ep_len=1000,  # LaMo's value; the env itself truncates at 280 steps (D4RL, FrankaKitchen-v1)
+            context_length=20,
+            rtg_scale=1.0,
+            rtg_targets=(5.0, 4.0, 3.0, 2.0, 1.0),
+            ref_min_return=0.0,
+            ref_max_return=4.0,
+            dataset=DatasetSource(
+                kind="d4rl_hdf5", name=_KITCHEN_FILES[_level],
+                behaviour_policy=f"kitchen-scripted-{_level}", episodes=_KITCHEN_EPISODES[_level],
+                collected_name=f"kitchen-{_level}-scripted-v0", minari_id=f"D4RL/kitchen/{_level}-v2",
+                url=_D4RL_KITCHEN_URL + _KITCHEN_FILES[_level] + ".hdf5", collect_max_steps=400,
+            ),
+            paper_sample_ratios=(0.3, 0.5, 1.0) if _level == "complete" else (0.01, 0.1, 1.0),
+        )
+    )
 
 
 def get_task(name: str) -> TaskSpec:

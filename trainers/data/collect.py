@@ -131,7 +131,8 @@ def _rollout(task, policy, seed: int, episodes: int | None, transitions: int | N
         n_envs = min(n_envs, episodes)
     stochastic = batched and not getattr(policy, "deterministic", True)
     act_dim = getattr(policy, "act_dim", None)
-    envs = [make_env(task.env_id, max_episode_steps=task.max_ep_len) for _ in range(n_envs)]
+    horizon = task.dataset.collect_max_steps or task.max_ep_len
+    envs = [make_env(task.env_id, max_episode_steps=horizon) for _ in range(n_envs)]
     seeds = _SeedStream(seed)
     slots: list[_Episode | None] = [None] * n_envs
     finished: dict[int, _Episode] = {}
@@ -264,7 +265,7 @@ def collect_dataset(
 
     Args:
         task_name: a registry task (``trainers.tasks``); envs are built with
-            ``max_episode_steps=task.max_ep_len``.
+            ``max_episode_steps=task.dataset.collect_max_steps or task.max_ep_len``.
         out_path: destination ``.hdf5`` (written atomically; layout in :mod:`trainers.data.d4rl_hdf5`).
         episodes: whole episodes per behaviour policy, or
         transitions: rows per behaviour policy (the last episode is cut). Give at most one; with neither,

@@ -6,7 +6,9 @@ Sources (``data.source`` of :class:`trainers.config.DataConfig`):
   split into trajectories at terminals and timeouts (:mod:`trainers.data.d4rl_hdf5`). This is how D4RL's
   own files are read now that the ``d4rl`` package no longer installs on modern Python.
 * ``minari``: a Minari dataset in Minari's local store (``minari.load_dataset``); each episode becomes a
-  trajectory (``observations[:-1]``, the final observation is dropped as in D4RL's layout).
+  trajectory (``observations[:-1]``, the final observation is dropped as in D4RL's layout). Franka
+  Kitchen's dict observations (``D4RL/kitchen/*-v2``) are flattened to D4RL's 60-d layout
+  (:func:`trainers.envs.kitchen.flatten_dict_observation`, goals of the episode's ``desired_goal`` tasks).
 * ``pickle``: the Decision Transformer / LaMo trajectory pickle (a list of dicts with ``observations``,
   ``actions``, ``rewards`` and ``terminals`` or ``dones``). Explicit opt-in only (``allow_pickle``):
   unpickling runs code from the file.
@@ -129,6 +131,17 @@ def load_minari_trajectories(dataset_id: str) -> list[dict]:
                            f"re-download it with `minari download {dataset_id}`") from e
     trajs = []
     for i, ep in enumerate(episodes):
+        if isinstance(ep.observations, dict) and {"observation", "desired_goal"} <= set(ep.observations):
+            from trainers.envs.kitchen import flatten_dict_observation
+
+            try:
+                flat = flatten_dict_observation(ep.observations, tuple(ep.observations["desired_goal"]))
+            except (KeyError, ValueError) as e:
+                raise DatasetError(f"minari:{dataset_id}: episode {i} is not a Franka Kitchen episode the "
+                                   f"60-d D4RL layout can be built from ({e})") from e
+            trajs.append({"observations": flat[: len(ep.actions)], "actions": np.asarray(ep.actions),
+                          "rewards": np.asarray(ep.rewards), "terminals": np.asarray(ep.terminations)})
+            continue
         if isinstance(ep.observations, (dict, tuple)):
             raise DatasetError(f"minari:{dataset_id}: episode {i} has structured (Dict/Tuple) observations; "
                                "only flat Box observations are supported")

@@ -4,6 +4,9 @@ Two families, both built by :func:`get_behaviour_policy` (``name`` -> policy):
 
 * **Scripted Reacher2d controllers** (``reacher2d-ik-*``): :class:`BehaviourPolicy`, one observation
   ``(obs_dim,)`` per call, per-episode state (``reset()``).
+* **Scripted Franka Kitchen controllers** (``kitchen-scripted-*``):
+  :class:`trainers.data.kitchen_policy.KitchenScriptedPolicy`, task-space control from MuJoCo's
+  Jacobians through per-subtask waypoints (that module's docstring); one observation per call.
 * **Trained Stable-Baselines3 agents** (``sb3:<algo>/<Env>-v3``): :class:`SB3Policy`, the RL Baselines3
   Zoo's agents (``DLR-RM/rl-trained-agents``) for the D4RL-style MuJoCo datasets; batched calls
   ``(n, obs_dim) -> (n, act_dim)``. See "SB3 agents" below.
@@ -446,11 +449,12 @@ def _constant_zero(_progress: float) -> float:
 
 
 def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None,
-                         agents_dir: str | os.PathLike | None = None) -> BehaviourPolicy | SB3Policy:
+                         agents_dir: str | os.PathLike | None = None):
     """Build the behaviour policy ``name`` with its own RNG seeded by ``seed``.
 
     Args:
-        name: a scripted policy (``reacher2d-ik-expert``, ``reacher2d-ik-medium``) or an SB3 agent
+        name: a scripted policy (``reacher2d-ik-expert``, ``reacher2d-ik-medium``,
+            ``kitchen-scripted-complete``, ``kitchen-scripted-partial``) or an SB3 agent
             ``sb3:<algo>/<Env>-v3`` (algo in ``sac``, ``tqc``, ``ars``, ``trpo``).
         seed: seeds the policy's RNG (scripted perturbations; SB3 action noise when none is passed).
         deterministic: SB3 only: ``None`` = the documented default (sample, except ARS).
@@ -465,8 +469,13 @@ def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None
     """
     if name.startswith(SB3_PREFIX):
         return SB3Policy(name, seed, deterministic=deterministic, agents_dir=agents_dir)
+    from trainers.data.kitchen_policy import KITCHEN_POLICIES, KitchenScriptedPolicy
+
+    if name in KITCHEN_POLICIES:
+        return KitchenScriptedPolicy(name, KITCHEN_POLICIES[name], seed)
     if name not in POLICIES:
-        raise KeyError(f"unknown behaviour policy {name!r}.{did_you_mean(name, POLICIES)} Known: "
-                       f"{', '.join(sorted(POLICIES))} and 'sb3:<algo>/<Env>-v3' "
+        known = {**POLICIES, **KITCHEN_POLICIES}
+        raise KeyError(f"unknown behaviour policy {name!r}.{did_you_mean(name, known)} Known: "
+                       f"{', '.join(sorted(known))} and 'sb3:<algo>/<Env>-v3' "
                        f"(algo in {', '.join(sorted(SB3_ALGOS))})")
     return BehaviourPolicy(name, POLICIES[name], seed)

@@ -3,6 +3,9 @@
 * ``lamo/Reacher2d-v0``: LaMo's sparse Reacher2d (:class:`trainers.envs.reacher2d.Reacher2dEnv`,
   ``docs/lamo_recipe.md`` §6.1), 12-d observation, 2-d action in [-1, 1], reward 1 per step inside the target zone,
   registered with ``max_episode_steps=100`` (LaMo's ``max_ep_len``), so episodes end by truncation only.
+* ``lamo/FrankaKitchen-complete-v0``: gymnasium-robotics' ``FrankaKitchen-v1`` with D4RL's four
+  kitchen-complete subtasks and D4RL's flat 60-d observation (:mod:`trainers.envs.kitchen`), registered
+  with ``max_episode_steps=280`` (D4RL's and ``FrankaKitchen-v1``'s episode length).
 * Any other id (e.g. ``Hopper-v4``) is passed straight to ``gymnasium.make``.
 """
 
@@ -12,6 +15,8 @@ import gymnasium
 
 REACHER2D_ID = "lamo/Reacher2d-v0"
 REACHER2D_MAX_STEPS = 100  # LaMo/DT max_ep_len for Reacher2d (lamo_recipe §5.1, §6.1)
+KITCHEN_ID = "lamo/FrankaKitchen-complete-v0"  # = trainers.envs.kitchen.KITCHEN_ID (no heavy import here)
+KITCHEN_MAX_STEPS = 280  # = trainers.envs.kitchen.KITCHEN_MAX_STEPS
 
 
 def register_envs() -> None:
@@ -21,6 +26,12 @@ def register_envs() -> None:
             id=REACHER2D_ID,
             entry_point="trainers.envs.reacher2d:Reacher2dEnv",
             max_episode_steps=REACHER2D_MAX_STEPS,
+        )
+    if KITCHEN_ID not in gymnasium.registry:
+        gymnasium.register(
+            id=KITCHEN_ID,
+            entry_point="trainers.envs.kitchen:make_kitchen",
+            max_episode_steps=KITCHEN_MAX_STEPS,
         )
 
 
@@ -34,4 +45,4 @@ def make_env(env_id: str, **kwargs) -> gymnasium.Env:
     return gymnasium.make(env_id, **kwargs)
 
 
-__all__ = ["REACHER2D_ID", "REACHER2D_MAX_STEPS", "make_env", "register_envs"]
+__all__ = ["KITCHEN_ID", "KITCHEN_MAX_STEPS", "REACHER2D_ID", "REACHER2D_MAX_STEPS", "make_env", "register_envs"]
