@@ -58,10 +58,11 @@ class KitchenParams:
 
 
 #: The project's kitchen behaviour policies (``trainers.data.policies.get_behaviour_policy``).
-#: complete: all four subtasks every episode, small action noise; partial: half of the episodes stop
+#: complete: all four subtasks every episode, no action noise (variation from the env's observation
+#: noise); partial: half of the episodes stop
 #: after 1-3 subtasks, more action and waypoint noise (measured rates: docs/benchmarks.md, "Kitchen").
 KITCHEN_POLICIES: dict[str, KitchenParams] = {
-    "kitchen-scripted-complete": KitchenParams(action_noise=0.02),
+    "kitchen-scripted-complete": KitchenParams(),  # variation: the env's observation noise only
     "kitchen-scripted-partial": KitchenParams(action_noise=0.05, waypoint_noise=0.005, full_prob=0.5),
 }
 
