@@ -15,8 +15,8 @@ import gymnasium
 
 REACHER2D_ID = "lamo/Reacher2d-v0"
 REACHER2D_MAX_STEPS = 100  # LaMo/DT max_ep_len for Reacher2d (lamo_recipe §5.1, §6.1)
-KITCHEN_ID = "lamo/FrankaKitchen-complete-v0"  # = trainers.envs.kitchen.KITCHEN_ID (no heavy import here)
-KITCHEN_MAX_STEPS = 280  # = trainers.envs.kitchen.KITCHEN_MAX_STEPS
+KITCHEN_ID = "lamo/FrankaKitchen-complete-v0"  # trainers.envs.kitchen (the tasks' env_id in trainers/tasks.py)
+KITCHEN_MAX_STEPS = 280  # D4RL kitchen-*-v0 and FrankaKitchen-v1 max_episode_steps
 
 
 def register_envs() -> None:

@@ -38,8 +38,8 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-KITCHEN_ID = "lamo/FrankaKitchen-complete-v0"
-KITCHEN_MAX_STEPS = 280  # D4RL kitchen-*-v0 and FrankaKitchen-v1 max_episode_steps
+from trainers.envs import KITCHEN_ID, KITCHEN_MAX_STEPS  # noqa: F401 - the registration's id and horizon
+
 #: D4RL's kitchen-complete / kitchen-partial target subtasks, in the order of the complete demos.
 KITCHEN_TASKS = ("microwave", "kettle", "light switch", "slide cabinet")
 KITCHEN_OBS_DIM = 60
