@@ -162,7 +162,7 @@ grid: {{task: [kitchen-complete], sample_ratio: [1.0], seed: [0]}}
 """
 
 
-@pytest.mark.slow(reason="one tiny Kitchen trial through Ray Tune and MLflow (plus 1 collected episode); 8 min on the loaded 2-core machine")
+@pytest.mark.slow(reason="one tiny Kitchen trial through Ray Tune and MLflow (plus 1 collected episode); 2.4 min at load 10 on 2 cores")
 def test_tiny_kitchen_trial_end_to_end(tmp_path):
     from mlflow.tracking import MlflowClient
 
