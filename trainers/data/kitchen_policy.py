@@ -13,21 +13,24 @@ How it acts (it reads only the 60-d D4RL-layout observation, :mod:`trainers.envs
    Jacobians ``J_p, J_r`` (3 x 7 over the arm joints) come from ``mj_jacSite`` (MuJoCo docs,
    "mj_jacSite").
 2. **Task-space law.** Towards the current waypoint ``p*``: linear velocity
-   ``v = clip_norm(k_p (p* - p), v_max)`` (m/s) and angular velocity ``w = k_r * rotvec(R0 R^T)``
-   (rad/s), which holds the initial gripper orientation ``R0``. Joint velocities by damped least
-   squares, ``qdot = J^T (J J^T + lambda^2 I)^-1 [v; w]`` with ``J = [J_p; J_r]`` (Nakamura & Hanafusa
-   1986; Wampler 1986), plus a null-space pull towards the initial arm posture. The env's action is a
-   joint velocity scaled by 2 rad/s (``FrankaKitchen-v1``: ``ctrl = q + 2 a dt``), so ``a = qdot / 2``,
-   clipped to [-1, 1]. Fingers: ``+1`` opens, ``-1`` closes.
+   ``v = clip_norm(k_p e + k_i sum(e dt), v_max)`` with ``e = p* - p`` (m/s; the integral only within
+   0.1 m of the waypoint, to remove the position servos' sag) and angular velocity
+   ``w = k_r * rotvec(Rz(yaw) R0 R^T)`` (rad/s), which holds the initial gripper orientation ``R0``
+   turned by the waypoint's yaw about the vertical. Joint velocities by damped least squares,
+   ``qdot = J^T (J J^T + lambda^2 I)^-1 [v; w]`` with ``J = [J_p; J_r]`` (Nakamura & Hanafusa 1986;
+   Wampler 1986), plus a null-space pull towards the initial arm posture. The env's action is a joint
+   velocity scaled by 2 rad/s (``FrankaKitchen-v1``: ``ctrl = q + 2 a dt``), so ``a = qdot / 2``,
+   scaled down uniformly when a component exceeds 1. Fingers: ``+1`` opens, ``-1`` closes.
 3. **Waypoints** (world frame, m), computed from the object sites at the episode's first observation:
-   microwave: in front of the handle, onto it, close, pull along the door's arc about its hinge to
-   -0.8 rad, release, back off; kettle: in front of its handle, onto it, close, lift 0.1 m, carry
-   +0.4 m in y to the top-left burner, lower, release, back off; light switch: to the right of the
-   switch, sweep 0.15 m left; slide cabinet: left of its handle, push 0.25 m right. A waypoint is
-   reached within ``tol`` (m) or after its step budget.
+   microwave: in front of the handle, onto it, close, then a feedback waypoint on the door's arc about
+   its hinge kept 0.1 rad ahead of the observed door angle (``obs[22]``), the hand turning with the
+   door, until -0.5 rad; release, back off. Kettle: hook the closed fingers under its handle (a bar
+   between two posts), lift 0.13 m, carry +0.4 m in y to the top-left burner, set down, slide out.
+   Light switch: to the right of the switch lever, sweep 0.19 m left. Slide cabinet: left of its
+   handle, push 0.28 m right. A waypoint is passed within ``tol`` (m) or after its step budget.
 
-Noise (per :class:`KitchenParams`): Gaussian action noise, a per-episode Gaussian offset of every
-waypoint, and, for "partial"-like data, a per-episode chance of attempting only a prefix of the four
+Noise (per :class:`KitchenParams`): Gaussian action noise, a Gaussian offset of the waypoints per subtask
+and episode, and, for "partial"-like data, a per-episode chance of attempting only a prefix of the four
 subtasks and then idling near the last waypoint (so only some episodes finish the target subtasks, as
 in D4RL's kitchen-partial, whose non-target demos do other subtasks).
 """
