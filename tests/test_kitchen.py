@@ -187,3 +187,50 @@ def test_tiny_kitchen_trial_end_to_end(tmp_path):
         assert 0.0 <= ret <= 4.0  # subtasks completed
         assert m[contract.eval_key(target, "normalised_score")] == pytest.approx(25.0 * ret)
         assert m[contract.eval_key(target, "length_mean")] == 10
+
+
+def test_minari_kitchen_dict_observations_load_in_the_d4rl_layout(tmp_path, monkeypatch):
+    """A local Minari store in the shape of ``D4RL/kitchen/*-v2`` (dict observations of real
+    FrankaKitchen-v1 steps) loads as 60-d trajectories; a store of another env's width is refused."""
+    import warnings
+
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    from trainers.data.d4rl_hdf5 import DatasetError
+    from trainers.data.loaders import load_trajectory_list
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = make_env(KITCHEN_ID).unwrapped  # KitchenEnv: dict observations
+    stack = lambda obs: {  # noqa: E731 - list of dict observations -> dict of stacked arrays
+        k: ({g: np.stack([o[k][g] for o in obs]) for g in obs[0][k]} if isinstance(obs[0][k], dict)
+            else np.stack([o[k] for o in obs])) for k in obs[0]}
+    buffers, raw = [], []
+    rng = np.random.default_rng(0)
+    for i, n in enumerate((4, 6)):
+        obs = [env.reset(seed=i)[0]]
+        act = rng.uniform(-1, 1, (n, 9))
+        for a in act:
+            obs.append(env.step(a)[0])
+        buffers.append(EpisodeBuffer(id=i, observations=stack(obs), actions=act, rewards=[0.0] * n,
+                                     terminations=[False] * n, truncations=[False] * (n - 1) + [True]))
+        raw.append(stack(obs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        minari.create_dataset_from_buffers("test/kitchen/tiny-v0", buffers, algorithm_name="test",
+                                           observation_space=env.observation_space, action_space=env.action_space)
+        minari.create_dataset_from_buffers(
+            "test/hopper/tiny-v0", [EpisodeBuffer(id=0, observations=np.zeros((3, 11)), actions=np.zeros((2, 9)),
+                                                  rewards=[0.0, 0.0], terminations=[False, True],
+                                                  truncations=[False, False])],
+            algorithm_name="test", observation_space=gym.spaces.Box(-np.inf, np.inf, (11,)),
+            action_space=gym.spaces.Box(-1, 1, (9,)))
+    trajs = load_trajectory_list(_dt_config("kitchen-partial", data={"source": "minari",
+                                                                      "minari_id": "test/kitchen/tiny-v0"}), tmp_path)
+    assert [t["observations"].shape for t in trajs] == [(4, 60), (6, 60)]
+    for t, r in zip(trajs, raw):
+        np.testing.assert_allclose(t["observations"], flatten_dict_observation(r)[:-1], rtol=1e-6)
+    with pytest.raises(DatasetError, match=r"\(T, 60\)"):
+        load_trajectory_list(_dt_config("kitchen-partial", data={"source": "minari",
+                                                                 "minari_id": "test/hopper/tiny-v0"}), tmp_path)
