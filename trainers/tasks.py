@@ -47,7 +47,8 @@ class DatasetSource:
         minari_id: the Minari dataset id for ``data.source: minari``.
         url: where the default ``d4rl`` file is published (quoted in the missing-file message).
         collect_max_steps: for ``collected``: episode length limit while collecting (``None``: the
-            task's ``max_ep_len``).
+            task's ``max_ep_len``; Kitchen: the env's own 280, since ``max_ep_len`` 1000 is only the
+            size of LaMo's timestep table).
     """
 
     kind: str
@@ -205,7 +206,8 @@ for _level in ("complete", "partial"):
                 kind="d4rl_hdf5", name=_KITCHEN_FILES[_level],
                 behaviour_policy=f"kitchen-scripted-{_level}", episodes=_KITCHEN_EPISODES[_level],
                 collected_name=f"kitchen-{_level}-scripted-v0", minari_id=f"D4RL/kitchen/{_level}-v2",
-                url=_D4RL_KITCHEN_URL + _KITCHEN_FILES[_level] + ".hdf5", collect_max_steps=400,
+                url=_D4RL_KITCHEN_URL + _KITCHEN_FILES[_level] + ".hdf5",
+                collect_max_steps=280,  # the env's own episode length (D4RL, FrankaKitchen-v1)
             ),
             paper_sample_ratios=(0.3, 0.5, 1.0) if _level == "complete" else (0.01, 0.1, 1.0),
         )

@@ -69,7 +69,7 @@ KITCHEN_POLICIES: dict[str, KitchenParams] = {
     "kitchen-scripted-partial": KitchenParams(action_noise=0.05, waypoint_noise=0.005, full_prob=0.5),
 }
 
-_KP, _KI, _KR, _VMAX, _LAMBDA, _KNULL = 15.0, 4.0, 8.0, 1.5, 0.05, 0.3
+_KP, _KI, _KR, _VMAX, _LAMBDA, _KNULL = 18.0, 20.0, 8.0, 1.5, 0.05, 0.3
 _DT = 0.08  # s, FrankaKitchen-v1 control step (frame_skip 40 x 0.002 s)
 _OPEN, _CLOSE = 1.0, -1.0
 
