@@ -7,10 +7,18 @@ Every input follows one resolution order, first hit wins:
 2. the project's cache under the data directory (``<data_dir>/...``, see :mod:`trainers.inputs`);
 3. the offline mirror: ``$LAMO_SHARED_DIR``, else a ``shared/`` directory beside the repository checkout
    (present on the project's own machines and in its CI, absent on a fresh clone elsewhere);
-4. the canonical source (Hugging Face hub, Minari, D4RL), fetched by the ``prepare`` step.
+4. the canonical source, downloaded into the cache by the driver's ``prepare`` step (never by a trial):
+   the Hugging Face hub for the text (``Salesforce/wikitext``), the RL-Zoo agents (``sb3/<algo>-<Env>``)
+   and LMs by hub id (:mod:`trainers.downloads`); Minari datasets by ``minari download``; D4RL files by
+   hand (not on the hub). Without the hub and without the earlier steps, :func:`trainers.inputs.missing_inputs`
+   names the input and the one command that provides it.
+
+An environment variable that is set is the whole answer for its input (it is not combined with the
+cache or the mirror), so an explicit choice is never silently replaced.
 
 Environment variables: ``LAMO_DATA_DIR`` (data directory), ``LAMO_TEXT_DIR`` (text corpora),
-``LAMO_SB3_AGENTS_DIR`` (RL-Zoo behaviour policies), ``LAMO_SHARED_DIR`` (the offline mirror).
+``LAMO_SB3_AGENTS_DIR`` (RL-Zoo behaviour policies), ``LAMO_SHARED_DIR`` (the offline mirror),
+``HF_ENDPOINT`` / ``HF_HUB_OFFLINE`` (the hub, see :mod:`trainers.downloads`).
 """
 
 from __future__ import annotations
