@@ -359,3 +359,32 @@ def test_lamo_trial_fetch_text(hub, tmp_path):
     assert all((dd / "text" / p).is_file() for files in WIKITEXT_FILES.values() for p in files)
     again = _cli(["orchestrator.trial_cli", "fetch", "text", "--data-dir", str(dd)], env, tmp_path)
     assert again.returncode == 0 and "nothing downloaded" in again.stdout
+
+
+def test_text_source_is_recorded_as_a_tag(isolated):
+    """Which text a trial reads is a tag of its MLflow run (``text_source``), not a config field: trials
+    without text have none; the mirror's tokenised files and the hub's raw text are told apart."""
+    from orchestrator.sweep import _MlflowTuneReporter
+    from trainers import contract
+    from trainers.inputs import text_source_of
+
+    dd = isolated["data"]
+    dt = TrialConfig.model_validate({"task": "reacher2d-medium", "model": {"lm": None, "init": "random"}, "language": {"weight": 0}})
+    assert text_source_of(dt, dd) is None
+    assert text_source_of(_lamo_cfg(), dd) == "missing"
+    write_mirror_text(isolated["mirror"] / "data" / "text")
+    mirror_src = text_source_of(_lamo_cfg(), dd)
+    assert "tokenised valid/test" in mirror_src and "offline mirror" in mirror_src
+    write_wikitext_parquet(dd / "text")
+    hub_src = text_source_of(_lamo_cfg(), dd)
+    assert "raw train" in hub_src and "project cache" in hub_src
+    assert _lamo_cfg().config_hash() == _lamo_cfg().config_hash()  # same config whatever the source
+
+    rep = _MlflowTuneReporter(run=None, wait_s=0)
+    info = {contract.DATA_SUBSET_HASH: "h", contract.DEVICE: "cpu", contract.DATA_SOURCE: "collected",
+            contract.TEXT_SOURCE: hub_src, "resumed_at_step": 1}
+    rep.start(_lamo_cfg(), info)
+    assert rep.tags[contract.TEXT_SOURCE] == hub_src
+    rep2 = _MlflowTuneReporter(run=None, wait_s=0)
+    rep2.start(dt, {**info, contract.TEXT_SOURCE: None})
+    assert contract.TEXT_SOURCE not in rep2.tags
