@@ -85,7 +85,13 @@ def run(
         typer.echo("error: inputs missing:\n  - " + "\n  - ".join(map(str, missing)), err=True)
         raise typer.Exit(3)
     if prepare:
-        prepare_inputs([cfg], dd)
+        from trainers.downloads import DownloadError
+
+        try:
+            prepare_inputs([cfg], dd)
+        except DownloadError as e:
+            typer.echo("error: " + " ".join(str(e).split()), err=True)
+            raise typer.Exit(3) from None
     problems = validate_inputs([cfg], dd)
     if problems:  # one line per unusable input, no traceback (a data error is not a bug to debug)
         for p in problems:

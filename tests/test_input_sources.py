@@ -388,3 +388,22 @@ def test_text_source_is_recorded_as_a_tag(isolated):
     rep2 = _MlflowTuneReporter(run=None, wait_s=0)
     rep2.start(dt, {**info, contract.TEXT_SOURCE: None})
     assert contract.TEXT_SOURCE not in rep2.tags
+
+
+@pytest.mark.slow(reason="a fresh interpreter importing the sweep CLI (~10 s)")
+def test_prepare_only_refuses_a_corrupted_download_before_compute(hub, tmp_path):
+    """``lamo-sweep --prepare-only`` on a fresh clone with the (stand-in) hub answering: the downloads come
+    first; a file whose bytes do not match the published sha256 stops it with exit 3, nothing cached and
+    nothing computed (no dataset collected, no LM pre-trained)."""
+    train1 = WIKITEXT_FILES["train"][1]
+    hub.published[train1] = {"sha256": "1" * 64}
+    storage = tmp_path / "runs"
+    env = {"LAMO_SHARED_DIR": str(tmp_path / "mirror"), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+           "COLUMNS": "200"}
+    r = _cli(["orchestrator.cli", str(REPO / "sweeps" / "quickstart.yaml"), "--prepare-only", "--storage", str(storage)],
+             env, tmp_path)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert train1 in r.stderr and "does not match the published" in " ".join(r.stderr.split())
+    text = storage / "data" / "text"
+    assert not (text / train1).exists() and not list(text.glob(".download-*"))
+    assert not (storage / "data" / "datasets").exists() and not (storage / "data" / "models").exists()

@@ -224,6 +224,7 @@ def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareSt
     from trainers.paths import sb3_cache_dir, text_cache_dir
 
     fetch: dict[str, _PrepareStep] = {}
+    hub_lms_seen: set = set()
     for cfg in configs:
         if "text" not in fetch and needs_text(cfg, data_dir) and find_text(data_dir) is None \
                 and hub_unreachable() is None:
@@ -238,9 +239,11 @@ def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareSt
                                                      f"download behaviour policy {pol} (hub repo sb3/{algo}-{env}) "
                                                      f"-> {sb3_cache_dir(data_dir)}")
         lm = cfg.model.lm
-        if (lm is not None and lm not in project_lm_names() and f"lm:{lm}" not in fetch
-                and not Path(lm_location(lm, data_dir)).is_dir() and not _hub_cached(lm)
-                and hub_unreachable() is None):
+        if lm in hub_lms_seen:
+            continue
+        hub_lms_seen.add(lm)
+        if (lm is not None and lm not in project_lm_names() and not Path(lm_location(lm, data_dir)).is_dir()
+                and not _hub_cached(lm) and hub_unreachable() is None):
             fetch[f"lm:{lm}"] = _PrepareStep("fetch-lm", lm, Path(lm), None,
                                              f"download LM {lm} from the hub into the Hugging Face cache")
 
@@ -311,7 +314,13 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             from trainers.downloads import DownloadError, endpoint
 
             try:
-                made["downloads"][step.name] = snapshot_download(step.name, endpoint=endpoint())
+                from huggingface_hub import HfApi
+
+                files = HfApi(endpoint=endpoint()).list_repo_files(step.name)
+                weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
+                # config, tokenizer and PyTorch weights only (hub repos such as gpt2 also hold TF/Flax/ONNX copies)
+                made["downloads"][step.name] = snapshot_download(
+                    step.name, endpoint=endpoint(), allow_patterns=["*.json", "*.txt", "*.model", *weights])
             except Exception as e:  # noqa: BLE001 - network and HTTP errors of any kind
                 raise DownloadError(f"downloading LM {step.name} from the hub failed: {type(e).__name__}: "
                                     f"{' '.join(str(e).split())[:300]}") from None

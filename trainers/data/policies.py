@@ -366,10 +366,13 @@ class SB3Policy:
             looked = ([str(Path(agents_dir).expanduser().resolve())] if agents_dir else
                       [f"{r} (from {o})" for r, o in sb3_agent_roots(data_dir)])
             raise FileNotFoundError(
-                f"SB3 agent for {name!r} not found: expected {self.algo}/{self.env}_1/{self.env}.zip (RL Zoo "
-                f"layout) in {'; '.join(looked)}. Fix: run `{sb3_fetch_command(name, data_dir)}` on a "
-                f"machine with internet (it downloads hub repo sb3/{self.algo}-{self.env}, verified), or set "
-                f"{SB3_AGENTS_DIR_ENV} to a directory with that layout holding agent files you trust.")
+                f"SB3 agent for {name!r} not found: expected {paths['zip']} (RL Zoo layout "
+                f"<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip; looked in {'; '.join(looked)}). Fix: run "
+                f"`{sb3_fetch_command(name, data_dir)}` on a machine with internet (downloads hub repo "
+                f"sb3/{self.algo}-{self.env}, verified), or set {SB3_AGENTS_DIR_ENV} to a directory with "
+                "that layout (`git clone https://github.com/DLR-RM/rl-trained-agents`, or `python -m "
+                f"rl_zoo3.load_from_hub --algo {self.algo} --env {self.env} -orga sb3 -f <agents_dir> "
+                "--exp-id 1`) holding agent files you trust.")
         try:
             import importlib
 
