@@ -82,36 +82,33 @@ class StandInHub:
                 self._send_file(False)
 
             def do_GET(self):
-                self._send_file(True)
-
-            def do_POST(self):
+                path = urllib.parse.urlparse(self.path).path
+                m = re.match(r"^/api/(datasets|models)/([^/]+/[^/]+)/(revision|tree)/([^/]+)$", path)
+                if not m:
+                    return self._send_file(True)
                 hub.requests.append(self.path)
-                m = re.match(r"^/api/(datasets|models)/([^/]+/[^/]+)/paths-info/([^/]+)$", self.path)
-                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
-                out = []
-                for p in form.get("paths", []):
-                    f = hub.root / m[1] / m[2] / p
-                    if not f.is_file():
-                        continue
-                    data = f.read_bytes()
-                    blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
-                    entry = {"type": "file", "path": p, "size": len(data), "oid": blob}
-                    if p.endswith(LFS_SUFFIXES):
-                        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
-                    for k, v in hub.published.get(p, {}).items():
-                        if k == "sha256":
-                            entry["lfs"]["oid"] = v
-                        elif k == "size":
-                            entry["size"] = v
-                            entry.setdefault("lfs", {"oid": hashlib.sha256(data).hexdigest(), "pointerSize": 130})
-                            entry["lfs"]["size"] = v
-                    out.append(entry)
+                repo = hub.root / m[1] / m[2]
+                files = sorted(str(f.relative_to(repo)) for f in repo.rglob("*") if f.is_file())
+                if m[3] == "revision":  # repo info: the commit and the file names
+                    out = {"id": m[2], "sha": "0" * 40, "siblings": [{"rfilename": f} for f in files]}
+                else:  # the whole tree (recursive), one page
+                    out = [hub.entry(repo, f) for f in files]
+                self._json(out)
+
+            def _json(self, out):
                 body = json.dumps(out).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self):
+                hub.requests.append(self.path)
+                m = re.match(r"^/api/(datasets|models)/([^/]+/[^/]+)/paths-info/([^/]+)$", self.path)
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+                repo = hub.root / m[1] / m[2]
+                self._json([hub.entry(repo, p) for p in form.get("paths", []) if (repo / p).is_file()])
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -120,6 +117,22 @@ class StandInHub:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+    def entry(self, repo: Path, p: str) -> dict:
+        """The hub's metadata of one file: size, git blob id, and LFS sha256 / size for large-file types
+        (as ``paths-info`` and ``tree`` return them), with :attr:`published` overrides applied."""
+        data = (repo / p).read_bytes()
+        blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+        entry = {"type": "file", "path": p, "size": len(data), "oid": blob}
+        if p.endswith(LFS_SUFFIXES):
+            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
+        for k, v in self.published.get(p, {}).items():
+            entry.setdefault("lfs", {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130})
+            if k == "sha256":
+                entry["lfs"]["oid"] = v
+            elif k == "size":
+                entry["size"] = entry["lfs"]["size"] = v
+        return entry
 
 
 def _article(title: str, n: int) -> list[str]:
@@ -407,3 +420,33 @@ def test_prepare_only_refuses_a_corrupted_download_before_compute(hub, tmp_path)
     text = storage / "data" / "text"
     assert not (text / train1).exists() and not list(text.glob(".download-*"))
     assert not (storage / "data" / "datasets").exists() and not (storage / "data" / "models").exists()
+
+
+@pytest.mark.slow(reason="builds and saves a small GPT-2 with transformers, then downloads it (~20 s on 2 busy cores)")
+def test_hub_lm_downloaded_by_prepare(hub, isolated, tmp_path, monkeypatch):
+    """An LM by hub id that is neither a local directory nor in the Hugging Face cache: with the (stand-in)
+    hub answering, ``prepare`` downloads its config, tokenizer and PyTorch weights into the HF cache (not
+    the repo's other framework copies); afterwards it is found in the cache and nothing is planned."""
+    import huggingface_hub.constants
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    from trainers.inputs import inputs_to_prepare, missing_inputs, prepare_inputs
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    repo = _tiny_lm(hub.root / "models" / "stand-in" / "tiny-lm")
+    GPT2LMHeadModel(AutoConfig.from_pretrained(repo)).save_pretrained(repo)
+    (repo / "flax_model.msgpack").write_bytes(b"\0" * 1000)  # another framework's copy: not fetched
+    data_file = tmp_path / "given.hdf5"
+    data_file.touch()
+    cfg = TrialConfig.model_validate({"task": "reacher2d-medium", "model": {"lm": "stand-in/tiny-lm"},
+                                      "language": {"weight": 0}, "data": {"source": "d4rl", "path": str(data_file)}})
+    dd = isolated["data"]
+    assert missing_inputs([cfg], dd) == []
+    assert inputs_to_prepare([cfg], dd) == ["download LM stand-in/tiny-lm from the hub into the Hugging Face cache"]
+    made = prepare_inputs([cfg], dd, progress=False, log=lambda *_: None)
+    snap = Path(made["downloads"]["stand-in/tiny-lm"])
+    assert (snap / "model.safetensors").is_file() and (snap / "config.json").is_file()
+    assert (snap / "tokenizer_config.json").is_file() and not (snap / "flax_model.msgpack").exists()
+    assert snap.is_relative_to(tmp_path / "hf_cache")
+    n = len(hub.requests)
+    assert inputs_to_prepare([cfg], dd) == [] and len(hub.requests) == n

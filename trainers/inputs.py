@@ -124,12 +124,14 @@ def text_source_of(cfg: TrialConfig, data_dir: Path) -> str | None:
 
 
 def _hub_cached(repo_id: str) -> bool:
+    """Whether the hub LM ``repo_id`` is in the local Hugging Face cache (its ``config.json``; a snapshot
+    ``prepare`` downloads holds only config, tokenizer and PyTorch weights, and ``validate_inputs``
+    loads it before any trial)."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import try_to_load_from_cache
 
-        snapshot_download(repo_id, local_files_only=True)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable offline"
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id etc.: not usable offline
         return False
 
 
