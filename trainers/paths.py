@@ -83,7 +83,7 @@ def text_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[Path, st
 
 def text_dir() -> tuple[Path, str]:
     """``(root, origin)`` of the text corpora without a data directory: ``$LAMO_TEXT_DIR``, else the
-    mirror's ``data/text`` (the last entry of :func:`text_roots`)."""
+    mirror's ``data/text`` (:func:`text_roots` without a data directory: its first entry)."""
     return text_roots()[0]
 
 
