@@ -361,17 +361,21 @@ def test_fresh_clone_without_mirror_or_internet(tmp_path):
     assert not (storage / "trials").exists()
 
 
-@pytest.mark.slow(reason="a fresh interpreter importing the trial CLI (~8 s)")
-def test_lamo_trial_fetch_text(hub, tmp_path):
-    """``lamo-trial fetch text`` (the command the message names) fills the cache from the stand-in hub."""
-    dd = tmp_path / "dd"
-    env = {"LAMO_SHARED_DIR": str(tmp_path / "mirror"), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}
-    r = _cli(["orchestrator.trial_cli", "fetch", "text", "--data-dir", str(dd)], env, tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "from the project cache" in r.stdout
+def test_lamo_trial_fetch_text(hub, isolated):
+    """``lamo-trial fetch text`` (the command the missing-input message names) fills the cache from the
+    stand-in hub; a second call finds it there and downloads nothing."""
+    from typer.testing import CliRunner
+
+    from orchestrator.trial_cli import app
+
+    dd = isolated["data"]
+    r = CliRunner().invoke(app, ["fetch", "text", "--data-dir", str(dd)])
+    assert r.exit_code == 0, r.output
+    assert "from the project cache" in r.output
     assert all((dd / "text" / p).is_file() for files in WIKITEXT_FILES.values() for p in files)
-    again = _cli(["orchestrator.trial_cli", "fetch", "text", "--data-dir", str(dd)], env, tmp_path)
-    assert again.returncode == 0 and "nothing downloaded" in again.stdout
+    n = len(hub.requests)
+    again = CliRunner().invoke(app, ["fetch", "text", "--data-dir", str(dd)])
+    assert again.exit_code == 0 and "nothing downloaded" in again.output and len(hub.requests) == n
 
 
 def test_text_source_is_recorded_as_a_tag(isolated):
@@ -403,20 +407,21 @@ def test_text_source_is_recorded_as_a_tag(isolated):
     assert contract.TEXT_SOURCE not in rep2.tags
 
 
-@pytest.mark.slow(reason="a fresh interpreter importing the sweep CLI (~10 s)")
-def test_prepare_only_refuses_a_corrupted_download_before_compute(hub, tmp_path):
-    """``lamo-sweep --prepare-only`` on a fresh clone with the (stand-in) hub answering: the downloads come
-    first; a file whose bytes do not match the published sha256 stops it with exit 3, nothing cached and
-    nothing computed (no dataset collected, no LM pre-trained)."""
+def test_prepare_only_refuses_a_corrupted_download_before_compute(hub, isolated, tmp_path):
+    """``lamo-sweep --prepare-only`` on a clone without a mirror, the (stand-in) hub answering: the downloads
+    come first; a file whose bytes do not match the published sha256 stops it with exit 3, nothing cached
+    and nothing computed (no dataset collected, no LM pre-trained)."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
     train1 = WIKITEXT_FILES["train"][1]
     hub.published[train1] = {"sha256": "1" * 64}
     storage = tmp_path / "runs"
-    env = {"LAMO_SHARED_DIR": str(tmp_path / "mirror"), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
-           "COLUMNS": "200"}
-    r = _cli(["orchestrator.cli", str(REPO / "sweeps" / "quickstart.yaml"), "--prepare-only", "--storage", str(storage)],
-             env, tmp_path)
-    assert r.returncode == 3, r.stdout + r.stderr
-    assert train1 in r.stderr and "does not match the published" in " ".join(r.stderr.split())
+    r = CliRunner().invoke(app, [str(REPO / "sweeps" / "quickstart.yaml"), "--prepare-only", "--storage", str(storage)])
+    assert r.exit_code == 3, r.output
+    msg = " ".join(r.output.split())
+    assert train1 in msg and "does not match the published" in msg
     text = storage / "data" / "text"
     assert not (text / train1).exists() and not list(text.glob(".download-*"))
     assert not (storage / "data" / "datasets").exists() and not (storage / "data" / "models").exists()
