@@ -13,7 +13,7 @@ MLflow layout (one experiment per sweep name):
   last invocation); params ``n_trials``, ``n_skipped_finished``; metrics :data:`PARENT_METRICS`;
   artifacts: the sweep file and :data:`RESOLVED_TRIALS_ARTIFACT`.
 * **child run** per trial: tags :data:`ROLE` = :data:`ROLE_TRIAL`, :data:`PARENT_RUN`, the grid axes
-  :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`DEVICE`,
+  :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`TEXT_SOURCE`, :data:`DEVICE`,
   :data:`GIT_COMMIT`, ``version.<package>``; params = the flattened resolved trial config
   (:func:`flatten`, e.g. ``model.embedding``); metrics with explicit steps (training step):
 
@@ -46,6 +46,9 @@ GIT_COMMIT = "mlflow.source.git.commit"
 CONFIG_HASH = "config_hash"
 DATA_SUBSET_HASH = "data_subset_hash"
 DATA_SOURCE = "data_source"
+#: Which text a trial read (language loss, project LM pre-training): :func:`trainers.lm.corpus.text_source`,
+#: e.g. the mirror's tokenised WikiText-103 valid/test or the hub's raw train; absent when it reads none.
+TEXT_SOURCE = "text_source"
 DATASET = "dataset"
 DEVICE = "device"
 VERSION_PREFIX = "version."
