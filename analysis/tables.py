@@ -396,9 +396,9 @@ def _row_labels(t: PaperTable, r: Row) -> list[str]:
     return ([r.setting] if t.has_settings else []) + [r.task_label, ratio]
 
 
-def _paper_note(t: PaperTable) -> str:
+def _paper_note(t: PaperTable, marker: str = "[paper X]") -> str:
     srcs = sorted({src for _v, src in t.paper.values()})
-    return ("[paper X] = the paper's number for that cell (reference data, not ours; "
+    return (f"A cell followed by {marker} has the paper's number X beside ours (reference data, not ours; "
             f"`analysis/paper_numbers.yaml`, source {', '.join(srcs)}; see `paper_comparison.md`).")
 
 
@@ -510,7 +510,7 @@ def to_latex(t: PaperTable, label: str | None = None) -> str:
         labels = [latex_escape(x) for x in _row_labels(t, r)]
         lines.append(" & ".join(labels + cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
-    notes = t.notes + ([_paper_note(t).replace("[paper X]", "[X]")] if t.paper else [])
+    notes = t.notes + ([_paper_note(t, "[X]")] if t.paper else [])  # no note starts with "[" (a length after LaTeX's line break)
     if notes:
         lines.append("\\par\\smallskip{\\footnotesize " + " \\\\ ".join(latex_escape(n) for n in notes) + "}")
     lines.append("\\end{table}")
