@@ -34,6 +34,17 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   ``--co_training`` (language loss off); everything else is LaMo's (pre-trained LM, LoRA, lr, wd,
   warm-up, eps). It equals ``lamo-linear`` + ``lamo-no-lm-loss``. Which recipe the paper's Hopper numbers
   used is not published; docs/deviations.md (row 14) gives the evidence.
+* ``wiki-rl``: Reid et al. 2022, "Can Wikipedia Help Offline Reinforcement Learning?" (arXiv 2201.12122;
+  github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh`` and ``code/experiment.py``, itself
+  kzl/decision-transformer's code): the pre-trained LM fully fine-tuned (``model.finetune: full``),
+  linear embeddings with DT's tanh action head, dropout 0.2 (``run.sh``), AdamW lr 1e-4, weight decay
+  1e-4, warm-up 10,000 steps, eps 1e-8 (the script's argument defaults, as ``dt``), and the auxiliary
+  language-modelling loss on WikiText (the repository's ``lm_cotraining`` variant) with LaMo's weight
+  lambda = 0.1 (the default of ``language.weight``; the Wiki-RL argument list sets no other value).
+  Not implemented: the k-means cosine alignment loss (1,000 k-means centres of the LM's token
+  embeddings, weight 0.1, ``--gpt_kmeans``) and extended positions: both change the model's forward
+  pass (:mod:`trainers.model`), which this preset does not touch. How LaMo configured Wiki-RL is not
+  published (docs/deviations.md).
 * ``cql``, ``iql``, ``td3bc``, ``bc``: value-based and imitation baselines of the paper's tables (paper
   §5; which implementation LaMo ran is not published), trained with d3rlpy 2.8.0's algorithms
   (:mod:`trainers.baselines`) on the same data subset, state normalisation, evaluation and budget as
@@ -96,6 +107,8 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-random-init": {"model": {"init": "random"}},
     "lamo-no-lm-loss": {"language": {"weight": 0.0}},
     "lamo-hopper": {"model": {"embedding": "linear"}, "language": {"weight": 0.0}},
+    "wiki-rl": {"model": {"embedding": "linear", "finetune": "full", "dropout": 0.2},
+                "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8}},
     **{name: {**copy.deepcopy(_BASELINE_COMMON), "baseline": copy.deepcopy(recipe)}
        for name, recipe in BASELINE_RECIPES.items()},
 }
