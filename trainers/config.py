@@ -335,10 +335,15 @@ class TrialConfig(_Strict):
     def canonical_json(self) -> str:
         """Sorted, compact JSON of every field (defaults included; ``baseline`` only when not at its
         default): the input of :meth:`config_hash`."""
+        return json.dumps(self.record(), sort_keys=True, separators=(",", ":"))
+
+    def record(self) -> dict:
+        """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
+        at its default (a sequence model), so trials from before the field keep their hash and params."""
         d = self.model_dump(mode="json")
         if self.baseline == BaselineConfig():
             d.pop("baseline")
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return d
 
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of :meth:`canonical_json`: the trial's identity."""

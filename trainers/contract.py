@@ -141,7 +141,7 @@ def axis_tags(task: str, sample_ratio: float, seed: int, variant: str) -> dict[s
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     """Flatten nested dicts to dotted keys (``{"train": {"lr": 1}} -> {"train.lr": 1}``); lists are
     kept as JSON strings so they can be MLflow params. The params of a child run are
-    ``flatten(cfg.model_dump(mode="json"))``."""
+    ``flatten(cfg.record())`` (:meth:`trainers.config.TrialConfig.record`)."""
     out: dict[str, object] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
