@@ -127,4 +127,5 @@ def test_bad_baseline_settings_name_the_field():
         TrialConfig(task="hopper-medium", baseline={"algo": "cql"})
     # the default (no baseline) leaves the canonical form, so existing trial hashes are unchanged
     assert "baseline" not in TrialConfig(task="hopper-medium").canonical_json()
+    assert "baseline" not in TrialConfig(task="hopper-medium").record()  # nor in the logged params
     assert "baseline" in TrialConfig(task="hopper-medium", **presets.get_preset("iql")).canonical_json()
