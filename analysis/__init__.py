@@ -12,5 +12,7 @@ Pipeline (``docs/analysis.md``):
 * ``stats`` — rliable IQM / mean / optimality gap and probability of improvement with seeded
   stratified-bootstrap CIs (one default, ``stats.DEFAULT_BOOTSTRAP``);
 * ``paper`` — the paper's known numbers (``paper_numbers.yaml``, with provenance) beside ours;
+* ``claims`` — each of the paper's claims (``claims.CLAIMS``) against the runs: probability of
+  improvement with its CI, runs per side and a verdict;
 * ``report.write_report`` / ``lamo-analysis`` — all of it into one output directory.
 """

@@ -11,6 +11,7 @@ and each command lists the groups it takes (:data:`SOURCE`, :data:`RULE`, ``colu
     lamo-analysis figures ...   # score_vs_ratio, domain_bars, learning_curves (.png + .pdf)
     lamo-analysis rliable ...   # rliable_aggregates, probability_of_improvement (.csv/.png/.pdf)
     lamo-analysis paper   ...   # paper_comparison.md/.csv/.tex
+    lamo-analysis claims  ...   # claims.md/.csv: the paper's claims, P(A > B) with CI, runs, verdict
     lamo-analysis export  ...   # evals.csv (tidy: run × step × RTG target) and scores.csv
     lamo-analysis rules   ...   # target_rules.md/.csv: best target per seed vs on the seed mean
 
@@ -33,7 +34,8 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from analysis.paper import parse_method_map
-from analysis.report import load_selected, write_report
+from analysis.claims import MIN_RUNS_PER_SIDE
+from analysis.report import PARTS, load_selected, write_report
 from analysis.rule_compare import write_rule_comparison
 from analysis.select import (
     BEST_TARGET_BY,
@@ -93,6 +95,8 @@ OPTIONS: dict[str, tuple[object, object]] = {
     "seed": (Annotated[int, typer.Option(help="bootstrap seed (fixed: reproducible CIs)")], DEFAULT_BOOTSTRAP.seed),
     "min_runs": (Annotated[int, typer.Option(
         min=2, help="seeds a (task, ratio) cell needs to enter rliable statistics")], MIN_RUNS),
+    "claims_min_runs": (Annotated[int, typer.Option(
+        min=1, help="runs each side of a claim needs for a verdict (else 'not enough runs')")], MIN_RUNS_PER_SIDE),
     "paper_numbers": (Annotated[Path | None, typer.Option(
         help="YAML of the paper's numbers (default: the packaged one)")], None),
     "method_map": (Annotated[list[str] | None, typer.Option(
@@ -101,6 +105,7 @@ OPTIONS: dict[str, tuple[object, object]] = {
 SOURCE = ("tracking_uri", "experiment", "out", "parent_run_id")
 RULE = ("target_rule", "fixed_target", "checkpoint", "last_k", "best_target_by", "include_unfinished")
 RLIABLE = ("reference", "reps", "poi_reps", "seed", "min_runs")
+CLAIMS = ("reps", "poi_reps", "seed", "claims_min_runs")
 PAPER = ("paper_numbers", "method_map")
 
 
@@ -160,10 +165,10 @@ def _root() -> None:
 
 
 @app.command()
-@options(*SOURCE, *RULE, "column", *RLIABLE, *PAPER)
+@options(*SOURCE, *RULE, "column", *RLIABLE, "claims_min_runs", *PAPER)
 def report(**kw) -> None:
-    """Everything: scores, the paper's tables (.md/.tex/.csv), figures (.png/.pdf), rliable, paper comparison."""
-    _run(("tables", "figures", "rliable", "paper"), True, kw)
+    """Everything: scores, the paper's tables (.md/.tex/.csv), figures (.png/.pdf), rliable, paper comparison, claims."""
+    _run(PARTS, True, kw)
 
 
 @app.command()
@@ -196,6 +201,17 @@ def paper(**kw) -> None:
     comp = out / "paper_comparison.md"
     if comp.exists():
         console.print(Markdown(comp.read_text(encoding="utf-8")))
+
+
+@app.command()
+@options(*SOURCE, *RULE, *CLAIMS)
+def claims(**kw) -> None:
+    """claims.md/.csv: each of the paper's claims with P(A > B), its bootstrap CI, runs per side, a verdict."""
+    out = kw["out"]
+    _run(("claims",), False, kw)
+    path = out / "claims.md"
+    if path.exists():
+        console.print(Markdown(path.read_text(encoding="utf-8")))
 
 
 @app.command()

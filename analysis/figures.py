@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analysis.domains import domain_sort_key, method_display, method_sort_key, task_info, task_sort_key
@@ -123,7 +124,9 @@ def plot_domain_bars(
     """Figure-1-style grouped bars: x = domain, one bar per method = average normalised score.
 
     ``averages`` is :func:`analysis.tables.domain_averages`. Bars carry their value (like the
-    paper's figure); a domain averaged over fewer cells than it has is labelled ``k/N cells``.
+    paper's figure); a domain averaged over fewer cells than it has is labelled ``k/N cells``. With a
+    ``paper`` column (:func:`analysis.paper.with_paper_averages`: Figure 1's values, arXiv 2310.20587),
+    each bar with a paper value gets a black horizontal tick at it.
     """
     domains = sorted(averages["domain"].unique(), key=domain_sort_key)
     methods = sorted(averages["method"].unique(), key=method_sort_key)
@@ -135,6 +138,9 @@ def plot_domain_bars(
     ax = fig.add_subplot()
     width = 0.8 / max(1, widest)
     top = float(averages["mean"].max()) if len(averages) else 1.0
+    if "paper" in averages and averages["paper"].notna().any():
+        top = max(top, float(averages["paper"].max()))
+    has_paper = False
     for i, d in enumerate(domains):
         present = per_domain[d]
         for j, m in enumerate(present):  # the domain's bars, centred on its tick
@@ -142,6 +148,11 @@ def plot_domain_bars(
             x = i + (j - (len(present) - 1) / 2) * width
             bars = ax.bar(x, value, width * 0.92, color=colours[m])
             ax.bar_label(bars, fmt="%.1f", fontsize="x-small", padding=2)
+            if "paper" in averages:
+                ref = averages[(averages["domain"] == d) & (averages["method"] == m)]["paper"].iloc[0]
+                if pd.notna(ref):
+                    ax.hlines(float(ref), x - width * 0.46, x + width * 0.46, colors="black", linewidths=2)
+                    has_paper = True
     labels = []
     for d in domains:
         part = averages[averages["domain"] == d]
@@ -153,6 +164,8 @@ def plot_domain_bars(
     ax.set_ylim(min(0.0, float(averages["mean"].min()) * 1.1) if len(averages) else 0.0, max(10.0, top * 1.15))
     ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=colours[m], label=method_display(m, column)) for m in methods]
+    if has_paper:
+        handles.append(Line2D([], [], color="black", linewidth=2, label="paper (Figure 1)"))
     ax.legend(handles=handles, fontsize="small", ncols=min(len(methods), 4), loc="upper right")
     ax.set_title("Average normalised score per domain (over tasks and sample ratios)", fontsize="medium")
     return save(fig, path, formats)

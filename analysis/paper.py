@@ -119,6 +119,64 @@ def match_methods(selected: pd.DataFrame, methods: dict, column: str = "variant"
     return out, notes
 
 
+def paper_cells(
+    selected: pd.DataFrame, numbers: pd.DataFrame, methods: dict, column: str = "variant",
+    overrides: dict[str, str] | None = None,
+) -> tuple[dict[tuple[str, float, object], tuple[float, str]], list[str]]:
+    """The paper's per-task numbers (``kind: paper`` only, not third-party reruns) keyed like our cells.
+
+    Returns:
+        ``({(task, sample_ratio, our column value): (value, source key)}, notes)`` for every paper
+        number whose method matches one of our ``column`` values (:func:`match_methods`); values are
+        normalised scores (0–100). Used to print the paper's number beside ours in the paper tables
+        (:attr:`analysis.tables.PaperTable.paper`).
+    """
+    mapping, notes = match_methods(selected, methods, column, overrides)
+    out = {}
+    rows = numbers[(numbers["kind"] == "paper") & numbers["task"].notna() & numbers["sample_ratio"].notna()]
+    for r in rows.to_dict("records"):
+        ours = mapping.get(r["method"])
+        if ours is not None:
+            out[(str(r["task"]), float(r["sample_ratio"]), ours)] = (float(r["value"]), str(r["source"]))
+    return out, notes
+
+
+def annotate_tables(tables: list, cells: dict) -> None:
+    """Attach :func:`paper_cells` output to each :class:`analysis.tables.PaperTable` whose columns it
+    concerns (in place); ablation tables, whose columns are field values, get nothing."""
+    for t in tables:
+        if t.name.startswith("ablation_"):
+            continue
+        rows = [(r.task, r.sample_ratio) for r in t.rows if r.kind == "cell"]
+        t.paper = {k: v for k, v in cells.items()
+                   if k[2] in t.columns and any(k[0] == task and np.isclose(k[1], ratio) for task, ratio in rows)}
+
+
+def with_paper_averages(
+    averages: pd.DataFrame, selected: pd.DataFrame, numbers: pd.DataFrame, methods: dict,
+    column: str = "variant", overrides: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """:func:`analysis.tables.domain_averages` plus ``paper`` (Figure 1's per-domain average of that
+    method, normalised score 0–100; NaN where the paper shows none) and ``paper_source``.
+
+    The paper's Figure-1 average is over its own tasks and sample ratios (MuJoCo: medium; Kitchen:
+    complete + partial; Appendix B's ratios), ours over the cells our sweep has, so the two agree in
+    meaning only when the grids do (``n_rows`` says how many cells ours has).
+    """
+    mapping, _ = match_methods(selected, methods, column, overrides)
+    ours_to_paper = {v: k for k, v in mapping.items()}
+    fig = numbers[(numbers["kind"] == "paper") & numbers["domain"].notna() & numbers["task"].isna()]
+    out = averages.copy()
+    vals, srcs = [], []
+    for r in out.to_dict("records"):
+        hit = fig[(fig["domain"] == r["domain"]) & (fig["method"] == ours_to_paper.get(r["method"]))]
+        vals.append(float(hit["value"].iloc[0]) if len(hit) else np.nan)
+        srcs.append(str(hit["source"].iloc[0]) if len(hit) else "")
+    out["paper"] = pd.Series(vals, index=out.index, dtype="float64")
+    out["paper_source"] = pd.Series(srcs, index=out.index, dtype="object")
+    return out
+
+
 def _source_label(sources: set[str]) -> tuple[str, str]:
     """``(label, comparable)`` for the data sources behind one of our numbers."""
     if not sources:

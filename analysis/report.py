@@ -21,6 +21,7 @@ Output directory (flat):
 ``rliable_aggregates.csv/.png/.pdf``          IQM, mean, optimality gap with 95 % CIs
 ``probability_of_improvement.csv/.png/.pdf``  P(reference > other) with 95 % CIs
 ``paper_comparison.md/.csv/.tex``  the paper's known numbers beside ours
+``claims.md/.csv``                  the paper's claims: P(A > B), CI, runs, verdict
 ``report.md``                      index: source, rule, every file, all tables, notes
 =================================  ===============================================================
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import claims as C
 from analysis import figures as F
 from analysis import paper as P
 from analysis import stats as S
@@ -44,7 +46,7 @@ from analysis.tables import format_ratio, score_table  # noqa: F401  (re-exporte
 
 ROWS = ("task", "sample_ratio")
 MISSING = "—"
-PARTS = ("tables", "figures", "rliable", "paper")
+PARTS = ("tables", "figures", "rliable", "paper", "claims")
 #: Output names this module owns (stale ones from an earlier report in the same directory are removed).
 _OWNED_GLOBS = ("table_*.md", "table_*.tex", "table_*.csv", "ablation_*.md", "ablation_*.tex", "ablation_*.csv")
 
@@ -113,6 +115,7 @@ class _Writer:
         self.paths: dict[str, Path] = {}
         self.notes: list[str] = []
         self.sections: list[str] = []
+        self.claims: str = ""
 
     def text(self, name: str, text: str) -> Path:
         p = self.out / name
@@ -139,9 +142,21 @@ def _write_table(w: _Writer, t: T.PaperTable, source: str) -> None:
     w.sections.append(f"### {t.title}\n\n{md}")
 
 
-def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, source: str) -> None:
+def _paper_reference(paper_numbers: str | Path | None,
+                     method_map: dict[str, str] | None) -> tuple[pd.DataFrame, dict, dict]:
+    """``(numbers, methods, overrides)`` of the paper's numbers, to put beside ours."""
+    numbers, _sources, methods = P.load_paper_numbers(paper_numbers)
+    return numbers, methods, method_map or {}
+
+
+def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, source: str,
+                  paper_numbers: str | Path | None = None, method_map: dict[str, str] | None = None) -> None:
     w.notes += T.mixed_configurations(selected, column)
-    for t in T.paper_tables(selected, rule, column):
+    numbers, methods, overrides = _paper_reference(paper_numbers, method_map)
+    cells, _ = P.paper_cells(selected, numbers, methods, column, overrides)
+    main = T.paper_tables(selected, rule, column)
+    P.annotate_tables(main, cells)
+    for t in main:
         _write_table(w, t, source)
     abl, notes = T.ablation_tables(selected, rule)
     for t in abl:
@@ -149,10 +164,13 @@ def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, so
     w.notes += [f"Ablation {n}" for n in notes]
 
 
-def _write_figures(w: _Writer, tidy: pd.DataFrame, selected: pd.DataFrame, column: str) -> None:
+def _write_figures(w: _Writer, tidy: pd.DataFrame, selected: pd.DataFrame, column: str,
+                   paper_numbers: str | Path | None = None, method_map: dict[str, str] | None = None) -> None:
     png = F.plot_score_vs_ratio(selected, w.out / "score_vs_ratio.png", column, formats=("png", "pdf"))
     w.files([png, png.with_suffix(".pdf")])
-    averages = T.domain_averages(selected, column)
+    numbers, methods, overrides = _paper_reference(paper_numbers, method_map)
+    averages = P.with_paper_averages(T.domain_averages(selected, column), selected, numbers, methods, column,
+                                     overrides)
     w.csv("domain_averages.csv", averages)
     if len(averages):
         w.files(F.plot_domain_bars(averages, w.out / "domain_bars", column))
@@ -200,6 +218,18 @@ def _write_paper(w: _Writer, selected: pd.DataFrame, rule: str, column: str, pap
     w.sections.append(f"### The paper beside us\n\n{md}")
 
 
+def _write_claims(w: _Writer, selected: pd.DataFrame, rule: str, boot: Bootstrap, min_runs: int) -> None:
+    try:
+        frame = C.check_claims(selected, boot, min_runs)
+    except S.RliableUnavailable as e:
+        w.notes.append(f"Claims: {e}")
+        return
+    md = C.claims_markdown(frame, rule, boot, min_runs)
+    w.text("claims.md", md)
+    w.csv("claims.csv", frame)
+    w.claims = md
+
+
 def write_report(
     tracking_uri: str,
     experiment: str,
@@ -214,6 +244,7 @@ def write_report(
     min_runs: int = MIN_RUNS,
     paper_numbers: str | Path | None = None,
     method_map: dict[str, str] | None = None,
+    claims_min_runs: int = C.MIN_RUNS_PER_SIDE,
 ) -> dict[str, Path]:
     """Load a sweep from MLflow and write its tables, figures and comparisons (module docstring).
 
@@ -221,8 +252,12 @@ def write_report(
     the rest: ``tables`` (``table.md`` + paper and ablation tables), ``figures`` (score vs ratio,
     domain bars, learning curves), ``rliable`` (aggregates and probability of improvement of
     ``reference`` over each other ``column`` value, with ``bootstrap``'s replications, seed and
-    coverage; cells need ``min_runs`` seeds) and ``paper`` (comparison with ``paper_numbers``, default
-    the packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides). One score per trial
+    coverage; cells need ``min_runs`` seeds), ``paper`` (comparison with ``paper_numbers``, default
+    the packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides; the paper's numbers are
+    also put beside ours in the paper tables and ``domain_averages.csv`` when ``tables`` / ``figures``
+    run) and ``claims`` (:mod:`analysis.claims`: each of the paper's claims with rliable's probability
+    of improvement, its CI under ``bootstrap``, the runs per side and a verdict; a side with fewer than
+    ``claims_min_runs`` runs gives "not enough runs"). One score per trial
     by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it.
     Scores are normalised (0–100; Atari gamer-normalised × 100), probabilities of improvement 0–1.
     ``lamo-sweep`` calls this at the end of a sweep with the defaults, so its CIs equal those of
@@ -260,20 +295,22 @@ def write_report(
     if "tables" in parts:
         md = markdown_table(score_table(selected, by=(*ROWS, column)), text, column)
         w.text("table.md", md + f"\n_Source: {source}._\n")
-        _write_tables(w, selected, text, column, source)
+        _write_tables(w, selected, text, column, source, paper_numbers, method_map)
     if "figures" in parts:
-        _write_figures(w, tidy, selected, column)
+        _write_figures(w, tidy, selected, column, paper_numbers, method_map)
     if "rliable" in parts:
         _write_rliable(w, selected, column, reference, bootstrap, min_runs)
     if "paper" in parts:
         _write_paper(w, selected, text, column, paper_numbers, method_map)
+    if "claims" in parts:
+        _write_claims(w, selected, text, bootstrap, claims_min_runs)
     if parts == set(PARTS):
         for pattern in _OWNED_GLOBS:  # tables of an earlier report that this data no longer produces
             for stale in out.glob(pattern):
                 if stale.name not in w.paths:
                     stale.unlink()
                     w.notes.append(f"removed stale `{stale.name}` from an earlier report")
-    _write_index(w, source, text, selected, bootstrap if "rliable" in parts else None)
+    _write_index(w, source, text, selected, bootstrap if {"rliable", "claims"} & parts else None)
     paths = dict(w.paths)
     aliases = {"scores": "scores.csv", "table": "table.md", "figure": "score_vs_ratio.png"}
     front = {k: paths[v] for k, v in aliases.items() if v in paths}
@@ -294,6 +331,8 @@ def _write_index(w: _Writer, source: str, rule: str, selected: pd.DataFrame, boo
         "## Files", "",
     ]
     lines += [f"- `{name}`" for name in sorted(w.paths)] + ["- `report.md` (this file)"]
+    if w.claims:
+        lines += ["", "## Claims", "", w.claims]
     if w.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in w.notes]
     if w.sections:

@@ -14,7 +14,9 @@ sweep holds:
 * metrics with ``step`` = training step, per RTG target ``T`` (raw return) under
   :func:`trainers.contract.eval_key` ``(T, field)``: raw-return mean / std, mean episode length and the
   normalised score (0–100); keys are parsed with :func:`trainers.contract.parse_eval_key` (which also
-  accepts the US spelling ``normalized_score``).
+  accepts the US spelling ``normalized_score``). A Markov policy (the value-based and imitation
+  baselines) has no RTG target: its fields are under ``eval_key(None, field)`` = ``eval/policy/<field>``
+  and its rows have ``rtg_target`` NaN.
 
 Only MLflow, pandas and the standard-library contract module are imported: reading a store needs no
 torch, Ray or trainer code.
@@ -136,9 +138,10 @@ def _eval_history(client: MlflowClient, run) -> pd.DataFrame:
     """Per (step, rtg_target) metric values of one run; the last logged value wins per step.
 
     Keys are recognised by :func:`trainers.contract.parse_eval_key` (targets in raw-return units; the US
-    spelling ``normalized_score`` is read as ``normalised_score``); other metrics are ignored.
+    spelling ``normalized_score`` is read as ``normalised_score``; a policy key without a target gives
+    ``rtg_target`` NaN); other metrics are ignored.
     """
-    keys: dict[float, dict[str, str]] = {}
+    keys: dict[float | None, dict[str, str]] = {}
     for key in run.data.metrics:
         if (parsed := contract.parse_eval_key(key)) is not None:
             target, field = parsed
@@ -150,7 +153,7 @@ def _eval_history(client: MlflowClient, run) -> pd.DataFrame:
             hist = sorted(client.get_metric_history(run.info.run_id, key), key=lambda x: (x.step, x.timestamp))
             cols[field] = pd.Series({h.step: h.value for h in hist}, dtype="float64")
         f = pd.DataFrame(cols).rename_axis("step").reset_index()
-        f["rtg_target"] = target
+        f["rtg_target"] = float("nan") if target is None else target
         frames.append(f)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -198,7 +201,8 @@ def load_trial_runs(
         ``minari`` = real D4RL; ``unknown``; see :func:`_provenance`), ``data_subset_hash``, the
         ablation axes ``lm, init, embedding, finetune`` (strings) and ``language_weight`` (float),
         from the params ``model.*`` / ``language.weight`` (missing → NaN), ``step`` (training step, int),
-        ``rtg_target`` (raw-return units, float), ``return_mean, return_std`` (raw episode
+        ``rtg_target`` (raw-return units, float; NaN for a policy without a return-to-go target, the
+        baselines' ``eval/policy/...`` keys), ``return_mean, return_std`` (raw episode
         return), ``normalised_score`` (D4RL/gamer-normalised, 0–100 scale), ``length_mean``
         (episode steps), then every trial param as ``param.<name>`` (strings, as logged).
         Runs are selected by the tag :data:`trainers.contract.ROLE` = ``trial``; runs without any

@@ -16,6 +16,9 @@ number they report. The rule is a :class:`SelectionRule`, written into every cap
   README has a "last" and a "best during training" table): ``target_rule="largest"``,
   ``checkpoint="last"`` or ``"best"``.
 
+A Markov policy (CQL, IQL, TD3+BC, BC) has no RTG target: its rows have ``rtg_target`` NaN, the one
+score per evaluation, and every target rule selects it (groupings keep NaN targets).
+
 See ``docs/analysis.md`` ("Which number per trial") for the options of ``lamo-analysis``.
 """
 
@@ -188,8 +191,9 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
         ``normalised_score`` (0–100), ``return_mean``, ``return_std`` (raw return; averaged for
         ``mean_last_k``), ``n_evals`` (evaluations averaged), ``target_rule``, ``checkpoint`` and
         ``selection_rule`` (:meth:`SelectionRule.describe`). Evaluation rows with a missing
-        normalised score are ignored. With ``best_target_by="seed_mean"``, a task × sample ratio ×
-        variant cell whose trials share no evaluated target is left out with a ``UserWarning``.
+        normalised score are ignored. A run evaluated without RTG targets (``rtg_target`` NaN: a
+        Markov-policy baseline) has one score per evaluation; every target rule takes it. With
+        ``best_target_by="seed_mean"``, a task × sample ratio × variant cell whose trials share no evaluated target is left out with a ``UserWarning``.
     """
     target_rule, checkpoint, last_k, fixed_target = rule.target_rule, rule.checkpoint, rule.last_k, rule.targets
     text = rule.describe()
@@ -197,13 +201,13 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
     d = df.dropna(subset=["normalised_score"]).sort_values(["run_id", "rtg_target", "step"])
     d = d.reset_index(drop=True)
     keys = ["run_id", "rtg_target"]
-    g = d.groupby(keys, sort=False)
+    g = d.groupby(keys, sort=False, dropna=False)  # dropna=False: a policy's NaN target is a group
     if checkpoint == "last":
         per = g.tail(1).assign(n_evals=1)
     elif checkpoint == "best":
         per = d.loc[g["normalised_score"].idxmax().to_numpy()].assign(n_evals=1)
     else:
-        per = g.tail(last_k).groupby(keys, as_index=False).agg(
+        per = g.tail(last_k).groupby(keys, as_index=False, dropna=False).agg(
             step=("step", "max"),
             normalised_score=("normalised_score", "mean"),
             return_mean=("return_mean", "mean"),
@@ -225,7 +229,7 @@ def select_scores(df: pd.DataFrame, rule: SelectionRule = DEFAULT_RULE) -> pd.Da
             wanted = per["run_id"].map(task_of).map(fixed_target).astype("float64")
         else:
             wanted = pd.Series(float(fixed_target), index=per.index)
-        chosen = per[np.isclose(per["rtg_target"], wanted)]
+        chosen = per[np.isclose(per["rtg_target"], wanted) | per["rtg_target"].isna()]
         missing = sorted(set(per["run_id"]) - set(chosen["run_id"]))
         if missing:
             warnings.warn(

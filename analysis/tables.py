@@ -134,6 +134,18 @@ class PaperTable:
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
     rule: str = ""
+    #: The paper's numbers beside ours: ``(task, sample_ratio, column value) → (value, source key)``
+    #: (reference data from ``analysis/paper_numbers.yaml``; :func:`analysis.paper.annotate_tables`).
+    paper: dict = field(default_factory=dict)
+
+    def paper_value(self, row: Row, column: object) -> float | None:
+        """The paper's number for a cell row × column, or ``None`` (average rows never have one)."""
+        if row.kind != "cell":
+            return None
+        for (task, ratio, col), (value, _src) in self.paper.items():
+            if task == row.task and col == column and math.isclose(ratio, row.sample_ratio):
+                return float(value)
+        return None
 
     @property
     def has_settings(self) -> bool:
@@ -267,40 +279,66 @@ def _context_key(selected: pd.DataFrame, field_name: str) -> pd.Series:
     return selected[cols].astype(str).agg("|".join, axis=1)
 
 
-def ablation_tables(selected: pd.DataFrame, rule: SelectionRule | str) -> tuple[list[PaperTable], list[str]]:
-    """One table per ablation field that varies within otherwise-matching configurations.
+def ablation_settings(selected: pd.DataFrame, field_name: str) -> tuple[pd.DataFrame, str | None]:
+    """The trials of ``selected`` that take part in an ablation of ``field_name``, with a ``setting`` column.
 
     Trials are grouped by their configuration without the field (all ``param.*`` except the grid
     axes task / sample ratio / seed / variant / device, the field itself and params that are inert
-    for it); a group in which the field takes two or more values is an ablation *setting*, labelled
-    by its variants, with the tasks on which the field varies. Fields that vary only together with other settings (e.g. LaMo vs DT differ in
-    embedding, fine-tuning, λ and init at once) are skipped.
+    for it, :data:`INERT_PARAMS`); a group in which the field takes two or more values is an ablation
+    *setting*, labelled by its variants (``"variants lamo, lamo-linear"``). Inside a setting only the
+    tasks on which the field was varied are kept. Used by :func:`ablation_tables` and by the claims
+    (:mod:`analysis.claims`), so both compare the same trials.
+
+    Args:
+        selected: one row per trial (:func:`analysis.select.select_scores`).
+        field_name: a key of :data:`analysis.runs.ABLATION_FIELDS` (``embedding``, ``finetune``, ...).
+
+    Returns:
+        ``(trials, why_not)``: the participating trials (a copy, with ``setting``), and ``None``; or an
+        empty frame and the reason there is no ablation of the field in the data.
+
+    Raises:
+        KeyError: ``field_name`` is not an ablation field.
+    """
+    if field_name not in ABLATION_FIELDS:
+        raise KeyError(f"unknown ablation field {field_name!r}; one of {', '.join(ABLATION_FIELDS)}")
+    empty = selected.iloc[0:0].assign(setting=pd.Series(dtype="object"))
+    if field_name not in selected or selected[field_name].dropna().nunique() < 2:
+        values = sorted(selected[field_name].dropna().astype(str).unique()) if field_name in selected else []
+        return empty, f"not an ablation here (one value in the data: {', '.join(values) or 'none'})."
+    sel = selected.dropna(subset=[field_name]).copy()
+    sel["_context"] = _context_key(sel, field_name)
+    keep = sel.groupby("_context")[field_name].transform("nunique") >= 2
+    if not keep.any():
+        values = ", ".join(sorted(sel[field_name].astype(str).unique()))
+        return empty, (f"values {values} occur only together with other config differences "
+                       "(no otherwise-matching configurations), so no ablation table.")
+    sel = sel[keep]
+    # inside a setting, keep the tasks on which the field was actually varied (other tasks of the
+    # same variants belong to the main tables); a task × ratio cell missing for one value stays "—"
+    sel = sel[sel.groupby(["_context", "task"])[field_name].transform("nunique") >= 2]
+    labels = sel.groupby("_context")["variant"].agg(lambda v: "variants " + ", ".join(sorted(set(map(str, v)))))
+    sel["setting"] = sel["_context"].map(labels)
+    return sel.drop(columns="_context"), None
+
+
+def ablation_tables(selected: pd.DataFrame, rule: SelectionRule | str) -> tuple[list[PaperTable], list[str]]:
+    """One table per ablation field that varies within otherwise-matching configurations.
+
+    The trials and settings are those of :func:`ablation_settings`: a group of otherwise-identical
+    configurations in which the field takes two or more values is an ablation *setting*, labelled by
+    its variants, with the tasks on which the field varies. Fields that vary only together with other
+    settings (e.g. LaMo vs DT differ in embedding, fine-tuning, λ and init at once) are skipped.
 
     Returns:
         ``(tables, notes)`` — notes say which fields were skipped and why.
     """
     tables, notes = [], []
     for f in ABLATION_FIELDS:
-        if f not in selected or selected[f].dropna().nunique() < 2:
-            values = sorted(selected[f].dropna().astype(str).unique()) if f in selected else []
-            notes.append(f"`{f}`: not an ablation here (one value in the data: {', '.join(values) or 'none'}).")
+        sel, why_not = ablation_settings(selected, f)
+        if why_not:
+            notes.append(f"`{f}`: {why_not}")
             continue
-        sel = selected.dropna(subset=[f]).copy()
-        sel["_context"] = _context_key(sel, f)
-        keep = sel.groupby("_context")[f].transform("nunique") >= 2
-        if not keep.any():
-            values = ", ".join(sorted(sel[f].astype(str).unique()))
-            notes.append(
-                f"`{f}`: values {values} occur only together with other config differences "
-                "(no otherwise-matching configurations), so no ablation table."
-            )
-            continue
-        sel = sel[keep]
-        # inside a setting, keep the tasks on which the field was actually varied (other tasks of the
-        # same variants belong to the main tables); a task × ratio cell missing for one value stays "—"
-        sel = sel[sel.groupby(["_context", "task"])[f].transform("nunique") >= 2]
-        labels = sel.groupby("_context")["variant"].agg(lambda v: "variants " + ", ".join(sorted(set(map(str, v)))))
-        sel["setting"] = sel["_context"].map(labels)
         tables.append(build_table(sel, f"ablation_{f}", ABLATION_TITLES[f], rule, column=f, setting="setting"))
     return tables, notes
 
@@ -358,8 +396,15 @@ def _row_labels(t: PaperTable, r: Row) -> list[str]:
     return ([r.setting] if t.has_settings else []) + [r.task_label, ratio]
 
 
+def _paper_note(t: PaperTable, marker: str = "[paper X]") -> str:
+    srcs = sorted({src for _v, src in t.paper.values()})
+    return (f"A cell followed by {marker} has the paper's number X beside ours (reference data, not ours; "
+            f"`analysis/paper_numbers.yaml`, source {', '.join(srcs)}; see `paper_comparison.md`).")
+
+
 def to_markdown(t: PaperTable) -> str:
-    """Markdown: caption line, the table (best per row bold), footnotes."""
+    """Markdown: caption line, the table (best per row bold), footnotes; the paper's known numbers
+    (:attr:`PaperTable.paper`) follow our cell as ``[paper X]``."""
     heads = [h.replace("|", "\\|") for h in t.headers()]
     n_lab = len(heads) - len(t.columns)
     lines = [f"**{t.caption}**", "", "| " + " | ".join(heads) + " |", "|" + "---|" * (n_lab - 1) + "---:|" + "---:|" * len(t.columns)]
@@ -368,14 +413,17 @@ def to_markdown(t: PaperTable) -> str:
         cells = []
         for c in t.columns:
             text = _fmt_cell(r.cells.get(c), r.kind)
-            cells.append(MISSING if text is None else (f"**{text}**" if c in best else text))
+            text = MISSING if text is None else (f"**{text}**" if c in best else text)
+            ref = t.paper_value(r, c)
+            cells.append(text if ref is None else f"{text} [paper {ref:.1f}]")
         labels = _row_labels(t, r)
         if r.kind == "average":
             labels = [f"*{x}*" if x else x for x in labels]
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in labels + cells) + " |")
     out = "\n".join(lines) + "\n"
-    if t.notes:
-        out += "\n" + "\n".join(f"{n}  " for n in t.notes) + "\n"
+    notes = t.notes + ([_paper_note(t)] if t.paper else [])
+    if notes:
+        out += "\n" + "\n".join(f"{n}  " for n in notes) + "\n"
     return out
 
 
@@ -456,18 +504,22 @@ def to_latex(t: PaperTable, label: str | None = None) -> str:
                 core = f"{cell.mean:.1f} $\\pm$ {cell.std:.1f}"
                 core = f"\\textbf{{{core}}}" if c in best else core
                 cells.append(f"{core} {{\\scriptsize ({cell.n})}}")
+            ref = t.paper_value(r, c)
+            if ref is not None:
+                cells[-1] += f" {{\\scriptsize [{ref:.1f}]}}"
         labels = [latex_escape(x) for x in _row_labels(t, r)]
         lines.append(" & ".join(labels + cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
-    if t.notes:
-        lines.append("\\par\\smallskip{\\footnotesize " + " \\\\ ".join(latex_escape(n) for n in t.notes) + "}")
+    notes = t.notes + ([_paper_note(t, "[X]")] if t.paper else [])  # no note starts with "[" (a length after LaTeX's line break)
+    if notes:
+        lines.append("\\par\\smallskip{\\footnotesize " + " \\\\ ".join(latex_escape(n) for n in notes) + "}")
     lines.append("\\end{table}")
     return "\n".join(lines) + "\n"
 
 
 CSV_COLUMNS = [
     "table", "setting", "row_kind", "task", "task_label", "domain", "sample_ratio", "data_source",
-    "column", "method", "method_label", "mean", "std", "n", "best", "selection_rule",
+    "column", "method", "method_label", "mean", "std", "n", "best", "selection_rule", "paper",
 ]
 
 
@@ -485,6 +537,6 @@ def to_csv_frame(t: PaperTable) -> pd.DataFrame:
                 "task_label": r.task_label, "domain": r.domain, "sample_ratio": r.sample_ratio,
                 "data_source": r.data_source, "column": t.column, "method": c,
                 "method_label": method_display(c, t.column), "mean": cell.mean, "std": cell.std,
-                "n": cell.n, "best": c in best, "selection_rule": t.rule,
+                "n": cell.n, "best": c in best, "selection_rule": t.rule, "paper": t.paper_value(r, c),
             })
     return pd.DataFrame(recs, columns=CSV_COLUMNS)

@@ -114,7 +114,13 @@ def run(
         if missing:
             err.print("[bold red]error:[/] inputs missing:\n  - " + escape("\n  - ".join(map(str, missing))))
             raise typer.Exit(3)
-        prepare_inputs(sweep.trials, dd)
+        from trainers.downloads import DownloadError
+
+        try:
+            prepare_inputs(sweep.trials, dd)
+        except DownloadError as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+            raise typer.Exit(3) from None
         from trainers.inputs import validate_inputs
 
         problems = validate_inputs(sweep.trials, dd)

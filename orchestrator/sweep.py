@@ -30,6 +30,7 @@ from orchestrator import tracking
 from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
+from trainers.downloads import DownloadError
 from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
 
 
@@ -66,6 +67,8 @@ class _MlflowTuneReporter:
 
     def start(self, cfg: TrialConfig, info: dict) -> None:
         self.tags.update({k: info[k] for k in (C.DATA_SUBSET_HASH, C.DEVICE, C.DATA_SOURCE)})
+        if info.get(C.TEXT_SOURCE):
+            self.tags[C.TEXT_SOURCE] = str(info[C.TEXT_SOURCE])[:5000]
         if info.get("resumed_at_step", 0) == 0:
             self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(C.STATIC_PREFIXES)}))
 
@@ -245,7 +248,10 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             if address:  # a cluster already runs: refuse impossible resources before preparing anything
                 stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
                 check_cluster_resources(sweep)
-            prepare_inputs(todo, data_dir, progress=progress, log=log)
+            try:
+                prepare_inputs(todo, data_dir, progress=progress, log=log)
+            except DownloadError as e:  # a failed or unverifiable download: an input problem, exit 3
+                raise MissingInputsError(f"an input could not be downloaded; nothing was started: {e}") from None
             problems = validate_inputs(todo, data_dir)
             if problems:
                 raise InvalidInputsError(f"{len(problems)} input(s) of the sweep are unusable; nothing was "

@@ -131,7 +131,7 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
     c.log_batch(rid, params=[Param("n_trials", str(len(trials))), Param("n_skipped_finished", str(skipped))])
     if sweep_file:
         c.log_artifact(rid, str(sweep_file))
-    c.log_text(rid, json.dumps([t.model_dump(mode="json") for t in trials], indent=1), C.RESOLVED_TRIALS_ARTIFACT)
+    c.log_text(rid, json.dumps([t.record() for t in trials], indent=1), C.RESOLVED_TRIALS_ARTIFACT)
     return rid
 
 
@@ -239,7 +239,7 @@ class TrialRun:
         run = c.create_run(experiment_id, run_name=cfg.slug(), tags=tags)
         from mlflow.entities import Param
 
-        params = [Param(k, str(v)) for k, v in C.flatten(cfg.model_dump(mode="json")).items()]
+        params = [Param(k, str(v)) for k, v in C.flatten(cfg.record()).items()]
         for i in range(0, len(params), 100):
             c.log_batch(run.info.run_id, params=params[i:i + 100])
         return cls(uri, run.info.run_id)

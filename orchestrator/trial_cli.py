@@ -8,6 +8,7 @@ Examples::
     lamo-trial run --sweep sweeps/quickstart.yaml --index 0          # the first trial of a sweep
     lamo-trial run trial.yaml --set train.steps=200 --workdir /tmp/t  # a TrialConfig YAML file
     lamo-trial prepare --sweep sweeps/quickstart.yaml                 # collect data / pre-train the LM
+    lamo-trial fetch text sb3:tqc/Hopper-v3 --data-dir lamo_runs/data # download inputs ahead of a run
     lamo-trial run --sweep s.yaml --index 3 --resume-from lamo_runs/trials/<trial>/checkpoint
 
 Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config, 3 for a
@@ -84,7 +85,13 @@ def run(
         typer.echo("error: inputs missing:\n  - " + "\n  - ".join(map(str, missing)), err=True)
         raise typer.Exit(3)
     if prepare:
-        prepare_inputs([cfg], dd)
+        from trainers.downloads import DownloadError
+
+        try:
+            prepare_inputs([cfg], dd)
+        except DownloadError as e:
+            typer.echo("error: " + " ".join(str(e).split()), err=True)
+            raise typer.Exit(3) from None
     problems = validate_inputs([cfg], dd)
     if problems:  # one line per unusable input, no traceback (a data error is not a bug to debug)
         for p in problems:
@@ -112,6 +119,49 @@ def prepare_cmd(
     dd = (data_dir or default_dd).resolve()
     made = prepare_inputs(trials, dd)
     typer.echo(json.dumps(made, indent=1, default=str))
+
+
+@app.command("fetch")
+def fetch_cmd(
+    inputs: list[str] = typer.Argument(..., help="'text' (WikiText-103 raw from the hub) and/or agents "
+                                                 "'sb3:<algo>/<Env>-v3' (hub repos sb3/<algo>-<Env>-v3)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory whose cache receives "
+                                            "the files (default $LAMO_DATA_DIR, else lamo_runs/data)"),
+    force: bool = typer.Option(False, "--force", help="download even when an earlier step of the resolution "
+                                                       "order (env var, cache, mirror) already has the input"),
+) -> None:
+    """Download inputs from their canonical source into the project cache, verified (sizes / sha256 the
+    hub publishes) and written atomically: what ``prepare`` would download, ahead of a run (e.g. on a login
+    node with internet before a cluster run). Exit 3 when a download fails or does not verify."""
+    from trainers.data.policies import fetch_sb3_agent, find_sb3_agent
+    from trainers.downloads import DownloadError, fetch_hub_files, wikitext_files
+    from trainers.lm.corpus import find_text
+    from trainers.paths import default_data_dir, text_cache_dir
+
+    dd = (data_dir.resolve() if data_dir else default_data_dir(Path("lamo_runs")))
+    bad = [x for x in inputs if x != "text" and not x.startswith("sb3:")]
+    if bad:
+        typer.echo(f"error: cannot fetch {', '.join(bad)}: give 'text' or 'sb3:<algo>/<Env>-v3'", err=True)
+        raise typer.Exit(2)
+    try:
+        for what in inputs:
+            if what == "text":
+                src = find_text(dd)
+                if src is not None and not force:
+                    typer.echo(f"text: already available, {src.describe()}; nothing downloaded (--force to fetch)")
+                    continue
+                fetch_hub_files(wikitext_files(), text_cache_dir(dd))
+                typer.echo(f"text: {find_text(dd).describe()}")
+            else:
+                algo_env = what[len("sb3:"):].split("/", 1)
+                found = find_sb3_agent(*algo_env, dd) if len(algo_env) == 2 else None
+                if found is not None and not force:
+                    typer.echo(f"{what}: already available in {found[0]} (from {found[1]}); nothing downloaded")
+                    continue
+                typer.echo(f"{what}: {fetch_sb3_agent(what, dd)}")
+    except (DownloadError, KeyError, ValueError, OSError) as e:
+        typer.echo("error: " + " ".join(str(e).split()), err=True)
+        raise typer.Exit(3) from None
 
 
 def main() -> None:

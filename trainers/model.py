@@ -42,6 +42,13 @@ from torch import nn
 from trainers.config import ModelConfig, TrialConfig
 
 
+#: Rows (predicted tokens) per chunk of the fused head + cross-entropy of the language loss
+#: (:meth:`DecisionTransformer.language_loss`): 256 rows x 50,257 GPT-2 logits = 51 MB per chunk instead of
+#: 412 MB for the whole 2 x 1,024-token batch. Chosen with ``benchmarks/bench_language_loss.py``
+#: (docs/benchmarks.md); PyTorch's automatic pick for fp32 on CPU is 8 rows, much slower here.
+LANGUAGE_LOSS_CHUNK_ROWS = 256
+
+
 class ResidualBlock(nn.Module):
     """LaMo's MLP embedding block (LaMo ``experiment-d4rl/decision_transformer/models/utils.py``;
     ``docs/lamo_recipe.md`` §1.2).
@@ -216,10 +223,34 @@ class DecisionTransformer(nn.Module):
         h = h.reshape(B, K, 3, self.hidden)[:, :, 1]  # state tokens
         return self.predict_action(h)
 
-    def language_loss(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy (nats/token) of ``input_ids`` ``(B, T)`` through the same adapted
-        trunk and the LM's tied head (``docs/lamo_recipe.md`` §2; transformers' shifted causal-LM loss)."""
-        return self.lm(input_ids=input_ids, labels=input_ids).loss
+    def language_loss(self, input_ids: torch.Tensor,
+                      chunk_rows: int | None = LANGUAGE_LOSS_CHUNK_ROWS) -> torch.Tensor:
+        """Next-token cross-entropy (nats/token, mean over the ``B * (T - 1)`` predicted tokens) of
+        ``input_ids`` ``(B, T)`` through the same adapted trunk and the LM's tied head
+        (``docs/lamo_recipe.md`` §2; the same quantity as transformers' shifted causal-LM loss).
+
+        With ``chunk_rows`` (the default, :data:`LANGUAGE_LOSS_CHUNK_ROWS`) the head and the
+        cross-entropy are fused: ``torch.nn.functional.linear_cross_entropy`` with
+        ``LinearCrossEntropyOptions(batch_chunk_size=chunk_rows)`` (PyTorch >= 2.13) takes the trunk's
+        hidden states ``(B * (T - 1), H)`` and the head weight ``(V, H)`` and never materialises the
+        whole ``(B * (T - 1), V)`` logits tensor (412 MB in fp32 for 2 x 1,024 tokens and GPT-2's 50,257
+        tokens); its gradients are computed chunk by chunk during the forward pass. Equal to the plain
+        loss to float tolerance, not bit for bit (summation order; ``tests/test_language_loss.py``).
+        ``chunk_rows=None``, or an LM whose head is not a bias-free linear map of the last hidden state
+        (final-logit soft-capping, a logit scale, LoRA on the head), uses the plain path: the LM's own
+        forward with ``labels``.
+        """
+        head = self.lm.get_output_embeddings()
+        config = self.lm.config
+        plain_head = (type(head) is nn.Linear and head.bias is None
+                      and getattr(config, "final_logit_softcapping", None) is None
+                      and getattr(config, "logit_scale", None) is None)
+        if chunk_rows is None or not plain_head:
+            return self.lm(input_ids=input_ids, labels=input_ids).loss
+        h = self.trunk(input_ids=input_ids).last_hidden_state  # (B, T, H)
+        return torch.nn.functional.linear_cross_entropy(
+            h[:, :-1].reshape(-1, h.shape[-1]), head.weight, input_ids[:, 1:].reshape(-1),
+            options=torch.nn.LinearCrossEntropyOptions(batch_chunk_size=chunk_rows))
 
 
 @dataclass

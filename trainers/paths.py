@@ -7,10 +7,18 @@ Every input follows one resolution order, first hit wins:
 2. the project's cache under the data directory (``<data_dir>/...``, see :mod:`trainers.inputs`);
 3. the offline mirror: ``$LAMO_SHARED_DIR``, else a ``shared/`` directory beside the repository checkout
    (present on the project's own machines and in its CI, absent on a fresh clone elsewhere);
-4. the canonical source (Hugging Face hub, Minari, D4RL), fetched by the ``prepare`` step.
+4. the canonical source, downloaded into the cache by the driver's ``prepare`` step (never by a trial):
+   the Hugging Face hub for the text (``Salesforce/wikitext``), the RL-Zoo agents (``sb3/<algo>-<Env>``)
+   and LMs by hub id (:mod:`trainers.downloads`); Minari datasets by ``minari download``; D4RL files by
+   hand (not on the hub). Without the hub and without the earlier steps, :func:`trainers.inputs.missing_inputs`
+   names the input and the one command that provides it.
+
+An environment variable that is set is the whole answer for its input (it is not combined with the
+cache or the mirror), so an explicit choice is never silently replaced.
 
 Environment variables: ``LAMO_DATA_DIR`` (data directory), ``LAMO_TEXT_DIR`` (text corpora),
-``LAMO_SB3_AGENTS_DIR`` (RL-Zoo behaviour policies), ``LAMO_SHARED_DIR`` (the offline mirror).
+``LAMO_SB3_AGENTS_DIR`` (RL-Zoo behaviour policies), ``LAMO_SHARED_DIR`` (the offline mirror),
+``HF_ENDPOINT`` / ``HF_HUB_OFFLINE`` (the hub, see :mod:`trainers.downloads`).
 """
 
 from __future__ import annotations
@@ -48,19 +56,52 @@ def shared_mirror() -> Path:
     return _env_dir(SHARED_DIR_ENV) or (REPO_ROOT.parent / "shared").resolve()
 
 
-def text_dir() -> tuple[Path, str]:
-    """``(root of the text corpora, where that came from)``: ``$LAMO_TEXT_DIR``, else the mirror's
-    ``data/text``. The root may not exist; callers check the files they need and say how to get them."""
+def text_cache_dir(data_dir: str | os.PathLike) -> Path:
+    """The project's cache of downloaded text: ``<data_dir>/text`` (hub files keep their hub paths)."""
+    return Path(data_dir) / "text"
+
+
+def sb3_cache_dir(data_dir: str | os.PathLike) -> Path:
+    """The project's cache of downloaded RL-Zoo agents: ``<data_dir>/sb3_agents`` (RL-Zoo layout)."""
+    return Path(data_dir) / "sb3_agents"
+
+
+def text_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """Where text corpora are looked for, in order, as ``(root, origin)`` pairs.
+
+    ``$LAMO_TEXT_DIR`` alone when it is set (an explicit choice is not second-guessed); otherwise the
+    cache ``<data_dir>/text`` (when ``data_dir`` is given), then the offline mirror's ``data/text``.
+    Roots may not exist; :func:`trainers.lm.corpus.resolve_text` picks the first holding a whole corpus
+    layout and ``prepare`` downloads into the cache when none does.
+    """
     env = _env_dir(TEXT_DIR_ENV)
     if env is not None:
-        return env, f"${TEXT_DIR_ENV}"
-    return shared_mirror() / "data" / "text", "the offline mirror"
+        return [(env, f"${TEXT_DIR_ENV}")]
+    roots = [(text_cache_dir(data_dir).resolve(), "the project cache")] if data_dir is not None else []
+    return roots + [(shared_mirror() / "data" / "text", "the offline mirror")]
+
+
+def text_dir() -> tuple[Path, str]:
+    """``(root, origin)`` of the text corpora without a data directory: ``$LAMO_TEXT_DIR``, else the
+    mirror's ``data/text`` (:func:`text_roots` without a data directory: its first entry)."""
+    return text_roots()[0]
+
+
+def sb3_agent_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """Where RL-Zoo behaviour policies are looked for, in order, as ``(root, origin)`` pairs:
+    ``$LAMO_SB3_AGENTS_DIR`` alone when set; else the cache ``<data_dir>/sb3_agents`` (agents ``prepare``
+    downloaded from the hub's ``sb3`` organisation and verified), then the mirror's ``data/sb3_agents``."""
+    env = _env_dir(SB3_AGENTS_DIR_ENV)
+    if env is not None:
+        return [(env, f"${SB3_AGENTS_DIR_ENV}")]
+    roots = [(sb3_cache_dir(data_dir).resolve(), "the project cache")] if data_dir is not None else []
+    return roots + [(shared_mirror() / "data" / "sb3_agents", "the offline mirror")]
 
 
 def sb3_agents_dir() -> Path:
-    """Root of the RL-Zoo behaviour policies: ``$LAMO_SB3_AGENTS_DIR``, else the mirror's
-    ``data/sb3_agents`` (the trusted default, see :mod:`trainers.data.policies`)."""
-    return _env_dir(SB3_AGENTS_DIR_ENV) or shared_mirror() / "data" / "sb3_agents"
+    """Root of the RL-Zoo behaviour policies without a data directory: ``$LAMO_SB3_AGENTS_DIR``, else the
+    mirror's ``data/sb3_agents`` (the trusted default, see :mod:`trainers.data.policies`)."""
+    return sb3_agent_roots()[0][0]
 
 
 def dataset_path(task_name: str, data_dir: str | os.PathLike, source: str = "default",

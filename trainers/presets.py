@@ -34,6 +34,41 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   ``--co_training`` (language loss off); everything else is LaMo's (pre-trained LM, LoRA, lr, wd,
   warm-up, eps). It equals ``lamo-linear`` + ``lamo-no-lm-loss``. Which recipe the paper's Hopper numbers
   used is not published; docs/deviations.md (row 14) gives the evidence.
+* ``wiki-rl``: Reid et al. 2022, "Can Wikipedia Help Offline Reinforcement Learning?" (arXiv 2201.12122;
+  github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh`` and ``code/experiment.py``, itself
+  kzl/decision-transformer's code): the pre-trained LM fully fine-tuned (``model.finetune: full``),
+  linear embeddings with DT's tanh action head, dropout 0.2 (``run.sh``), AdamW lr 1e-4, weight decay
+  1e-4, warm-up 10,000 steps, eps 1e-8 (the script's argument defaults, as ``dt``), and the auxiliary
+  language-modelling loss on WikiText (the repository's ``lm_cotraining`` variant) with LaMo's weight
+  lambda = 0.1 (the default of ``language.weight``; the Wiki-RL argument list sets no other value).
+  Not implemented: the k-means cosine alignment loss (1,000 k-means centres of the LM's token
+  embeddings, weight 0.1, ``--gpt_kmeans``) and extended positions: both change the model's forward
+  pass (:mod:`trainers.model`), which this preset does not touch. How LaMo configured Wiki-RL is not
+  published (docs/deviations.md).
+* ``cql``, ``iql``, ``td3bc``, ``bc``: value-based and imitation baselines of the paper's tables (paper
+  §5; which implementation LaMo ran is not published), trained with d3rlpy 2.8.0's algorithms
+  (:mod:`trainers.baselines`) on the same data subset, state normalisation, evaluation and budget as
+  LaMo/DT. Hyperparameters, all in :data:`BASELINE_RECIPES`:
+
+  - ``cql``: d3rlpy's CQL reproduction (github.com/takuseno/d3rlpy ``reproductions/offline/cql.py``):
+    actor lr 1e-4, critic lr 3e-4, temperature lr 1e-4, alpha lr 0 (fixed conservative weight), 3 x 256
+    actor and critic MLPs, batch 256, 10 action samples, conservative weight 5.0 (the script's value for
+    every dataset but ``*-medium-v0``; our tasks are the ``-v2`` generation). Rewards unscaled.
+  - ``iql``: d3rlpy's IQL reproduction (``reproductions/offline/iql.py``) = IQL paper (Kostrikov et al.
+    2021, arXiv 2110.06169, App. B) for locomotion: actor and critic lr 3e-4, batch 256, expectile 0.7,
+    inverse temperature 3.0, max weight 100, actor lr cosine-annealed (over ``train.steps``; the script:
+    over its 500k steps), rewards x 1000 / (max - min trajectory return).
+  - ``td3bc``: d3rlpy's TD3+BC reproduction (``reproductions/offline/td3_plus_bc.py``) = TD3+BC paper
+    (Fujimoto & Gu 2021, arXiv 2106.06860, §5): actor and critic lr 3e-4, batch 256, alpha 2.5, policy
+    noise 0.2 clipped at 0.5, actor update every 2 steps, standardised states (ours, see below). Rewards
+    unscaled.
+  - ``bc``: d3rlpy has no BC reproduction script; CORL's BC (github.com/corl-team/CORL
+    ``algorithms/offline/any_percent_bc.py`` with ``configs/offline/bc/*/medium_v2.yaml``, frac 1.0):
+    deterministic tanh policy, 2 x 256 MLP, Adam lr 3e-4, batch 256, standardised states, MSE.
+
+  Every baseline standardises states with the training subset's mean and std (+1e-6), the rule LaMo and
+  DT use, rather than d3rlpy's/CORL's eps 1e-3 (docs/deviations.md). The step budget is the sweep's
+  ``train.steps`` (the published scripts run 500k-1M steps).
 """
 
 from __future__ import annotations
@@ -41,6 +76,23 @@ from __future__ import annotations
 import copy
 
 from trainers.util import did_you_mean
+
+#: The baselines' own hyperparameters (``baseline`` section of the trial config), one entry per preset;
+#: sources in the module docstring.
+BASELINE_RECIPES: dict[str, dict] = {
+    "cql": {"algo": "cql", "hidden_units": [256, 256, 256], "actor_learning_rate": 1e-4,
+            "critic_learning_rate": 3e-4, "temp_learning_rate": 1e-4, "alpha_learning_rate": 0.0,
+            "n_action_samples": 10, "conservative_weight": 5.0},
+    "iql": {"algo": "iql", "reward_scale": "return_range_1000", "actor_cosine_schedule": True,
+            "actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "expectile": 0.7, "weight_temp": 3.0,
+            "max_weight": 100.0},
+    "td3bc": {"algo": "td3bc", "actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "alpha": 2.5,
+              "target_smoothing_sigma": 0.2, "target_smoothing_clip": 0.5, "update_actor_interval": 2},
+    "bc": {"algo": "bc", "hidden_units": [256, 256], "learning_rate": 3e-4},
+}
+#: What every baseline preset sets besides its recipe: no LM, no language loss, batch 256 (all four sources).
+_BASELINE_COMMON = {"model": {"lm": None, "init": "random"}, "language": {"weight": 0.0},
+                    "train": {"batch_size": 256}}
 
 VARIANT_PRESETS: dict[str, dict] = {
     "lamo": {},
@@ -55,6 +107,10 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-random-init": {"model": {"init": "random"}},
     "lamo-no-lm-loss": {"language": {"weight": 0.0}},
     "lamo-hopper": {"model": {"embedding": "linear"}, "language": {"weight": 0.0}},
+    "wiki-rl": {"model": {"embedding": "linear", "finetune": "full", "dropout": 0.2},
+                "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8}},
+    **{name: {**copy.deepcopy(_BASELINE_COMMON), "baseline": copy.deepcopy(recipe)}
+       for name, recipe in BASELINE_RECIPES.items()},
 }
 
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from trainers import contract
 from trainers.checkpoint import LoopState, TrialCheckpoint, seed_everything
 from trainers.config import TrialConfig
+from trainers.inputs import text_source_of
 from trainers.learner import make_learner, resolve_device
 
 
@@ -95,7 +96,8 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
     ckpt.restore(loop, resume_from, map_location=resolve_device(cfg))
     reporter.start(cfg, {contract.DATA_SUBSET_HASH: learner.data.subset_hash, **learner.info(),
                          "resumed_at_step": loop.step, contract.CONFIG_HASH: cfg.config_hash(),
-                         contract.DATA_SOURCE: cfg.data_source})
+                         contract.DATA_SOURCE: cfg.data_source,
+                         contract.TEXT_SOURCE: text_source_of(cfg, Path(data_dir))})
 
     def evaluate_and_checkpoint() -> dict[str, float]:
         metrics = learner.evaluate()

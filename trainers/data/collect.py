@@ -260,6 +260,7 @@ def collect_dataset(
     progress: bool = True,
     transitions: int | None = None,
     n_envs: int = DEFAULT_N_ENVS,
+    data_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Collect a task's dataset from its behaviour policies and write it to ``out_path``.
 
@@ -275,6 +276,8 @@ def collect_dataset(
             concatenated; default: the task's ``dataset.behaviour_policy``.
         progress: show a ``rich`` progress bar (unit: transitions with a transition budget, else episodes).
         n_envs: envs stepped in lockstep for batched policies (1 for scripted ones).
+        data_dir: the data directory whose agent cache ``sb3_agents/`` SB3 policies are looked up in
+            (:func:`trainers.paths.sb3_agent_roots`); ``None``: ``$LAMO_SB3_AGENTS_DIR`` or the mirror.
 
     File attributes: env_id, task, behaviour_policy, seed, episodes (trajectories in the file, a cut
     one included), mean_return and mean_normalised_score (over the complete episodes of all parts),
@@ -309,7 +312,7 @@ def collect_dataset(
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     names = [p.strip() for p in policy_name.split("+")]
-    policies = [get_behaviour_policy(name, seed) for name in names]  # fail fast, before any rollout
+    policies = [get_behaviour_policy(name, seed, data_dir=data_dir) for name in names]  # fail fast, before any rollout
     batched = any(getattr(p, "batched", False) for p in policies)
 
     t0 = time.perf_counter()

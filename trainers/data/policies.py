@@ -42,12 +42,12 @@ SB3 agents
 ----------
 ``sb3:<algo>/<Env>-v3`` loads ``<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip`` (the RL Zoo layout) with
 stable-baselines3 (``sac``) or sb3-contrib (``tqc``, ``ars``, ``trpo``). ``agents_dir`` is the
-``agents_dir`` argument, else ``$LAMO_SB3_AGENTS_DIR``, else the offline mirror's ``data/sb3_agents``
-(:func:`trainers.paths.sb3_agents_dir`; the returns and the D4RL level each zoo agent matches are in
-``docs/lamo_recipe.md`` §4.5). Users with internet can fill any directory with the same layout: ``git clone
-https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent from the hub repos
-``sb3/<algo>-<Env>-v3``, ``python -m rl_zoo3.load_from_hub --algo tqc --env Hopper-v3 -orga sb3
--f <agents_dir> --exp-id 1``.
+``agents_dir`` argument, else the first of ``$LAMO_SB3_AGENTS_DIR`` / the project cache
+``<data_dir>/sb3_agents`` / the offline mirror's ``data/sb3_agents`` holding the agent
+(:func:`trainers.paths.sb3_agent_roots`; the returns and the D4RL level each zoo agent matches are in
+``docs/lamo_recipe.md`` §4.5). When none holds it, ``prepare`` downloads it from the hub repo
+``sb3/<algo>-<Env>-v3`` into the cache, verified (:func:`fetch_sb3_agent`); ``lamo-trial fetch
+sb3:<algo>/<Env>-v3`` does the same ahead of a run.
 
 * **Observation normalisation**: when ``<Env>-v3_1/<Env>-v3/vecnormalize.pkl`` exists (ARS, TRPO), its
   running mean/variance normalise the *policy input only*,
@@ -66,8 +66,9 @@ https://github.com/DLR-RM/rl-trained-agents`` (the zoo's agents), or, per agent 
   ``vecnormalize.pkl`` is read by an unpickler that only resolves an allow-list of classes
   (VecNormalize, RunningMeanStd, spaces, NumPy arrays/scalars/RNG state; ``gym.*`` names of pickles
   written with old ``gym`` map to ``gymnasium.*``). Still, the agents decide what the datasets contain:
-  the offline mirror's agents are the trusted default, and using any other directory is an explicit opt-in
-  (``agents_dir=`` or ``LAMO_SB3_AGENTS_DIR``) that must point at files you trust.
+  the offline mirror's agents and those downloaded from the zoo's own hub organisation ``sb3`` (checked
+  against the sha256 the hub publishes) are the trusted defaults, and using any other directory is an
+  explicit opt-in (``agents_dir=`` or ``LAMO_SB3_AGENTS_DIR``) that must point at files you trust.
 * **Performance**: one batched call for ``n`` observations. Torch's intra-op threads make tiny MLP
   calls slow on a busy machine; :mod:`trainers.data.collect` runs them single-threaded.
 
@@ -89,7 +90,7 @@ from typing import Any
 
 import numpy as np
 
-from trainers.paths import SB3_AGENTS_DIR_ENV, sb3_agents_dir
+from trainers.paths import SB3_AGENTS_DIR_ENV, sb3_agent_roots, sb3_agents_dir, sb3_cache_dir
 from trainers.util import did_you_mean
 
 # Reacher2d geometry and timing, docs/lamo_recipe.md §6.1 (the DT repo's reacher_2d.xml asset).
@@ -214,10 +215,32 @@ def default_sb3_agents_dir() -> Path:
     return sb3_agents_dir()
 
 
-def sb3_agent_paths(algo: str, env: str, agents_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+def _agent_paths(root: Path, algo: str, env: str) -> dict[str, Path]:
+    run = root / algo / f"{env}_1"
+    return {"zip": run / f"{env}.zip", "config": run / env / "config.yml",
+            "vecnormalize": run / env / "vecnormalize.pkl"}
+
+
+def find_sb3_agent(algo: str, env: str, data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """``(root, origin)`` of the first root of :func:`trainers.paths.sb3_agent_roots` holding the agent's
+    zip, or ``None`` (local disk only)."""
+    for root, origin in sb3_agent_roots(data_dir):
+        if _agent_paths(root, algo, env)["zip"].is_file():
+            return root, origin
+    return None
+
+
+def sb3_agent_paths(algo: str, env: str, agents_dir: str | os.PathLike | None = None,
+                    data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Where the RL-Zoo layout keeps an agent: ``zip`` (``<algo>/<env>_1/<env>.zip``), ``config``
-    (``<algo>/<env>_1/<env>/config.yml``) and ``vecnormalize`` (``.../vecnormalize.pkl``, optional)."""
-    root = Path(agents_dir).expanduser().resolve() if agents_dir else default_sb3_agents_dir()
+    (``<algo>/<env>_1/<env>/config.yml``) and ``vecnormalize`` (``.../vecnormalize.pkl``, optional), under
+    ``agents_dir`` if given, else under the first root that holds the zip (:func:`find_sb3_agent`), else
+    under the first root looked at (so that the caller can say where it is missing)."""
+    if agents_dir:
+        root = Path(agents_dir).expanduser().resolve()
+    else:
+        found = find_sb3_agent(algo, env, data_dir)
+        root = found[0] if found else sb3_agent_roots(data_dir)[0][0]
     run = root / algo / f"{env}_1"
     return {"zip": run / f"{env}.zip", "config": run / env / "config.yml",
             "vecnormalize": run / env / "vecnormalize.pkl"}
@@ -335,22 +358,24 @@ class SB3Policy:
     batched = True
 
     def __init__(self, name: str, seed: int, deterministic: bool | None = None,
-                 agents_dir: str | os.PathLike | None = None):
+                 agents_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None):
         m = _SB3_NAME.match(name)
         if not m or m["algo"] not in SB3_ALGOS:
             raise KeyError(f"bad SB3 policy name {name!r}: expected 'sb3:<algo>/<Env>-v<N>' with algo in "
                            f"{sorted(SB3_ALGOS)}, e.g. 'sb3:sac/Hopper-v3'")
         self.name, self.algo, self.env = name, m["algo"], m["env"]
-        paths = sb3_agent_paths(self.algo, self.env, agents_dir)
+        paths = sb3_agent_paths(self.algo, self.env, agents_dir, data_dir)
         if not paths["zip"].is_file():
+            looked = ([str(Path(agents_dir).expanduser().resolve())] if agents_dir else
+                      [f"{r} (from {o})" for r, o in sb3_agent_roots(data_dir)])
             raise FileNotFoundError(
                 f"SB3 agent for {name!r} not found: expected {paths['zip']} (RL Zoo layout "
-                f"<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip, agents_dir = {paths['zip'].parents[2]}). "
-                f"Set {SB3_AGENTS_DIR_ENV} to a directory with that layout: on a machine with internet "
-                "`git clone https://github.com/DLR-RM/rl-trained-agents` (the RL Zoo's agents), or "
-                f"`python -m rl_zoo3.load_from_hub --algo {self.algo} --env {self.env} -orga sb3 -f "
-                "<agents_dir> --exp-id 1` (hub repo sb3/" + f"{self.algo}-{self.env}). Only use agent "
-                "files you trust.")
+                f"<agents_dir>/<algo>/<Env>-v3_1/<Env>-v3.zip; looked in {'; '.join(looked)}). Fix: run "
+                f"`{sb3_fetch_command(name, data_dir)}` on a machine with internet (downloads hub repo "
+                f"sb3/{self.algo}-{self.env}, verified), or set {SB3_AGENTS_DIR_ENV} to a directory with "
+                "that layout (`git clone https://github.com/DLR-RM/rl-trained-agents`, or `python -m "
+                f"rl_zoo3.load_from_hub --algo {self.algo} --env {self.env} -orga sb3 -f <agents_dir> "
+                "--exp-id 1`) holding agent files you trust.")
         try:
             import importlib
 
@@ -429,6 +454,50 @@ class SB3Policy:
         return actions[0] if single else actions
 
 
+def sb3_fetch_command(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """The one command that downloads agent ``name`` (``sb3:<algo>/<Env>``) into ``data_dir``'s cache."""
+    return f"lamo-trial fetch {name}" + (f" --data-dir {data_dir}" if data_dir is not None else "")
+
+
+def fetch_sb3_agent(name: str, data_dir: str | os.PathLike, progress: bool = True, log=print) -> Path:
+    """Download agent ``name`` (``sb3:<algo>/<Env>-v<N>``) from hub repo ``sb3/<algo>-<Env>-v<N>`` into the
+    cache ``<data_dir>/sb3_agents`` and return that root.
+
+    The files are fetched and checked against the hub's published sizes / hashes
+    (:func:`trainers.downloads.fetch_hub_files`) into a temporary root, the agent is loaded from there
+    with stable-baselines3 (:class:`SB3Policy`, no code from the files runs), and only then is its run
+    directory ``<algo>/<Env>_1`` moved into the cache (:func:`trainers.util.atomic_path`).
+
+    Raises:
+        KeyError: a malformed name. trainers.downloads.DownloadError: the hub is unreachable or a file
+            does not match. ValueError / OSError: the downloaded agent does not load (nothing is cached).
+    """
+    import shutil
+    import uuid
+
+    from trainers.downloads import fetch_hub_files, sb3_files
+    from trainers.util import atomic_path
+
+    m = _SB3_NAME.match(name)
+    if not m or m["algo"] not in SB3_ALGOS:
+        raise KeyError(f"bad SB3 policy name {name!r}: expected 'sb3:<algo>/<Env>-v<N>' with algo in {sorted(SB3_ALGOS)}")
+    algo, env = m["algo"], m["env"]
+    cache = sb3_cache_dir(data_dir).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp_root = cache / f".fetch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        fetch_hub_files(sb3_files(algo, env), tmp_root, progress=progress, log=log)
+        SB3Policy(name, seed=0, agents_dir=tmp_root)  # loads with stable-baselines3 or raises
+        with atomic_path(cache / algo / f"{env}_1") as tmp:
+            os.replace(tmp_root / algo / f"{env}_1", tmp)
+        for manifest in tmp_root.glob("*.fetched.json"):
+            os.replace(manifest, cache / manifest.name)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    log(f"[fetch] {name}: verified and loaded with stable-baselines3 -> {cache / algo / f'{env}_1'}")
+    return cache
+
+
 def _placeholder(key: str, act_space) -> Any:
     """Stand-ins for the training-only fields an SB3 zip stores with cloudpickle."""
     if key in ("lr_schedule", "delta_std_schedule"):
@@ -449,7 +518,8 @@ def _constant_zero(_progress: float) -> float:
 
 
 def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None,
-                         agents_dir: str | os.PathLike | None = None):
+                         agents_dir: str | os.PathLike | None = None,
+                         data_dir: str | os.PathLike | None = None):
     """Build the behaviour policy ``name`` with its own RNG seeded by ``seed``.
 
     Args:
@@ -460,6 +530,8 @@ def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None
         deterministic: SB3 only: ``None`` = the documented default (sample, except ARS).
         agents_dir: SB3 only: the agents directory (default :func:`default_sb3_agents_dir`); any other
             directory is an explicit opt-in to use the agents found there.
+        data_dir: SB3 only: the data directory whose cache ``sb3_agents/`` is searched (after
+            ``$LAMO_SB3_AGENTS_DIR``, before the mirror).
 
     Raises:
         KeyError: ``name`` is unknown or malformed; the message lists the known names.
@@ -468,7 +540,7 @@ def get_behaviour_policy(name: str, seed: int, deterministic: bool | None = None
         ImportError: stable-baselines3 / sb3-contrib are not installed.
     """
     if name.startswith(SB3_PREFIX):
-        return SB3Policy(name, seed, deterministic=deterministic, agents_dir=agents_dir)
+        return SB3Policy(name, seed, deterministic=deterministic, agents_dir=agents_dir, data_dir=data_dir)
     from trainers.data.kitchen_policy import KITCHEN_POLICIES, KitchenScriptedPolicy
 
     if name in KITCHEN_POLICIES:

@@ -2,13 +2,24 @@
 
 LaMo's language loss (``docs/lamo_recipe.md`` §2; LaMo ``experiment-d4rl/get_nlp_datasets.py``) uses
 WikiText-103 (``wikitext-103-raw-v1`` train, from the HF hub), tokenised line by line with GPT-2's tokenizer (no EOS), concatenated and cut
-into 1024-token blocks, served in shuffled batches of 2. The hub is unreachable here, so the corpora
-are the WikiText-103 validation/test splits on local disk (``<text dir>/wikitext-103/*.tokens``)::
+into 1024-token blocks, served in shuffled batches of 2.
 
-    wikitext-103-local           wiki.valid.tokens, all lines     auxiliary language-loss corpus
-    wikitext-103-local-pretrain  wiki.test.tokens + the head of   stage-1 pre-training text
+**Where the text comes from** (:func:`resolve_text`, the order of :mod:`trainers.paths`): the first root
+of ``$LAMO_TEXT_DIR`` / the project cache ``<data_dir>/text`` / the offline mirror that holds a whole
+*layout*; when none does, ``prepare`` downloads the hub layout into the cache
+(:mod:`trainers.downloads`). The two layouts and what each corpus name reads in them::
+
+    layout ``mirror``: wikitext-103/wiki.{valid,test}.tokens (WikiText-103, tokenised, valid/test only)
+    layout ``hub``:    wikitext-103-raw-v1/*.parquet (Salesforce/wikitext, raw, train/validation/test)
+
+    corpus                       mirror layout                    hub layout
+    wikitext-103-local           wiki.valid.tokens, all lines     the raw train split (LaMo's corpus)
+    wikitext-103-local-pretrain  wiki.test.tokens + the head of   raw test + the head of raw validation
                                  wiki.valid.tokens
-    wikitext-103-local-heldout   the tail of wiki.valid.tokens    stage-1 held-out perplexity
+    wikitext-103-local-heldout   the tail of wiki.valid.tokens    the tail of raw validation
+
+The names stay the same in both layouts (no trial config changes); which text a run read is recorded
+(:func:`text_source`, the ``text_source`` tag of every trial).
 
 **Held-out slice.** The tail of ``wiki.valid.tokens`` starts at the first article heading
 (a `` = Title = `` line) at or after 95% of the file's lines, so no article is split between
@@ -34,7 +45,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
-from trainers.paths import TEXT_DIR_ENV, text_dir  # TEXT_DIR_ENV is re-exported for callers
+from trainers.paths import TEXT_DIR_ENV, text_roots  # TEXT_DIR_ENV is re-exported for callers
 from trainers.util import atomic_path, did_you_mean
 
 HELDOUT_FRACTION = 0.05
@@ -52,49 +63,113 @@ class TextPart:
 
 
 _VALID, _TEST = "wikitext-103/wiki.valid.tokens", "wikitext-103/wiki.test.tokens"
+#: Corpus name -> parts in the ``mirror`` layout (WikiText-103 tokenised validation/test files).
 CORPORA: dict[str, tuple[TextPart, ...]] = {
     "wikitext-103-local": (TextPart(_VALID),),
     "wikitext-103-local-pretrain": (TextPart(_TEST), TextPart(_VALID, "head")),
     "wikitext-103-local-heldout": (TextPart(_VALID, "tail"),),
 }
+_RAW = "wikitext-103-raw-v1"
+_RAW_TRAIN = (f"{_RAW}/train-00000-of-00002.parquet", f"{_RAW}/train-00001-of-00002.parquet")
+_RAW_VALID, _RAW_TEST = f"{_RAW}/validation-00000-of-00001.parquet", f"{_RAW}/test-00000-of-00001.parquet"
+#: Corpus name -> parts in the ``hub`` layout (``Salesforce/wikitext``, ``wikitext-103-raw-v1`` parquet).
+HUB_CORPORA: dict[str, tuple[TextPart, ...]] = {
+    "wikitext-103-local": tuple(TextPart(p) for p in _RAW_TRAIN),
+    "wikitext-103-local-pretrain": (TextPart(_RAW_TEST), TextPart(_RAW_VALID, "head")),
+    "wikitext-103-local-heldout": (TextPart(_RAW_VALID, "tail"),),
+}
+LAYOUTS: dict[str, dict[str, tuple[TextPart, ...]]] = {"mirror": CORPORA, "hub": HUB_CORPORA}
+LAYOUT_FILES: dict[str, tuple[str, ...]] = {"mirror": (_VALID, _TEST),
+                                            "hub": (*_RAW_TRAIN, _RAW_VALID, _RAW_TEST)}
+LAYOUT_TEXT = {"mirror": "WikiText-103 tokenised valid/test (wiki.*.tokens)",
+               "hub": "WikiText-103 raw train/validation/test (Salesforce/wikitext wikitext-103-raw-v1)"}
 
 
-def resolve_text_dir() -> Path:
-    """Root of the offline text, as :func:`trainers.paths.text_dir` resolves it: ``$LAMO_TEXT_DIR`` if
-    set, else the offline mirror's ``data/text``; checked to hold the WikiText-103 files.
+@dataclass(frozen=True)
+class TextSource:
+    """Where a run's text comes from: ``root`` (a directory), its ``layout`` (``mirror`` or ``hub``) and
+    ``origin`` (``$LAMO_TEXT_DIR``, ``the project cache`` or ``the offline mirror``)."""
+
+    root: Path
+    layout: str
+    origin: str
+
+    def describe(self) -> str:
+        """One line for logs and the ``text_source`` tag, e.g. ``hub layout (...) from the project cache``."""
+        return f"{LAYOUT_TEXT[self.layout]} from {self.origin} ({self.root})"
+
+
+def find_text(data_dir: str | Path | None = None) -> TextSource | None:
+    """The first root of :func:`trainers.paths.text_roots` holding every file of a layout (``mirror``
+    checked before ``hub`` within a root), or ``None``. Looks at the local disk only."""
+    for root, origin in text_roots(data_dir):
+        for layout, files in LAYOUT_FILES.items():
+            if all((root / f).is_file() for f in files):
+                return TextSource(root, layout, origin)
+    return None
+
+
+def fetch_command(data_dir: str | Path | None) -> str:
+    """The one command that provides the text on a machine with internet (into ``data_dir``'s cache)."""
+    dd = f" --data-dir {data_dir}" if data_dir is not None else ""
+    return f"lamo-trial fetch text{dd}"
+
+
+def resolve_text(data_dir: str | Path | None = None) -> TextSource:
+    """Where the text corpora are (see the module docstring); nothing is downloaded here.
 
     Raises:
-        FileNotFoundError: the WikiText files are missing there; the message names the missing files,
-            where the directory came from, and how to provide the text.
+        FileNotFoundError: no root holds a whole layout; the message names the places looked at, the
+            files expected, and the command that fetches the text.
     """
-    root, source = text_dir()
-    missing = [p for p in (_VALID, _TEST) if not (root / p).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"text corpus not found: {', '.join(str(root / p) for p in missing)} "
-            f"(from {source}). Set {TEXT_DIR_ENV} to a "
-            f"directory laid out as wikitext-103/wiki.valid.tokens and wikitext-103/wiki.test.tokens "
-            f"(the non-raw WikiText-103 validation/test splits).")
-    return root
+    src = find_text(data_dir)
+    if src is not None:
+        return src
+    looked = "; ".join(f"{root} (from {origin})" for root, origin in text_roots(data_dir))
+    raise FileNotFoundError(
+        f"text corpus not found in {looked}: expected wikitext-103/wiki.valid.tokens and "
+        f"wikitext-103/wiki.test.tokens (WikiText-103 tokenised) or the {_RAW}/*.parquet files of the hub "
+        f"dataset Salesforce/wikitext. Fix: run `{fetch_command(data_dir)}` on a machine with internet, or "
+        f"set {TEXT_DIR_ENV} to a directory holding either layout.")
 
 
-def _spec(name: str) -> tuple[TextPart, ...]:
+def resolve_text_dir(data_dir: str | Path | None = None) -> Path:
+    """Root of the text, :func:`resolve_text`'s ``root``.
+
+    Raises:
+        FileNotFoundError: as :func:`resolve_text`.
+    """
+    return resolve_text(data_dir).root
+
+
+def text_source(data_dir: str | Path | None = None) -> str:
+    """:meth:`TextSource.describe` of the resolved text, or ``"missing"``."""
+    src = find_text(data_dir)
+    return src.describe() if src else "missing"
+
+
+def _spec(name: str, layout: str = "mirror") -> tuple[TextPart, ...]:
     try:
-        return CORPORA[name]
+        return LAYOUTS[layout][name]
     except KeyError:
         raise KeyError(f"unknown corpus {name!r}.{did_you_mean(name, CORPORA)} "
                        f"Known corpora: {', '.join(sorted(CORPORA))}") from None
 
 
-def corpus_files(name: str) -> list[Path]:
-    """Absolute paths of the files a corpus reads (each once, in reading order)."""
-    parts = _spec(name)
-    root = resolve_text_dir()
-    return [root / rel for rel in dict.fromkeys(p.relpath for p in parts)]
+def corpus_files(name: str, data_dir: str | Path | None = None) -> list[Path]:
+    """Absolute paths of the files a corpus reads (each once, in reading order) in the resolved text."""
+    _spec(name)
+    src = resolve_text(data_dir)
+    return [src.root / rel for rel in dict.fromkeys(p.relpath for p in _spec(name, src.layout))]
 
 
 def _read_lines(path: Path) -> list[str]:
-    """Lines with their trailing ``\\n`` kept, as in the HF ``wikitext`` dataset's ``text`` column."""
+    """Lines with their trailing ``\\n`` kept, as in the HF ``wikitext`` dataset's ``text`` column (a
+    ``.parquet`` file of the hub layout *is* that column: one row per line)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return [t for t in pq.read_table(path, columns=["text"]).column("text").to_pylist() if t is not None]
     text = path.read_text(encoding="utf-8")
     lines = [line + "\n" for line in text.split("\n")]
     if text.endswith("\n") or not text:
@@ -109,12 +184,12 @@ def heldout_start(lines: list[str]) -> int:
     return next((i for i in range(first, len(lines)) if _HEADING.match(lines[i].rstrip("\n"))), len(lines))
 
 
-def corpus_lines(name: str) -> Iterator[str]:
+def corpus_lines(name: str, data_dir: str | Path | None = None) -> Iterator[str]:
     """Yield the corpus's non-empty lines (whitespace-only lines skipped), ``\\n`` kept."""
-    parts = _spec(name)
-    root = resolve_text_dir()
-    for part in parts:
-        lines = _read_lines(root / part.relpath)
+    _spec(name)
+    src = resolve_text(data_dir)
+    for part in _spec(name, src.layout):
+        lines = _read_lines(src.root / part.relpath)
         cut = heldout_start(lines) if part.part != "all" else 0
         lines = lines[:cut] if part.part == "head" else lines[cut:]
         yield from (line for line in lines if line.strip())
@@ -136,22 +211,25 @@ def tokenizer_identity(tokenizer) -> str:
     return hashlib.sha256(json.dumps([type(tokenizer).__name__, items]).encode()).hexdigest()
 
 
-def _cache_key(corpus: str, tokenizer, block_size: int) -> str:
-    root = resolve_text_dir()
-    parts = [[p.relpath, p.part, file_sha256(root / p.relpath)] for p in _spec(corpus)]
+def _cache_key(corpus: str, tokenizer, block_size: int, data_dir=None) -> str:
+    src = resolve_text(data_dir)
+    parts = [[p.relpath, p.part, file_sha256(src.root / p.relpath)] for p in _spec(corpus, src.layout)]
     payload = {"format": _CACHE_FORMAT, "parts": parts, "heldout_fraction": HELDOUT_FRACTION,
                "tokenizer": tokenizer_identity(tokenizer), "block_size": block_size}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path | None = None) -> np.ndarray:
+def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path | None = None,
+                      data_dir: str | Path | None = None) -> np.ndarray:
     """Tokenise a corpus into contiguous blocks for causal-LM training.
 
     Each non-empty line is tokenised on its own (no EOS/BOS added, as LaMo's ``get_nlp_datasets``),
     all ids are concatenated and cut into blocks of exactly ``block_size`` tokens; the final remainder
     is dropped (LaMo: 1024). With ``cache_dir`` the result is cached as ``.npy``, keyed by the corpus
     files' sha256, the tokenizer's vocabulary and ``block_size``, and written atomically
-    (:func:`trainers.util.atomic_path`) so that concurrent trials can share it.
+    (:func:`trainers.util.atomic_path`) so that concurrent trials can share it; a cached array is opened
+    memory-mapped (read-only), so trials sharing a large corpus (the hub's train split: ~0.5 GB of ids)
+    share its pages. ``data_dir`` selects the text as :func:`resolve_text` does.
 
     Returns: int32 array of shape ``(n_blocks, block_size)`` (token ids).
     """
@@ -159,10 +237,10 @@ def load_token_blocks(corpus: str, tokenizer, block_size: int, cache_dir: Path |
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{corpus}-{_cache_key(corpus, tokenizer, block_size)[:24]}.npy"
+        path = Path(cache_dir) / f"{corpus}-{_cache_key(corpus, tokenizer, block_size, data_dir)[:24]}.npy"
         if path.is_file():
-            return np.load(path)
-    ids, lines = [], list(corpus_lines(corpus))
+            return np.load(path, mmap_mode="r")
+    ids, lines = [], list(corpus_lines(corpus, data_dir))
     for i in range(0, len(lines), 1000):
         ids.extend(np.asarray(x, dtype=np.int32) for x in tokenizer(lines[i:i + 1000])["input_ids"])
     flat = np.concatenate(ids) if ids else np.zeros(0, np.int32)

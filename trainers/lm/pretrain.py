@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainers.lm.corpus import LanguageBatcher, corpus_files, corpus_lines, file_sha256, load_token_blocks
+from trainers.lm.corpus import (LanguageBatcher, corpus_files, corpus_lines, file_sha256, load_token_blocks,
+                                text_source)
 from trainers.util import atomic_path, did_you_mean
 
 META_FILE = "lamo_pretrain.json"
@@ -82,13 +83,13 @@ def is_pretrained(out_dir: str | Path) -> bool:
             and any((d / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")))
 
 
-def _train_tokenizer(recipe: PretrainRecipe, work_dir: Path):
+def _train_tokenizer(recipe: PretrainRecipe, work_dir: Path, data_dir: str | Path | None = None):
     """Byte-level BPE with ``recipe.vocab_size`` entries (incl. ``<|endoftext|>``), as GPT2TokenizerFast."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2TokenizerFast
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(corpus_lines(recipe.corpus), vocab_size=recipe.vocab_size, min_frequency=2,
+    bpe.train_from_iterator(corpus_lines(recipe.corpus, data_dir), vocab_size=recipe.vocab_size, min_frequency=2,
                             special_tokens=[EOS], show_progress=False)
     bpe.save_model(str(work_dir))  # vocab.json + merges.txt, GPT-2's file layout
     return GPT2TokenizerFast.from_pretrained(str(work_dir), model_max_length=recipe.n_positions,
@@ -126,7 +127,7 @@ def _progress(enabled: bool):
 
 
 def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: bool = True,
-                steps: int | None = None) -> dict:
+                steps: int | None = None, data_dir: str | Path | None = None) -> dict:
     """Run stage 1 (tokenizer + tokenisation + GPT-2 training) and write the result to ``out_dir``.
 
     Args:
@@ -136,6 +137,8 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
             failure the temp dir is removed and ``out_dir`` is left as it was).
         progress: show a rich progress bar with the running loss.
         steps: overrides ``recipe.steps`` (e.g. tiny runs in tests).
+        data_dir: the data directory whose text cache is part of the text's resolution order
+            (:func:`trainers.lm.corpus.resolve_text`); ``None``: ``$LAMO_TEXT_DIR`` or the mirror.
 
     Returns: metrics dict: ``heldout_loss_before/after`` (nats/token), ``heldout_ppl_before/after``,
     ``final_train_loss`` (mean of the last 20 steps), ``train_tokens``, ``tokens_per_s`` (training
@@ -162,10 +165,10 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         torch.manual_seed(recipe.seed)
         np.random.seed(recipe.seed)
 
-        tokenizer = _train_tokenizer(recipe, work)
+        tokenizer = _train_tokenizer(recipe, work, data_dir)
         t_tok = time.perf_counter()
-        train_blocks = load_token_blocks(recipe.corpus, tokenizer, recipe.block_size)
-        heldout_blocks = load_token_blocks(recipe.heldout_corpus, tokenizer, recipe.block_size)
+        train_blocks = load_token_blocks(recipe.corpus, tokenizer, recipe.block_size, data_dir=data_dir)
+        heldout_blocks = load_token_blocks(recipe.heldout_corpus, tokenizer, recipe.block_size, data_dir=data_dir)
         t_data = time.perf_counter()
 
         config = GPT2Config(vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
@@ -222,7 +225,8 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         meta = {
             "recipe": dataclasses.asdict(recipe), "metrics": metrics,
             "corpus_files": {str(p): file_sha256(p) for name in (recipe.corpus, recipe.heldout_corpus)
-                             for p in corpus_files(name)},
+                             for p in corpus_files(name, data_dir)},
+            "text_source": text_source(data_dir),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "torch_threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

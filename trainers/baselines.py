@@ -1,0 +1,203 @@
+"""Value-based and imitation baselines (CQL, IQL, TD3+BC, BC) from d3rlpy, behind the
+:class:`trainers.learner.Learner` interface, so they run in the same trial loop, checkpoint layout,
+reporters and MLflow contract as LaMo and DT.
+
+d3rlpy (github.com/takuseno/d3rlpy, pinned 2.8.0) provides the algorithms; this module only feeds them.
+Our loop drives every gradient step through d3rlpy's ``algo.update(TransitionMiniBatch)``; d3rlpy's own
+``fit`` loop, dataset classes, loggers and evaluators are not used:
+
+* **data**: the trial's seeded trajectory subset (:func:`trainers.learner.load_trajectories`, the same
+  ``data_subset_hash`` as DT/LaMo for a task, sample ratio and seed), flattened to transitions
+  ``(s_t, a_t, r_t, s_{t+1}, a_{t+1}, terminal_t)`` within each trajectory. A trajectory's last step is
+  kept (with ``terminal = 1``) when the dataset marks it terminal; when the episode was cut by a time
+  limit it is dropped, since its next state is not in the trajectory list (one transition per
+  trajectory; docs/deviations.md).
+* **states**: standardised with the subset's mean and std (+1e-6), the rule DT and LaMo use, in training
+  and in evaluation (no d3rlpy observation scaler).
+* **rewards**: raw, or with ``baseline.reward_scale: return_range_1000`` d3rlpy's
+  ``ReturnBasedRewardScaler(multiplier=1000)`` with the subset's max/min trajectory return.
+* **batches**: ``train.batch_size`` transitions drawn uniformly with replacement by a NumPy ``PCG64``
+  generator seeded with the trial seed, its state checkpointed.
+* **evaluation**: :func:`trainers.evaluate.evaluate_policy`: the same environments, env seeds, episode
+  count, horizon and D4RL-normalised score as DT/LaMo, keys ``eval/policy/<field>``
+  (:func:`trainers.contract.eval_key` with ``target=None``); the policy is d3rlpy's deterministic
+  ``predict`` (the mean action of a stochastic actor).
+* **state**: every d3rlpy module (networks, target networks, optimisers and their LR schedulers), the
+  update counter and the batch generator. d3rlpy draws its own noise (CQL's sampled actions, TD3's
+  target smoothing, IQL/CQL actor sampling) from the global torch RNG, which the trial checkpoint
+  stores; on CPU a resumed trial therefore continues bit-exactly (tests/test_baselines_resume.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainers import contract
+from trainers.config import TrialConfig
+from trainers.data.trajectories import TrajectorySet
+from trainers.evaluate import evaluate_policy
+
+#: ``baseline.algo`` -> d3rlpy config class name (``d3rlpy.algos``).
+D3RLPY_CONFIGS = {"cql": "CQLConfig", "iql": "IQLConfig", "td3bc": "TD3PlusBCConfig", "bc": "BCConfig"}
+
+
+def transitions(data: TrajectorySet, terminals: list[bool]) -> dict[str, np.ndarray]:
+    """The subset as flat transition arrays (module docstring for the last-step rule).
+
+    Args:
+        data: the trajectory subset (``observations (T, obs_dim)``, ``actions (T, act_dim)``,
+            ``rewards (T,)`` raw).
+        terminals: per trajectory of ``data``, whether its last step ended the episode (a fall), as
+            opposed to a time-limit cut.
+
+    Returns:
+        float32 ``observations / next_observations (N, obs_dim)`` (standardised with the subset's
+        statistics), ``actions / next_actions (N, act_dim)``, ``rewards (N, 1)`` (raw),
+        ``terminals (N, 1)`` (0/1).
+    """
+    cols: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "nobs", "nact", "term")}
+    for traj, term in zip(data.trajectories, terminals):
+        o, a, r = traj["observations"], traj["actions"], traj["rewards"]
+        n = len(r) if term else len(r) - 1
+        if n <= 0:
+            continue
+        nxt = np.minimum(np.arange(1, n + 1), len(r) - 1)  # a terminal step's next state is masked out
+        cols["obs"].append(o[:n])
+        cols["act"].append(a[:n])
+        cols["rew"].append(r[:n])
+        cols["nobs"].append(o[nxt])
+        cols["nact"].append(a[nxt])
+        t = np.zeros(n, dtype=np.float32)
+        if term:
+            t[-1] = 1.0
+        cols["term"].append(t)
+    if not cols["obs"]:
+        raise ValueError("the data subset has no transition with a next state (every trajectory has one "
+                         "step); raise sample_ratio or use a dataset with longer episodes")
+    mean, std = data.state_mean, data.state_std
+    cat = {k: np.concatenate(v).astype(np.float32) for k, v in cols.items()}
+    return {"observations": (cat["obs"] - mean) / std, "actions": cat["act"], "rewards": cat["rew"][:, None],
+            "next_observations": (cat["nobs"] - mean) / std, "next_actions": cat["nact"],
+            "terminals": cat["term"][:, None]}
+
+
+def d3rlpy_algorithm(cfg: TrialConfig, data: TrajectorySet, device: torch.device):
+    """Build the d3rlpy algorithm of ``cfg.baseline`` (config class :data:`D3RLPY_CONFIGS`) with its
+    networks and optimisers created for the task's shapes.
+
+    The set hyperparameters of ``cfg.baseline`` (:meth:`trainers.config.BaselineConfig.d3rlpy_kwargs`)
+    are passed by name; the others keep d3rlpy's defaults.
+    """
+    import d3rlpy
+
+    b = cfg.baseline
+    cls = getattr(d3rlpy.algos, D3RLPY_CONFIGS[b.algo])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kw: dict = {"batch_size": cfg.train.batch_size, **b.d3rlpy_kwargs()}
+    if b.hidden_units is not None:
+        enc = d3rlpy.models.VectorEncoderFactory(list(b.hidden_units))
+        kw |= {f: enc for f in fields if f.endswith("encoder_factory")}
+    if b.reward_scale == "return_range_1000":
+        returns = [float(t["rewards"].sum()) for t in data.trajectories]
+        span = max(returns) - min(returns)
+        kw["reward_scaler"] = d3rlpy.preprocessing.ReturnBasedRewardScaler(
+            return_max=max(returns), return_min=min(returns) - (0.0 if span > 0 else 1.0), multiplier=1000.0)
+    if b.actor_cosine_schedule:
+        sched = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=cfg.train.steps)
+        kw["actor_optim_factory"] = d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=sched)
+    algo = cls(**kw).create(device="cuda:0" if device.type == "cuda" else "cpu:0")
+    algo.create_impl((cfg.task_spec.obs_dim,), cfg.task_spec.act_dim)
+    return algo
+
+
+class D3rlpyLearner:
+    """A d3rlpy baseline as a :class:`trainers.learner.Learner` (module docstring).
+
+    ``train_step`` returns d3rlpy's loss dict (``critic_loss``, ``actor_loss``, ``conservative_loss``,
+    ``loss``, ...; floats, in d3rlpy's units). Keys an algorithm reports only on some steps (TD3+BC's
+    delayed actor update) repeat their latest value so that the logged means are per actual update.
+    """
+
+    def __init__(self, cfg: TrialConfig, data: TrajectorySet, terminals: list[bool], device: torch.device):
+        from d3rlpy.dataset import TransitionMiniBatch
+
+        self.cfg, self.data, self.device = cfg, data, device
+        self._batch_cls = TransitionMiniBatch
+        self.arrays = transitions(data, terminals)
+        self.algo = d3rlpy_algorithm(cfg, data, device)
+        self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        self._last: dict[str, float] = {}
+
+    @property
+    def _modules(self) -> dict:
+        return self.algo.impl.modules.create_checkpointer(self.algo.impl.device).modules
+
+    def train_step(self) -> dict[str, float]:
+        a = self.arrays
+        idx = self.rng.integers(0, len(a["rewards"]), size=self.cfg.train.batch_size)
+        n = len(idx)
+        batch = self._batch_cls(
+            observations=a["observations"][idx], actions=a["actions"][idx], rewards=a["rewards"][idx],
+            next_observations=a["next_observations"][idx], next_actions=a["next_actions"][idx],
+            terminals=a["terminals"][idx], intervals=np.ones((n, 1), dtype=np.float32), transitions=[])
+        out = {k: float(v) for k, v in self.algo.update(batch).items()}
+        self._last |= out
+        return dict(self._last)
+
+    def current_lr(self) -> float:
+        """Learning rate of the actor (BC: of its only optimiser)."""
+        mods = self._modules
+        opt = mods.get("actor_optim") or mods.get("optim")
+        return float(opt.optim.param_groups[0]["lr"])
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        return evaluate_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, self.data.state_mean,
+                               self.data.state_std, seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps)
+
+    def info(self) -> dict[str, object]:
+        total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
+                    for p in m.parameters())
+        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
+                "data/transitions_used": int(len(self.arrays["rewards"])),
+                "params/total": int(total), contract.DEVICE: str(self.device)}
+
+    def state_dict(self) -> dict:
+        buf = io.BytesIO()
+        self.algo.impl.save_model(buf)  # every module and optimiser, d3rlpy's own checkpoint format
+        return {"d3rlpy": buf.getvalue(), "grad_step": int(self.algo.grad_step),
+                "batch_rng": self.rng.bit_generator.state, "last_losses": dict(self._last)}
+
+    def load_state_dict(self, state: dict, where: Path) -> None:
+        try:
+            self.algo.impl.load_model(io.BytesIO(state["d3rlpy"]))
+        except (KeyError, RuntimeError) as e:
+            raise ValueError(f"{where}: the d3rlpy state does not fit baseline {self.cfg.baseline.algo!r} "
+                             f"({e}); delete the checkpoint directory to start the trial afresh") from None
+        self.algo.set_grad_step(state["grad_step"])
+        self.rng.bit_generator.state = state["batch_rng"]
+        self._last = dict(state["last_losses"])
+
+
+def make_baseline_learner(cfg: TrialConfig, data_dir: Path, device: torch.device) -> D3rlpyLearner:
+    """Load the trial's subset (with each kept trajectory's terminal flag) and build the learner.
+
+    Raises:
+        trainers.data.d4rl_hdf5.DatasetError: bad dataset; ValueError: a subset without transitions.
+    """
+    from trainers.data.loaders import load_trajectory_list
+
+    everything = load_trajectory_list(cfg, data_dir)
+    data = TrajectorySet.from_trajectories(everything, cfg.sample_ratio, cfg.seed)
+    terminals = []
+    for i in data.indices:
+        t = everything[int(i)]
+        flags = t.get("terminals", t.get("dones"))
+        # no flags: an episode shorter than the task's horizon ended by termination
+        terminals.append(bool(flags[-1]) if flags is not None else len(t["rewards"]) < cfg.task_spec.max_ep_len)
+    return D3rlpyLearner(cfg, data, terminals, device)
