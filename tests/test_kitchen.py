@@ -67,7 +67,7 @@ def test_env_resets_and_steps_with_the_pinned_mujoco():
         flatten_dict_observation({"observation": np.zeros(58)})
 
 
-@pytest.mark.slow(reason="four scripted episodes of real MuJoCo kitchen control, ~20 s")
+@pytest.mark.slow(reason="a scripted episode of real MuJoCo kitchen control per subtask, 1-5 s each (20 s under load)")
 @pytest.mark.parametrize("subtask", KITCHEN_TASKS)
 def test_scripted_policy_completes_each_subtask_on_its_own(subtask):
     from trainers.data.kitchen_policy import KitchenParams, KitchenScriptedPolicy
@@ -78,7 +78,7 @@ def test_scripted_policy_completes_each_subtask_on_its_own(subtask):
     assert subtask in done, done
 
 
-@pytest.mark.slow(reason="five scripted 4-subtask episodes of real MuJoCo kitchen control, ~40 s")
+@pytest.mark.slow(reason="five scripted 4-subtask episodes of real MuJoCo kitchen control, 5-15 s (76 s under load)")
 def test_scripted_policy_completes_the_sequence_in_most_episodes():
     from trainers.data.policies import get_behaviour_policy
     from trainers.tasks import get_task
@@ -162,7 +162,7 @@ grid: {{task: [kitchen-complete], sample_ratio: [1.0], seed: [0]}}
 """
 
 
-@pytest.mark.slow(reason="one tiny Kitchen trial through Ray Tune and MLflow (plus 1 collected episode); 2.4 min at load 10 on 2 cores")
+@pytest.mark.slow(reason="one tiny Kitchen trial through Ray Tune and MLflow (plus 1 collected episode); 35 s at load ~6, 2.4 min at load 10")
 def test_tiny_kitchen_trial_end_to_end(tmp_path):
     from mlflow.tracking import MlflowClient
 
