@@ -175,6 +175,28 @@ class DataConfig(_Strict):
         return self
 
 
+class AtariSettings(_Strict):
+    """Atari-only training settings (tasks whose registry ``domain`` is ``atari``; :mod:`trainers.atari`).
+
+    The learning-rate schedule is DT-Atari's token-based one, which LaMo keeps (srzer/LaMo-2023
+    ``experiment-atari/core.py`` ``CustomLRScheduler``, after minGPT's trainer, github.com/karpathy/minGPT):
+    linear warm-up over ``warmup_tokens`` trained tokens, then cosine decay to ``final_tokens`` with a
+    floor of 0.1 x lr. Defaults: LaMo's ``cfgs/config.yaml`` (375e6, 260e9).
+
+    Attributes:
+        lr_schedule: ``tokens`` (default): the token count is the number of real (unpadded) action targets
+            trained on so far, the intended count. ``tokens-official``: the official code's behaviour: each
+            step adds the *cumulative* count of non-zero action ids to the scheduler's running total, so
+            the effective count grows quadratically (warm-up ends after a few hundred steps;
+            docs/deviations.md).
+        warmup_tokens / final_tokens: in tokens (action targets).
+    """
+
+    lr_schedule: Literal["tokens", "tokens-official"] = "tokens"
+    warmup_tokens: float = Field(375e6, ge=0)
+    final_tokens: float = Field(260e9, gt=0)
+
+
 class TrialConfig(_Strict):
     """A fully described trial.
 
@@ -186,6 +208,8 @@ class TrialConfig(_Strict):
         context_length: K; ``None`` = the task's (20 MuJoCo, 5 Reacher2d).
         rtg_scale: ``None`` = the task's.
         device: ``auto`` picks CUDA when available.
+        atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. Left out of the
+            canonical JSON while ``None``, so configs written before it existed keep their hash.
     """
 
     task: str
@@ -200,6 +224,7 @@ class TrialConfig(_Strict):
     context_length: int | None = Field(None, ge=1)
     rtg_scale: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    atari: AtariSettings | None = None
 
     @model_validator(mode="after")
     def _language_needs_lm(self) -> "TrialConfig":
@@ -247,7 +272,10 @@ class TrialConfig(_Strict):
     # --- identity -------------------------------------------------------------------------------
     def canonical_json(self) -> str:
         """Sorted, compact JSON of every field (defaults included): the input of :meth:`config_hash`."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        d = self.model_dump(mode="json")
+        if d.get("atari") is None:
+            d.pop("atari", None)  # added later: absent while unset, so existing hashes do not change
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of :meth:`canonical_json`: the trial's identity."""

@@ -206,5 +206,10 @@ class SequenceLearner:
 
 def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:
     """The learner a trial config asks for. Today every preset (LaMo, DT and the ablations) is a
-    :class:`SequenceLearner`; other methods plug in here."""
+    :class:`SequenceLearner`; other methods plug in here. Atari tasks (registry ``domain == "atari"``)
+    get the pixel / discrete-action variant, :class:`trainers.atari_learner.AtariLearner`."""
+    if cfg.task_spec.domain == "atari":
+        from trainers.atari_learner import AtariLearner, build_atari_parts
+
+        return AtariLearner(cfg, build_atari_parts(cfg, data_dir, resolve_device(cfg)))
     return SequenceLearner(cfg, build_parts(cfg, data_dir))

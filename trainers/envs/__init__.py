@@ -3,6 +3,8 @@
 * ``lamo/Reacher2d-v0``: LaMo's sparse Reacher2d (:class:`trainers.envs.reacher2d.Reacher2dEnv`,
   ``docs/lamo_recipe.md`` §6.1), 12-d observation, 2-d action in [-1, 1], reward 1 per step inside the target zone,
   registered with ``max_episode_steps=100`` (LaMo's ``max_ep_len``), so episodes end by truncation only.
+* ``lamo/<Game>-dqn-v0`` (Breakout, Pong, Qbert): Atari from pixels with the DQN-Replay conventions
+  (:mod:`trainers.envs.atari`).
 * Any other id (e.g. ``Hopper-v4``) is passed straight to ``gymnasium.make``.
 """
 
@@ -22,6 +24,9 @@ def register_envs() -> None:
             entry_point="trainers.envs.reacher2d:Reacher2dEnv",
             max_episode_steps=REACHER2D_MAX_STEPS,
         )
+    from trainers.envs.atari import register_atari_envs
+
+    register_atari_envs()
 
 
 def make_env(env_id: str, **kwargs) -> gymnasium.Env:
