@@ -61,12 +61,19 @@ class AtariDecisionTransformer(DecisionTransformer):
     Args:
         cfg: trial config (``model``, context length). n_actions: the game's minimal action set size.
         max_ep_len: timestep-table size (LaMo: 4096). lm_path: resolved LM location (``None``: DT).
+
+    Raises:
+        ValueError: 3 x context length exceeds the LM's positions (GPT-2's ``wpe`` is used on Atari).
     """
 
     keep_positions = True
 
     def __init__(self, cfg: TrialConfig, n_actions: int, max_ep_len: int, lm_path: str | Path | None = None):
         super().__init__(cfg, 1, n_actions, max_ep_len, lm_path)
+        n_pos = getattr(self.lm.config, "n_positions", None) or getattr(self.lm.config, "max_position_embeddings", None)
+        if n_pos is not None and 3 * cfg.K > n_pos:
+            raise ValueError(f"context_length {cfg.K} needs {3 * cfg.K} positions but the LM has {n_pos}; "
+                             f"lower context_length to {n_pos // 3} or use an LM with more positions")
         H = self.hidden
         if cfg.model.embedding == "mlp":
             self.embed_state = nn.Sequential(nature_cnn(H), ResidualBlock(H, H))
