@@ -82,6 +82,8 @@ def test_model_is_causal_over_image_tokens_and_ignores_right_padding(embedding):
         a2 = a.clone()
         a2[:, 2] = (a2[:, 2] + 1) % 4  # the action of step 2 is seen from step 3 on, not at step 2
         out3 = m(s, a2, r, t)
+        cached = m(None, a, r, t, state_embeddings=m.encode_states(s))  # evaluation's path
+    assert torch.allclose(out, cached, atol=1e-6)
     assert out.shape == (B, K, 4)
     assert torch.allclose(out[:, :3], out2[:, :3], atol=1e-6)
     assert not torch.allclose(out[:, 3], out2[:, 3])

@@ -99,7 +99,8 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
     ``min(t + 1, K)`` steps (no padding), timesteps are absolute (clipped to ``max_ep_len - 1``), the RTG
     is ``(target - return so far) / rtg_scale``, the action is the argmax of the logits, and an episode runs
     until the game ends, the env's cap or ``max_episode_steps`` (default ``task.max_ep_len``, LaMo's
-    ``max_timestep``). Episode i of each target is reset with seed ``seed * 100_003 + i``.
+    ``max_timestep``). Episode i of each target is reset with seed ``seed * 100_003 + i``. Each step's
+    state embedding (the CNN) is computed once and reused while the step is in the context window.
 
     Returns:
         the contract's keys: per target ``return_mean``/``return_std``/``length_mean`` (raw) and
@@ -110,18 +111,19 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
 
     horizon = max_episode_steps or task.max_ep_len
     n, K = len(targets) * episodes, context_length
+    start = time.perf_counter()
     envs = [make_env(task.env_id) for _ in range(n)]
-    states = np.zeros((n, K, 4, 84, 84), np.uint8)  # the last K stacked observations (rolling)
-    acts = np.zeros((n, K), np.int64)
+    first = np.stack([env.reset(seed=seed * 100_003 + i % episodes)[0] for i, env in enumerate(envs)])
+    acts = np.zeros((n, K), np.int64)  # the last K steps of each episode, newest last (rolling windows)
     rtg = np.zeros((n, K), np.float32)
     returns, lengths, done = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
     target = np.array([targets[i // episodes] for i in range(n)], np.float64)
-    start = time.perf_counter()
-    for i, env in enumerate(envs):
-        states[i, -1] = env.reset(seed=seed * 100_003 + i % episodes)[0]
     was_training = model.training
     model.eval()
     try:
+        # each step's state embedding depends only on its own frames: computed once, kept for K steps
+        emb = torch.zeros(n, K, model.hidden, device=device)
+        emb[:, -1] = model.encode_states(torch.from_numpy(first).to(device))
         for t in range(horizon):
             active = np.flatnonzero(~done)
             if active.size == 0:
@@ -129,10 +131,10 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
             L = min(t + 1, K)
             rtg[active, -1] = (target[active] - returns[active]) / rtg_scale
             ts = np.minimum(np.arange(t + 1 - L, t + 1), task.max_ep_len - 1)[None].repeat(len(active), 0)
-            logits = model(torch.from_numpy(states[active, K - L:]).to(device),
-                           torch.from_numpy(acts[active, K - L:]).to(device),
-                           torch.from_numpy(rtg[active, K - L:, None]).to(device),
-                           torch.from_numpy(ts).to(device))[:, -1]
+            idx = torch.from_numpy(active).to(device)
+            logits = model(None, torch.from_numpy(acts[active, K - L:]).to(device),
+                           torch.from_numpy(rtg[active, K - L:, None]).to(device), torch.from_numpy(ts).to(device),
+                           state_embeddings=emb[idx, K - L:])[:, -1]
             a = logits.argmax(-1).cpu().numpy()
             acts[active, -1] = a
             obs = np.empty((len(active), 4, 84, 84), np.uint8)
@@ -143,12 +145,11 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
                 lengths[i] += 1
                 if term or trunc or lengths[i] >= horizon:
                     done[i] = True
-            # shift the windows one step left and put the new observation last
-            states[active] = np.roll(states[active], -1, axis=1)
             acts[active] = np.roll(acts[active], -1, axis=1)
             rtg[active] = np.roll(rtg[active], -1, axis=1)
-            states[active, -1] = obs
             acts[active, -1] = 0
+            emb[idx] = torch.roll(emb[idx], -1, dims=1)
+            emb[idx, -1] = model.encode_states(torch.from_numpy(obs).to(device))
     finally:
         model.train(was_training)
         for env in envs:

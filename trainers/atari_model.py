@@ -83,8 +83,16 @@ class AtariDecisionTransformer(DecisionTransformer):
             self.embed_action = nn.Embedding(n_actions, H)
         self.predict_action = nn.Sequential(nn.Linear(H, n_actions), nn.Tanh())
 
-    def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
-                timesteps: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_states(self, states: torch.Tensor) -> torch.Tensor:
+        """State embeddings before the timestep is added: ``(..., 4, 84, 84)`` uint8 -> ``(..., H)``.
+        Each step's embedding depends on its own frames only, so evaluation computes it once per step."""
+        lead = states.shape[:-3]
+        x = states.reshape(-1, FRAMES, SIZE, SIZE).float() / 255.0
+        return self.embed_state(x).reshape(*lead, self.hidden)
+
+    def forward(self, states: torch.Tensor | None, actions: torch.Tensor, returns_to_go: torch.Tensor,
+                timesteps: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                state_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Action logits.
 
         Args:
@@ -94,14 +102,14 @@ class AtariDecisionTransformer(DecisionTransformer):
             returns_to_go: ``(B, K, 1)`` raw RTG / RTG scale.
             timesteps: ``(B, K)`` int64, clipped to ``max_ep_len - 1``.
             attention_mask: ignored (right padding; kept for the learner interface).
+            state_embeddings: ``(B, K, H)`` from :meth:`encode_states`, used instead of ``states``.
 
         Returns:
             ``(B, K, n_actions)`` logits in (-1, 1) (Tanh head), read at the state tokens.
         """
-        B, K = states.shape[:2]
-        x = states.reshape(B * K, FRAMES, SIZE, SIZE).float() / 255.0
+        B, K = actions.shape
         t = self.embed_timestep(timesteps.clamp(0, self.max_ep_len - 1))
-        s = self.embed_state(x).reshape(B, K, self.hidden) + t
+        s = (self.encode_states(states) if state_embeddings is None else state_embeddings) + t
         a = self.embed_action(actions) + t
         r = self.embed_return(returns_to_go) + t
         tokens = self.embed_ln(torch.stack((r, s, a), dim=2).reshape(B, 3 * K, self.hidden))
