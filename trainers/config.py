@@ -250,6 +250,28 @@ class BaselineConfig(_Strict):
         return self
 
 
+class AtariSettings(_Strict):
+    """Atari-only training settings (tasks whose registry ``domain`` is ``atari``; :mod:`trainers.atari`).
+
+    The learning-rate schedule is DT-Atari's token-based one, which LaMo keeps (srzer/LaMo-2023
+    ``experiment-atari/core.py`` ``CustomLRScheduler``, after minGPT's trainer, github.com/karpathy/minGPT):
+    linear warm-up over ``warmup_tokens`` trained tokens, then cosine decay to ``final_tokens`` with a
+    floor of 0.1 x lr. Defaults: LaMo's ``cfgs/config.yaml`` (375e6, 260e9).
+
+    Attributes:
+        lr_schedule: ``tokens`` (default): the token count is the number of real (unpadded) action targets
+            trained on so far, the intended count. ``tokens-official``: the official code's behaviour: each
+            step adds the *cumulative* count of non-zero action ids to the scheduler's running total, so
+            the effective count grows quadratically (warm-up ends after a few hundred steps;
+            docs/deviations.md).
+        warmup_tokens / final_tokens: in tokens (action targets).
+    """
+
+    lr_schedule: Literal["tokens", "tokens-official"] = "tokens"
+    warmup_tokens: float = Field(375e6, ge=0)
+    final_tokens: float = Field(260e9, gt=0)
+
+
 class TrialConfig(_Strict):
     """A fully described trial.
 
@@ -264,6 +286,8 @@ class TrialConfig(_Strict):
         baseline: a d3rlpy baseline (:class:`BaselineConfig`), or ``algo: none`` (the default: a
             sequence model, LaMo, DT, ablations). Left out of :meth:`canonical_json` while at its
             default, so configs written before the field existed keep their hash.
+        atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. Left out of the
+            canonical JSON while ``None``, so configs written before it existed keep their hash.
     """
 
     task: str
@@ -278,6 +302,7 @@ class TrialConfig(_Strict):
     context_length: int | None = Field(None, ge=1)
     rtg_scale: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    atari: AtariSettings | None = None
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
 
     @model_validator(mode="after")
@@ -334,15 +359,18 @@ class TrialConfig(_Strict):
     # --- identity -------------------------------------------------------------------------------
     def canonical_json(self) -> str:
         """Sorted, compact JSON of every field (defaults included; ``baseline`` only when not at its
-        default): the input of :meth:`config_hash`."""
+        default, ``atari`` only when set): the input of :meth:`config_hash`."""
         return json.dumps(self.record(), sort_keys=True, separators=(",", ":"))
 
     def record(self) -> dict:
         """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
-        at its default (a sequence model), so trials from before the field keep their hash and params."""
+        at its default (a sequence model) and without ``atari`` while it is unset, so trials from before
+        these fields existed keep their hash and params."""
         d = self.model_dump(mode="json")
         if self.baseline == BaselineConfig():
             d.pop("baseline")
+        if d.get("atari") is None:
+            d.pop("atari", None)
         return d
 
     def config_hash(self) -> str:

@@ -161,6 +161,14 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
                 out[f"minari:{mid}"] = MissingInput(f"Minari dataset {mid!r}", "Minari's local store", problem)
         elif cfg.data_source == "pickle" and not path.exists():
             out[str(path)] = MissingInput("trajectory pickle", str(path), "check data.path")
+        elif cfg.data_source == "d4rl" and task.domain == "atari":
+            from trainers.data.atari import DatasetError, dqn_replay_files, load_dqn_replay
+
+            if not all(p.is_file() for p in dqn_replay_files(path).values()):
+                try:
+                    load_dqn_replay(path, cfg.task.split("-")[0], task.act_dim)
+                except DatasetError as e:  # its message has the gsutil command
+                    out[str(path)] = MissingInput(f"DQN Replay data for task {cfg.task!r}", str(path), str(e))
         elif cfg.data_source == "d4rl" and not path.exists():
             fetch = (f"`wget {task.dataset.url} -O {path}`" if task.dataset.url else
                      f"D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release)")

@@ -206,10 +206,16 @@ class SequenceLearner:
 
 def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:
     """The learner a trial config asks for: a d3rlpy baseline (:class:`trainers.baselines.D3rlpyLearner`)
-    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``), else a
-    :class:`SequenceLearner` (LaMo, DT, Wiki-RL and the ablations)."""
+    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``); on an Atari
+    task (registry ``domain == "atari"``) the pixel / discrete-action variant,
+    :class:`trainers.atari_learner.AtariLearner`; else a :class:`SequenceLearner` (LaMo, DT, Wiki-RL and
+    the ablations)."""
     if cfg.baseline.algo != "none":
         from trainers.baselines import make_baseline_learner
 
         return make_baseline_learner(cfg, data_dir, resolve_device(cfg))
+    if cfg.task_spec.domain == "atari":
+        from trainers.atari_learner import AtariLearner, build_atari_parts
+
+        return AtariLearner(cfg, build_atari_parts(cfg, data_dir, resolve_device(cfg)))
     return SequenceLearner(cfg, build_parts(cfg, data_dir))

@@ -95,12 +95,14 @@ def _blocks(trunk: nn.Module) -> tuple[str, nn.ModuleList]:
     raise ValueError(f"cannot find the transformer blocks of {type(trunk).__name__}")
 
 
-def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None) -> nn.Module:
+def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None, keep_positions: bool = False) -> nn.Module:
     """Build the causal LM that serves as the trunk (and LM head for the language loss).
 
     Args:
         mcfg: the trial's model config.
         lm_path: resolved local directory or hub id of ``mcfg.lm`` (``None`` when ``mcfg.lm`` is None).
+        keep_positions: keep GPT-2's absolute position table ``wpe`` (LaMo's Atari model runs the HF GPT-2,
+            which adds it, ``docs/lamo_recipe.md`` §3.2); ``False`` (D4RL) zeroes and freezes it.
 
     Returns:
         a ``transformers`` ``*ForCausalLM`` (fp32). Without an LM: ``GPT2LMHeadModel`` from
@@ -138,7 +140,7 @@ def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None) -> nn.Module:
             if hasattr(lm.config, key):
                 setattr(lm.config, key, mcfg.n_blocks)
     wpe = getattr(lm.base_model, "wpe", None)
-    if isinstance(wpe, nn.Embedding):  # GPT-2 family: LaMo never adds absolute positions (lamo_recipe §1.1)
+    if isinstance(wpe, nn.Embedding) and not keep_positions:  # GPT-2 family: LaMo never adds absolute positions (lamo_recipe §1.1)
         with torch.no_grad():
             wpe.weight.zero_()
         wpe.weight.requires_grad_(False)
@@ -160,12 +162,15 @@ class DecisionTransformer(nn.Module):
         trunk: the LM's base model, used with ``inputs_embeds`` for RL tokens.
     """
 
+    #: keep GPT-2's ``wpe`` (see :func:`build_causal_lm`); subclasses for other domains may set it.
+    keep_positions = False
+
     def __init__(self, cfg: TrialConfig, obs_dim: int, act_dim: int, max_ep_len: int,
                  lm_path: str | Path | None = None):
         super().__init__()
         m = cfg.model
         self.obs_dim, self.act_dim, self.max_ep_len = obs_dim, act_dim, max_ep_len
-        lm = build_causal_lm(m, lm_path)
+        lm = build_causal_lm(m, lm_path, keep_positions=self.keep_positions)
         trunk = lm.base_model  # modules are modified in place by peft, so this handle stays valid
         hidden = lm.config.hidden_size
         if m.finetune == "lora":

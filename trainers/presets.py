@@ -69,6 +69,16 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   Every baseline standardises states with the training subset's mean and std (+1e-6), the rule LaMo and
   DT use, rather than d3rlpy's/CORL's eps 1e-3 (docs/deviations.md). The step budget is the sweep's
   ``train.steps`` (the published scripts run 500k-1M steps).
+* Atari (any preset runs on an Atari task: the task's registry ``domain`` selects the pixel model,
+  :mod:`trainers.atari`; these two carry the official Atari hyperparameters):
+  ``lamo-atari`` = srzer/LaMo-2023 ``experiment-atari/run.sh``: LoRA r = alpha = 32 (alpha is the default) with peft's defaults
+  (dropout 0, bias frozen), lr 1e-3, weight decay 0.01, batch 128, gradient clip 1.0 (``core.py``), no
+  language loss (``co_training=0``), evaluation every 200 steps with 5 episodes per target
+  (``cfgs/config.yaml``). ``dt-atari`` = ``dt`` with the ``cfgs/config.yaml`` optimiser (lr 3e-4,
+  weight decay 0.1, batch 128, clip 1.0, AdamW eps 1e-8 = torch's default) and GELU blocks of GPT-2's
+  defaults (``GPT2Config(n_layer=3, n_head=1, n_embed=128)``: intended width 128). ``dt-atari-official``
+  reproduces the official typo ``n_embed`` (GPT-2's key is ``n_embd``), which leaves the width at 768
+  with GPT-2's inner size 3072 (docs/deviations.md).
 """
 
 from __future__ import annotations
@@ -111,6 +121,26 @@ VARIANT_PRESETS: dict[str, dict] = {
                 "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8}},
     **{name: {**copy.deepcopy(_BASELINE_COMMON), "baseline": copy.deepcopy(recipe)}
        for name, recipe in BASELINE_RECIPES.items()},
+    "lamo-atari": {
+        "model": {"lora": {"rank": 32, "dropout": 0.0, "train_bias": False}},
+        "language": {"weight": 0.0},
+        "train": {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "grad_clip": 1.0},
+        "eval": {"every_steps": 200, "episodes": 5},
+    },
+    "dt-atari": {
+        "model": {"lm": None, "init": "random", "embedding": "linear", "finetune": "full",
+                  "arch": {"n_inner": None, "activation": "gelu_new"}},
+        "language": {"weight": 0.0},
+        "train": {"lr": 3e-4, "weight_decay": 0.1, "batch_size": 128, "grad_clip": 1.0, "adam_eps": 1e-8},
+        "eval": {"every_steps": 200, "episodes": 5},
+    },
+    "dt-atari-official": {
+        "model": {"lm": None, "init": "random", "embedding": "linear", "finetune": "full",
+                  "arch": {"n_embd": 768, "n_inner": None, "activation": "gelu_new"}},
+        "language": {"weight": 0.0},
+        "train": {"lr": 3e-4, "weight_decay": 0.1, "batch_size": 128, "grad_clip": 1.0, "adam_eps": 1e-8},
+        "eval": {"every_steps": 200, "episodes": 5},
+    },
 }
 
 

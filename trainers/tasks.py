@@ -78,6 +78,9 @@ class TaskSpec:
         ref_min_return / ref_max_return: raw returns mapped to normalised scores 0 and 100.
         dataset: where the offline data comes from.
         paper_sample_ratios: the sample ratios LaMo uses for this task (``docs/lamo_recipe.md`` §4.2).
+        domain: ``"state"`` (vector observations, continuous actions: the MuJoCo-style model) or
+            ``"atari"`` (stacked 84x84 frames, discrete actions: :mod:`trainers.atari`). For ``atari``,
+            ``obs_dim`` is the flattened frame stack (4*84*84) and ``act_dim`` the number of actions.
     """
 
     name: str
@@ -92,6 +95,7 @@ class TaskSpec:
     ref_max_return: float
     dataset: DatasetSource
     paper_sample_ratios: tuple[float, ...] = field(default=())
+    domain: str = "state"
 
     def normalised_score(self, raw_return: float) -> float:
         """Map a raw episode return to the normalised score (0 = reference min, 100 = reference max).
@@ -210,6 +214,42 @@ for _level in ("complete", "partial"):
                 collect_max_steps=280,  # the env's own episode length (D4RL, FrankaKitchen-v1)
             ),
             paper_sample_ratios=(0.3, 0.5, 1.0) if _level == "complete" else (0.01, 0.1, 1.0),
+        )
+    )
+# Atari (pixels, discrete actions; trainers/envs/atari.py, trainers/atari.py). LaMo's Atari setup
+# (srzer/LaMo-2023 experiment-atari/: cfgs/config.yaml, cfgs/env/breakout.yaml, run.sh, get_hns.py):
+# context 30, reward_scale 1, max_timestep 4096, Breakout targets 90 and 120. Qbert and Pong configs are
+# not in the repository; their targets are the Decision Transformer's (Chen et al. 2021, kzl/decision-
+# transformer atari/run_dt_atari.py: Qbert 14000, Pong 20). Gamer-normalised score = 100 (R - random) /
+# (human - random) with the random and human scores of Mnih et al. 2015 (Nature DQN, Extended Data
+# Table 2), as LaMo's get_hns.py. Locally collected data: a scripted policy reading the emulator RAM
+# plus epsilon noise (trainers/data/atari.py), labelled locally generated (docs/deviations.md).
+_ATARI = {
+    # game: (actions, RTG targets, random score, human score, collected transitions)
+    "breakout": (4, (90.0, 120.0), 1.7, 31.8, 50_000),
+    "pong": (6, (20.0,), -20.7, 9.3, 100_000),
+    "qbert": (6, (14000.0,), 163.9, 13455.0, 50_000),
+}
+for _game, (_n_act, _targets, _rand, _human, _n) in _ATARI.items():
+    _register(
+        TaskSpec(
+            name=f"{_game}-medium",
+            env_id=f"lamo/{_game[:1].upper() + _game[1:]}-dqn-v0",
+            obs_dim=4 * 84 * 84,
+            act_dim=_n_act,
+            max_ep_len=4096,
+            context_length=30,
+            rtg_scale=1.0,
+            rtg_targets=_targets,
+            ref_min_return=_rand,
+            ref_max_return=_human,
+            dataset=DatasetSource(
+                kind="collected", name=f"{_game}-medium-v0", behaviour_policy=f"atari-ram:{_game}",
+                transitions=_n, collected_name=f"{_game}-medium-scripted-v0",
+                minari_id=f"atari/{_game}/expert-v0",
+            ),
+            paper_sample_ratios=(0.1, 1.0),
+            domain="atari",
         )
     )
 

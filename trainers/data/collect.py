@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,6 +297,11 @@ def collect_dataset(
         (:func:`trainers.data.policies.get_behaviour_policy`).
     """
     task = get_task(task_name)
+    if task.domain == "atari":  # frames + discrete actions: the scripted RAM policies of trainers.data.atari
+        from trainers.data.atari import collect_atari_dataset
+
+        return collect_atari_dataset(task_name.split("-")[0], Path(out_path),
+                                     transitions or task.dataset.transitions, seed=seed, progress=progress)
     policy_name = policy_name or task.dataset.behaviour_policy
     if policy_name is None:
         raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")

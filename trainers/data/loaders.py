@@ -158,11 +158,17 @@ def load_trajectory_list(cfg: TrialConfig, data_dir: Path) -> list[dict]:
         list of dicts with ``observations (T, obs_dim)`` float32, ``actions (T, act_dim)`` float32,
         ``rewards (T,)`` float32 (raw reward units).
 
+    Atari tasks (registry ``domain == "atari"``) return a :class:`trainers.data.atari.AtariDataset` instead.
+
     Raises:
         DatasetError: missing, corrupt or inconsistent data (the message names the fix).
     """
     task = cfg.task_spec
     source = cfg.data_source
+    if task.domain == "atari":  # frames + discrete actions: an AtariDataset, not a trajectory list
+        from trainers.data.atari import load_atari_dataset
+
+        return load_atari_dataset(cfg, data_dir)
     if source in ("d4rl", "collected"):
         path = trial_dataset_path(cfg, data_dir)
         data = load_d4rl_hdf5(path, obs_dim=task.obs_dim, act_dim=task.act_dim)

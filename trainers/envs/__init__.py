@@ -6,6 +6,8 @@
 * ``lamo/FrankaKitchen-complete-v0``: gymnasium-robotics' ``FrankaKitchen-v1`` with D4RL's four
   kitchen-complete subtasks and D4RL's flat 60-d observation (:mod:`trainers.envs.kitchen`), registered
   with ``max_episode_steps=280`` (D4RL's and ``FrankaKitchen-v1``'s episode length).
+* ``lamo/<Game>-dqn-v0`` (Breakout, Pong, Qbert): Atari from pixels with the DQN-Replay conventions
+  (:mod:`trainers.envs.atari`).
 * Any other id (e.g. ``Hopper-v4``) is passed straight to ``gymnasium.make``.
 """
 
@@ -33,6 +35,10 @@ def register_envs() -> None:
             entry_point="trainers.envs.kitchen:make_kitchen",
             max_episode_steps=KITCHEN_MAX_STEPS,
         )
+
+    from trainers.envs.atari import register_atari_envs
+
+    register_atari_envs()
 
 
 def make_env(env_id: str, **kwargs) -> gymnasium.Env:

@@ -1,0 +1,426 @@
+"""Atari offline data: frames stored once as uint8, LaMo's subsampling and batches stacked on the fly.
+
+Layout of a dataset in memory (:class:`AtariDataset`) and on disk (HDF5, ``<data_dir>/datasets/<name>.hdf5``):
+``observations (N, 84, 84)`` uint8 single frames (the newest frame of each step, as d4rl-atari returns
+with ``stack=False``), ``actions (N,)`` int64 action ids, ``rewards (N,)`` float32 raw (unclipped) rewards,
+``terminals (N,)`` bool, True at the last step of each episode (a cut last episode is closed too).
+
+Sources:
+
+* **collected** (offline, this project): :func:`collect_atari_dataset` rolls out a scripted policy that
+  reads the paddle and ball positions from the emulator RAM (:data:`RAM_POLICIES`) with epsilon-random
+  actions for a "medium" level, in the envs of :mod:`trainers.envs.atari`. **Locally generated data, not
+  the DQN Replay data of the paper** (the file's ``provenance`` attribute says so).
+* **d4rl** (DQN Replay, Agarwal et al. 2020, the data d4rl-atari serves): the Dopamine replay-buffer
+  checkpoint files ``$store$_{observation,action,reward,terminal}_ckpt.<i>.gz`` (gzip-compressed ``.npy``)
+  under ``<data_dir>/dqn_replay/<Game>/1/replay_logs`` (:func:`load_dqn_replay`).
+* **minari**: Minari's ``atari/<game>/expert-v0`` (:func:`load_minari_atari`).
+
+Subsampling and batches follow srzer/LaMo-2023 ``experiment-atari/buffer.py`` (docs/lamo_recipe.md §4):
+``floor(N_traj * ratio)`` trajectories (at least 1) drawn without replacement with probability
+proportional to their length, with ``numpy.random.default_rng(seed)``; batches pick a trajectory with
+probability proportional to its length, an offset uniform in ``[0, T - K)`` (0 when T <= K), K steps from
+there with steps past the end padded on the right (mask 0), timesteps counted from the trajectory start,
+and 4 frames stacked per step with zeros before the trajectory's first frame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainers.data.d4rl_hdf5 import DatasetError
+from trainers.data.trajectories import indices_hash
+
+FRAME_SHAPE = (84, 84)
+STACK = 4
+PROVENANCE_COLLECTED = "locally generated: scripted RAM policy with epsilon noise (not DQN Replay)"
+#: the DQN Replay bucket (Agarwal et al. 2020, github.com/google-research/batch_rl); run 1 as d4rl-atari.
+DQN_REPLAY_URI = "gs://atari-replay-datasets/dqn/{game}/1/replay_logs/"
+#: replay checkpoint of ``[game]-medium-v0`` (the buffer of agent steps 9M-10M; docs/deviations.md).
+DQN_REPLAY_MEDIUM_CKPT = 9
+
+
+@dataclass
+class AtariDataset:
+    """A whole Atari dataset, frames stored once.
+
+    Attributes:
+        frames: ``(N, 84, 84)`` uint8. actions: ``(N,)`` int64. rewards: ``(N,)`` float32 raw.
+        terminals: ``(N,)`` bool, last step of each episode (the final step is always True).
+        where: the file or dataset id (for messages).
+    """
+
+    frames: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    where: str = ""
+
+    def __post_init__(self):
+        self.terminals = np.asarray(self.terminals, dtype=bool).copy()
+        if len(self.terminals):
+            self.terminals[-1] = True
+        self.ends = np.flatnonzero(self.terminals)  # inclusive
+        self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
+        self.lengths = self.ends - self.starts + 1
+        self.returns = np.add.reduceat(self.rewards.astype(np.float64), self.starts) if len(self.starts) else np.zeros(0)
+        # return-to-go within each episode (raw units)
+        csum = np.cumsum(self.rewards[::-1].astype(np.float64))[::-1]
+        nxt = np.zeros(len(self.rewards))
+        for s, e in zip(self.starts, self.ends):
+            nxt[s:e + 1] = csum[e + 1] if e + 1 < len(csum) else 0.0
+        self.rtg = (csum - nxt).astype(np.float32)
+
+    def check(self, n_actions: int) -> "AtariDataset":
+        """Validate shapes, dtypes, action range and finiteness.
+
+        Raises:
+            DatasetError: naming :attr:`where` and the problem.
+        """
+        w, n = self.where, len(self.rewards)
+        if n == 0:
+            raise DatasetError(f"{w}: the dataset is empty")
+        if self.frames.dtype != np.uint8 or self.frames.shape[1:] != FRAME_SHAPE:
+            raise DatasetError(f"{w}: observations are {self.frames.dtype} {self.frames.shape}, Atari data need "
+                               f"uint8 (N, 84, 84) single frames (84x84 grayscale, not stacked)")
+        if not len(self.frames) == len(self.actions) == n == len(self.terminals):
+            raise DatasetError(f"{w}: {len(self.frames)} observations, {len(self.actions)} actions, {n} rewards "
+                               f"and {len(self.terminals)} terminals; they must be equal")
+        if not np.isfinite(self.rewards).all():
+            raise DatasetError(f"{w}: rewards contain NaN or inf")
+        if self.actions.min() < 0 or self.actions.max() >= n_actions:
+            raise DatasetError(f"{w}: action ids span {self.actions.min()}..{self.actions.max()}, the game has "
+                               f"{n_actions} actions (minimal action set); is this another game's data?")
+        return self
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+def save_atari_hdf5(ds: AtariDataset, path: Path, attrs: dict | None = None) -> None:
+    """Write ``ds`` to ``path`` atomically (a temporary file renamed into place); frames gzip-compressed
+    in per-frame chunks."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("observations", data=ds.frames, chunks=(256, *FRAME_SHAPE), compression="gzip",
+                         compression_opts=1)
+        f.create_dataset("actions", data=ds.actions.astype(np.int64))
+        f.create_dataset("rewards", data=ds.rewards.astype(np.float32))
+        f.create_dataset("terminals", data=ds.terminals.astype(bool))
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+    os.replace(tmp, path)
+
+
+def load_atari_hdf5(path: Path, n_actions: int) -> AtariDataset:
+    """Read a dataset written by :func:`save_atari_hdf5`.
+
+    Raises:
+        DatasetError: missing file (run ``lamo-trial prepare``), unreadable HDF5, missing keys or bad
+            content (:meth:`AtariDataset.check`).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; `lamo-trial prepare --sweep <sweep.yaml>` collects it")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in f]
+            if missing:
+                raise DatasetError(f"{path}: missing key(s) {missing}; expected the Atari layout of "
+                                   f"trainers/data/atari.py")
+            ds = AtariDataset(f["observations"][...], f["actions"][...].astype(np.int64),
+                              f["rewards"][...].astype(np.float32), f["terminals"][...], str(path))
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError/KeyError for truncated files
+        raise DatasetError(f"{path}: not a readable HDF5 file ({type(e).__name__}: {e}); delete it and run "
+                           f"`lamo-trial prepare` again") from e
+    return ds.check(n_actions)
+
+
+def dqn_replay_files(directory: Path, ckpt: int = DQN_REPLAY_MEDIUM_CKPT) -> dict[str, Path]:
+    """The four Dopamine replay checkpoint files of checkpoint ``ckpt`` in ``directory``."""
+    return {k: Path(directory) / ("$store$_" + f"{k}_ckpt.{ckpt}.gz") for k in ("observation", "action", "reward", "terminal")}
+
+
+def load_dqn_replay(directory: Path, game: str, n_actions: int, ckpt: int = DQN_REPLAY_MEDIUM_CKPT) -> AtariDataset:
+    """Read one DQN Replay checkpoint (Dopamine's ``OutOfGraphReplayBuffer`` layout: each file a
+    gzip-compressed ``.npy``; observations ``(N, 84, 84)`` uint8).
+
+    Raises:
+        DatasetError: a missing file (the message gives the ``gsutil`` command that fetches it), a file
+            that is not gzip/npy (corrupt or truncated download), or inconsistent content.
+    """
+    files = dqn_replay_files(directory, ckpt)
+    absent = [str(p) for p in files.values() if not p.is_file()]
+    if absent:
+        src = DQN_REPLAY_URI.format(game=game[:1].upper() + game[1:])
+        raise DatasetError(
+            f"DQN Replay files missing: {', '.join(absent)}. On a machine with internet run "
+            f"`mkdir -p '{directory}' && gsutil -m cp '{src}$store$_*_ckpt.{ckpt}.gz' '{directory}/'` "
+            f"(or point data.path at a replay_logs directory holding them)")
+    arrays = {}
+    for key, p in files.items():
+        try:
+            with gzip.open(p, "rb") as f:
+                arrays[key] = np.load(f, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - BadGzipFile, EOFError, ValueError for a bad .npy
+            raise DatasetError(f"{p}: corrupt DQN Replay file ({type(e).__name__}: {e}); delete it and "
+                               f"download it again with gsutil") from e
+    obs = arrays["observation"]
+    if obs.ndim == 4 and obs.shape[1] == 1:
+        obs = obs[:, 0]
+    ds = AtariDataset(obs, arrays["action"].astype(np.int64), arrays["reward"].astype(np.float32),
+                      arrays["terminal"].astype(bool), str(directory))
+    return ds.check(n_actions)
+
+
+def load_atari_dataset(cfg, data_dir: Path) -> AtariDataset:
+    """The Atari dataset of a trial (``cfg.data_source``: ``collected``, ``d4rl`` = DQN Replay, ``minari``),
+    checked against the task's action count.
+
+    Raises:
+        DatasetError: missing or bad data (the message names the file and the fix).
+    """
+    from trainers.paths import trial_dataset_path
+
+    task = cfg.task_spec
+    game = task.name.split("-")[0]
+    if cfg.data_source == "collected":
+        return load_atari_hdf5(trial_dataset_path(cfg, data_dir), task.act_dim)
+    if cfg.data_source == "d4rl":
+        return load_dqn_replay(trial_dataset_path(cfg, data_dir), game, task.act_dim)
+    if cfg.data_source == "minari":
+        return load_minari_atari(cfg.data.minari_id or task.dataset.minari_id, task.act_dim)
+    raise DatasetError(f"data.source {cfg.data_source!r} is not available for Atari task {task.name!r}; use "
+                       f"collected, d4rl (DQN Replay files) or minari")
+
+
+def load_minari_atari(dataset_id: str, n_actions: int) -> AtariDataset:
+    """A local Minari Atari dataset (``atari/<game>/expert-v0``): each episode's observations (all but the
+    final one) converted to 84x84 grayscale (``cv2.cvtColor`` + ``cv2.resize(INTER_AREA)``, as gymnasium's
+    ``AtariPreprocessing``) unless already so.
+
+    Raises:
+        DatasetError: Minari cannot open it (with the ``minari download`` command) or the content is bad.
+    """
+    import cv2
+    import minari
+
+    try:
+        ds = minari.load_dataset(dataset_id)
+        episodes = list(ds.iterate_episodes())
+    except Exception as e:  # noqa: BLE001
+        raise DatasetError(f"minari:{dataset_id}: cannot load the dataset ({type(e).__name__}: {e}); on a machine "
+                           f"with internet run `minari download {dataset_id}`") from e
+    frames, acts, rews, terms = [], [], [], []
+    for ep in episodes:
+        obs = np.asarray(ep.observations)[: len(ep.actions)]
+        if obs.shape[1:] != FRAME_SHAPE:
+            if obs.ndim == 4 and obs.shape[-1] == 3:
+                obs = np.stack([cv2.cvtColor(o, cv2.COLOR_RGB2GRAY) for o in obs])
+            obs = np.stack([cv2.resize(o, FRAME_SHAPE[::-1], interpolation=cv2.INTER_AREA) for o in obs])
+        frames.append(obs.astype(np.uint8))
+        acts.append(np.asarray(ep.actions, dtype=np.int64).reshape(-1))
+        rews.append(np.asarray(ep.rewards, dtype=np.float32))
+        t = np.zeros(len(ep.actions), dtype=bool)
+        t[-1] = True
+        terms.append(t)
+    if not frames:
+        raise DatasetError(f"minari:{dataset_id}: no episodes")
+    return AtariDataset(np.concatenate(frames), np.concatenate(acts), np.concatenate(rews), np.concatenate(terms),
+                        f"minari:{dataset_id}").check(n_actions)
+
+
+# --- subsampling and batches --------------------------------------------------------------------
+
+def subsample_by_length(lengths: np.ndarray, sample_ratio: float, seed: int) -> np.ndarray:
+    """LaMo's Atari subset: ``max(1, floor(n * ratio))`` trajectory indices drawn without replacement with
+    probability proportional to ``lengths`` (``numpy.random.default_rng(seed)``), sorted; all at ratio 1.
+
+    Raises:
+        ValueError: ratio outside (0, 1] or no trajectories.
+    """
+    if not 0.0 < sample_ratio <= 1.0:
+        raise ValueError(f"sample_ratio must be in (0, 1], got {sample_ratio}")
+    n = len(lengths)
+    if n < 1:
+        raise ValueError("the dataset holds no trajectories")
+    if sample_ratio == 1.0:
+        return np.arange(n, dtype=np.int64)
+    p = np.asarray(lengths, dtype=np.float64)
+    keep = max(1, int(np.floor(n * sample_ratio)))
+    idx = np.random.default_rng(seed).choice(n, size=keep, replace=False, p=p / p.sum())
+    return np.sort(idx).astype(np.int64)
+
+
+class AtariSubset:
+    """The trajectories a trial trains on: views into one :class:`AtariDataset` (no frame is copied).
+
+    Attributes:
+        dataset: the whole dataset. indices: ``(n,)`` chosen trajectory ids. starts / lengths: ``(n,)``.
+    """
+
+    def __init__(self, dataset: AtariDataset, sample_ratio: float, seed: int):
+        self.dataset = dataset
+        self.indices = subsample_by_length(dataset.lengths, sample_ratio, seed)
+        self.starts = dataset.starts[self.indices]
+        self.lengths = dataset.lengths[self.indices]
+
+    @property
+    def subset_hash(self) -> str:
+        """:func:`trainers.data.trajectories.indices_hash` of the chosen trajectories (logged with the run)."""
+        return indices_hash(self.indices)
+
+    def summary(self) -> dict[str, float]:
+        """Size and mean raw return of the subset."""
+        return {"n_trajectories": len(self.indices), "n_transitions": int(self.lengths.sum()),
+                "mean_return": float(self.dataset.returns[self.indices].mean())}
+
+
+class AtariBatchSampler:
+    """Seeded LaMo Atari batches (module docstring); resumable through :meth:`state_dict`.
+
+    Args:
+        data: the subset. context_length: K. rtg_scale: RTG divisor (LaMo Atari: 1).
+        max_ep_len: timestep-table size (timesteps clipped to ``max_ep_len - 1``). seed: generator seed.
+    """
+
+    def __init__(self, data: AtariSubset, context_length: int, rtg_scale: float, max_ep_len: int, seed: int):
+        self.data, self.K, self.scale, self.max_ep_len = data, context_length, rtg_scale, max_ep_len
+        self.p = data.lengths / data.lengths.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Returns CPU tensors, B = ``batch_size``:
+
+        * ``states`` ``(B, K, 4, 84, 84)`` uint8 (oldest frame first, zeros before the trajectory start);
+        * ``actions`` ``(B, K)`` int64 (0 at padding); ``returns_to_go`` ``(B, K, 1)`` float32 raw RTG /
+          ``rtg_scale``; ``timesteps`` ``(B, K)`` int64 from the trajectory start;
+          ``attention_mask`` ``(B, K)`` float32, 1 real step, 0 right padding.
+        """
+        K, d, ds = self.K, self.data, self.data.dataset
+        which = self.rng.choice(len(d.lengths), size=batch_size, p=self.p)
+        T = d.lengths[which]
+        offset = np.floor(self.rng.random(batch_size) * (T - K)).astype(np.int64).clip(min=0)
+        step = offset[:, None] + np.arange(K)  # (B, K) step within the trajectory
+        real = step < T[:, None]
+        g = d.starts[which][:, None] + np.minimum(step, T[:, None] - 1)  # global index (padding: last step)
+        lag = np.arange(-STACK + 1, 1)  # oldest first
+        fidx = g[..., None] + lag  # (B, K, 4)
+        valid = (step[..., None] + lag) >= 0
+        states = ds.frames[np.where(valid, fidx, 0)]  # (B, K, 4, 84, 84) uint8: the only copy, per batch
+        states[~valid] = 0
+        states[~real] = 0
+        actions = np.where(real, ds.actions[g], 0)
+        rtg = np.where(real, ds.rtg[g], 0.0).astype(np.float32)[..., None] / self.scale
+        ts = np.where(real, np.minimum(step, self.max_ep_len - 1), 0)
+        return {"states": torch.from_numpy(states), "actions": torch.from_numpy(actions.astype(np.int64)),
+                "returns_to_go": torch.from_numpy(rtg.astype(np.float32)),
+                "timesteps": torch.from_numpy(ts.astype(np.int64)),
+                "attention_mask": torch.from_numpy(real.astype(np.float32))}
+
+    def state_dict(self) -> dict:
+        """``{"rng": <bit-generator state>}``; restoring it continues the batch sequence exactly."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (the subset is rebuilt by the caller first)."""
+        self.rng.bit_generator.state = state["rng"]
+
+
+# --- behaviour policies and collection -----------------------------------------------------------
+
+def breakout_ram_policy(ram: np.ndarray) -> int:
+    """Follow the ball with the paddle: ball x at RAM byte 99, ball y at 101 (0 = no ball in play, then
+    FIRE), paddle x at 72 (byte addresses as in the Atari RAM annotations of AtariARI, Anand et al. 2019,
+    github.com/mila-iqia/atari-representation-learning). Actions: 0 NOOP, 1 FIRE, 2 RIGHT, 3 LEFT."""
+    ball_x, ball_y, paddle = int(ram[99]), int(ram[101]), int(ram[72])
+    if ball_y == 0:
+        return 1
+    d = ball_x - (paddle + 8)
+    return 2 if d > 4 else 3 if d < -4 else 0
+
+
+def pong_ram_policy(ram: np.ndarray) -> int:
+    """Keep the agent's (right) paddle level with the ball: paddle y at RAM byte 51, ball y at 54
+    (AtariARI annotations). Actions: 0 NOOP, 1 FIRE, 2 RIGHT (= up), 3 LEFT (= down)."""
+    paddle, ball_y = int(ram[51]), int(ram[54])
+    if ball_y == 0:
+        return 1
+    d = ball_y - (paddle + 8)
+    return 3 if d > 4 else 2 if d < -4 else 0
+
+
+#: game -> (RAM policy, epsilon of the "medium" level: probability of a uniformly random action).
+RAM_POLICIES = {"breakout": (breakout_ram_policy, 0.1), "pong": (pong_ram_policy, 0.1)}
+
+
+def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0, progress: bool = True,
+                          log=print) -> dict:
+    """Roll out the epsilon-noisy RAM policy of ``game`` for ``transitions`` agent steps (the last episode
+    is cut and closed, as D4RL) in :func:`trainers.envs.atari.make_atari_env` (``stack=False``), and write
+    the single frames with :func:`save_atari_hdf5` (atomic).
+
+    Returns:
+        summary: ``episodes``, ``transitions``, ``mean_return`` (raw, complete episodes),
+        ``gamer_normalised`` (100 (R - random) / (human - random) of the task), ``seconds``, ``provenance``.
+
+    Raises:
+        ValueError: no scripted policy for ``game`` (use ``data.source: d4rl`` or ``minari`` then).
+    """
+    from trainers.envs.atari import make_atari_env
+    from trainers.tasks import get_task
+
+    if game not in RAM_POLICIES:
+        raise ValueError(f"no scripted RAM policy for {game!r} (have: {', '.join(RAM_POLICIES)}); use "
+                         f"data.source: d4rl (DQN Replay) or minari for this game")
+    policy, eps = RAM_POLICIES[game]
+    env = make_atari_env(game, stack=False)
+    rng = np.random.default_rng(seed)
+    n_act = env.action_space.n
+    frames = np.empty((transitions, *FRAME_SHAPE), np.uint8)
+    actions = np.empty(transitions, np.int64)
+    rewards = np.empty(transitions, np.float32)
+    terms = np.zeros(transitions, bool)
+    returns, ep_ret, episode = [], 0.0, 0
+    obs, _ = env.reset(seed=seed)
+    t0 = time.perf_counter()
+    for i in range(transitions):
+        a = policy(env.unwrapped.ale.getRAM()) if rng.random() >= eps else int(rng.integers(n_act))
+        frames[i], actions[i] = obs, a
+        obs, r, term, trunc, _ = env.step(a)
+        rewards[i] = r
+        ep_ret += r
+        if term or trunc:
+            terms[i] = True
+            returns.append(ep_ret)
+            ep_ret, episode = 0.0, episode + 1
+            obs, _ = env.reset(seed=seed + episode)
+        if progress and (i + 1) % 10_000 == 0:
+            log(f"[collect {game}] {i + 1:,}/{transitions:,} steps, {len(returns)} episodes, "
+                f"{(i + 1) / (time.perf_counter() - t0):.0f} steps/s")
+    env.close()
+    if not returns:
+        returns = [ep_ret]
+    task = get_task(f"{game}-medium")
+    mean = float(np.mean(returns))
+    summary = {"episodes": int(terms.sum() + (0 if terms[-1] else 1)), "transitions": transitions,
+               "mean_return": mean, "gamer_normalised": task.normalised_score(mean),
+               "seconds": time.perf_counter() - t0, "provenance": PROVENANCE_COLLECTED}
+    save_atari_hdf5(AtariDataset(frames, actions, rewards, terms, str(path)), path,
+                    {"provenance": PROVENANCE_COLLECTED, "policy": f"{policy.__name__} eps={eps}", "seed": seed,
+                     "env": f"lamo/{game}-dqn-v0 (trainers/envs/atari.py)"})
+    return summary
