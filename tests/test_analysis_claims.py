@@ -77,7 +77,7 @@ def _write_store(uri: str, grid: dict) -> None:
     for (variant, task, ratio), (_base, seeds, _offs) in grid.items():
         over = MODEL.get(variant, {})
         cfg = TrialConfig(task="hopper-medium", sample_ratio=ratio, variant=variant, **over)
-        params = {**flatten(cfg.model_dump(mode="json")), "task": task}
+        params = {**flatten(cfg.record()), "task": task}
         if variant in ("cql", "iql", "td3bc", "bc", "wiki-rl"):
             params["learner"] = variant
         for seed in seeds:

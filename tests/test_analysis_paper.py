@@ -64,7 +64,7 @@ VARIANTS = {
     "lamo-linear": {**LAMO, "model": {**LAMO["model"], "embedding": "linear"}},
     "lamo-nolang": {**LAMO, "language": {"weight": 0.0}},  # block size back to its default: inert at λ = 0
 }
-FOREIGN = {  # tasks outside the registry: (variant, task, ratio) -> (base, seeds, extra tags)
+FOREIGN = {  # runs logged without a data_source tag (cartpole-random is outside the registry): (variant, task, ratio) -> (base, seeds, extra tags)
     ("lamo", "kitchen-partial", 1.0): (40, (0, 1), {}), ("dt", "kitchen-partial", 1.0): (25, (0, 1), {}),
     ("lamo", "breakout-medium", 1.0): (150, (0, 1, 2), {contract.DATA_SOURCE: "d4rl"}),
     ("dt", "breakout-medium", 1.0): (100, (0, 1, 2), {contract.DATA_SOURCE: "d4rl"}),
@@ -133,7 +133,7 @@ def store(tmp_path_factory):
         base = BASE[(cfg.variant, cfg.task, cfg.sample_ratio)]
         if cfg.variant not in ("lamo", "dt"):
             raw_trial(c, exp_id, parent, cfg.task, cfg.sample_ratio, cfg.variant, cfg.seed,
-                      flatten(cfg.model_dump(mode="json")), base)
+                      flatten(cfg.record()), base)
             continue
         run = tracking.TrialRun.open(uri, exp_id, parent, cfg)
         run.set_tags({contract.DATA_SUBSET_HASH: f"{cfg.seed:016d}"})
@@ -141,7 +141,7 @@ def store(tmp_path_factory):
             run.log_metrics(step, {contract.TRAIN_ACTION_LOSS: 0.1, **eval_metrics(cfg.task, base, cfg.seed % 3, step)})
         run.finish("FAILED" if cfg.seed == 3 else "FINISHED")
     for (variant, task, ratio), (base, seeds, extra) in FOREIGN.items():
-        params = flatten(trial("hopper-medium", ratio, variant, 0).model_dump(mode="json"))
+        params = flatten(trial("hopper-medium", ratio, variant, 0).record())
         for seed in seeds:
             raw_trial(c, exp_id, parent, task, ratio, variant, seed, params, base, extra)
     c.set_terminated(parent, "FINISHED")
@@ -178,7 +178,8 @@ def test_tidy_columns_provenance_and_ablation_axes(tidy):
     assert r["data_subset_hash"] == f"{1:016d}"
     r = runs.loc["reacher2d-medium_r1_dt_s0"]
     assert (r["data_source"], r["lm"], r["language_weight"]) == ("collected", "None", 0.0)
-    assert runs.loc["kitchen-partial_r1_lamo_s0", "data_source"] == "unknown"  # not in the registry
+    assert runs.loc["kitchen-partial_r1_lamo_s0", "data_source"] == "d4rl_hdf5"  # the registry's default source
+    assert runs.loc["cartpole-random_r1_lamo_s0", "data_source"] == "unknown"  # not in the registry
     assert runs.loc["breakout-medium_r1_dt_s0", "data_source"] == "d4rl"  # the tag wins
     # one row per (run, step, target); the hopper trials have 4 targets
     assert len(tidy[tidy.run_name == "hopper-medium_r1_lamo_s2"]) == len(STEPS) * 4
@@ -225,14 +226,15 @@ def test_paper_table_cells_averages_and_bold(selected):
     assert avg.task_label == "Average MuJoCo" and avg.cells["dt"].n == 2
     assert math.isclose(avg.cells["dt"].mean, (20 + 45) / 2 + 33)
     sparse = tabs["table_sparse"]
-    assert [r.task_label for r in sparse.rows][:2] == ["Kitchen-Partial?", "Reacher2d†"]  # data-source marks
+    assert [r.task_label for r in sparse.rows][:2] == ["Kitchen-Partial", "Reacher2d†"]  # † = locally collected
     reacher = next(r for r in sparse.rows if r.task == "reacher2d-medium")
     assert "lamo-linear" not in reacher.cells  # missing cell
     overall = next(r for r in sparse.rows if r.task_label.startswith("Average (all)"))
     # common rows: lamo and dt have kitchen + reacher, lamo-nolang only reacher -> 1/2 rows
     assert overall.task_label == "Average (all) (1/2 rows)"
     assert math.isclose(overall.cells["lamo"].mean, 10 + 25 + 5)
-    assert any("locally collected" in n for n in sparse.notes) and any("unknown" in n for n in sparse.notes)
+    assert any("locally collected" in n for n in sparse.notes)
+    assert any("unknown" in n for n in tabs["table_other"].notes)  # cartpole-random: not in the registry
     assert "Gamer-normalised" in tabs["table_atari"].caption and "RULE" in tabs["table_atari"].caption
     assert [r.task for r in tabs["table_other"].rows] == ["cartpole-random"]
 
@@ -367,7 +369,7 @@ def test_paper_comparison(selected):
     assert row["our_method"] == "lamo-nolang" and row["ours_mean"] == 8 + 30
     assert row["comparable"].startswith("no")
     fig = comp[(comp["item"] == "Figure 1") & (comp["domain"] == "Kitchen") & (comp["paper_method"] == "DT")].iloc[0]
-    assert fig["ours_mean"] == 25 + 25 + 2 and fig["our_data_source"] == "unknown"
+    assert fig["ours_mean"] == 25 + 25 + 2 and fig["our_data_source"] == "D4RL"  # the registry's default source
     fig = comp[(comp["item"] == "Figure 1") & (comp["domain"] == "MuJoCo") & (comp["paper_method"] == "LaMo")].iloc[0]
     assert fig["ours_mean"] == (40 + 50) / 2 + 33 and fig["ours_n"] == 2
     # config matching when the label is unknown; explicit overrides win
