@@ -33,11 +33,16 @@ def _plan_table(sweep: Sweep) -> Table:
     if "memory" in res:
         res_txt += f", memory={res['memory'] / 1024**3:g}GiB"
     t = Table(title=f"sweep {sweep.spec.name!r}: {len(sweep.trials)} trials, per-trial resources {res_txt}")
-    for col in ("#", "trial", "config hash", "lm", "embedding", "finetune", "λ", "steps", "K"):
+    for col in ("#", "trial", "config hash", "method", "lm", "embedding", "finetune", "λ", "steps", "K"):
         t.add_column(col)
     for i, c in enumerate(sweep.trials):
-        t.add_row(str(i + 1), c.slug(), c.config_hash(), str(c.model.lm), c.model.embedding, c.model.finetune,
-                  f"{c.language.weight:g}", str(c.train.steps), str(c.K))
+        if c.baseline.algo != "none":  # a d3rlpy MLP policy: the sequence-model columns do not apply
+            t.add_row(str(i + 1), c.slug(), c.config_hash(), f"{c.baseline.algo} (d3rlpy)", "-", "-", "-", "-",
+                      str(c.train.steps), "-")
+            continue
+        method = "atari sequence model" if c.task_spec.domain == "atari" else "sequence model"
+        t.add_row(str(i + 1), c.slug(), c.config_hash(), method, str(c.model.lm), c.model.embedding,
+                  c.model.finetune, f"{c.language.weight:g}", str(c.train.steps), str(c.K))
     return t
 
 
