@@ -23,11 +23,10 @@ import torch.nn.functional as F
 
 from trainers import contract
 from trainers.atari_model import AtariDecisionTransformer
-from trainers.checkpoint import checkpoint_weights, frozen_fingerprint, load_checkpoint_weights
 from trainers.config import AtariSettings, TrialConfig
 from trainers.data.atari import AtariBatchSampler, AtariSubset
 from trainers.inputs import language_blocks, lm_location
-from trainers.model import trainable_share
+from trainers.model_learner import ModelLearner
 from trainers.tasks import TaskSpec
 
 
@@ -211,13 +210,10 @@ def build_atari_parts(cfg: TrialConfig, data_dir: Path, device: torch.device) ->
     return AtariParts(data, sampler, model, params, opt, sched, batcher, device)
 
 
-class AtariLearner:
-    """LaMo / DT on Atari behind the :class:`trainers.learner.Learner` interface (module docstring)."""
-
-    def __init__(self, cfg: TrialConfig, parts: AtariParts):
-        self.cfg, self.parts, self.data = cfg, parts, parts.data
-        parts.model.train()
-        self.fingerprint = frozen_fingerprint(parts.model)
+class AtariLearner(ModelLearner):
+    """LaMo / DT on Atari behind the :class:`trainers.learner.Learner` interface (module docstring);
+    construction (``parts`` = :class:`AtariParts`), ``info`` and the checkpoint state are
+    :class:`trainers.model_learner.ModelLearner`'s."""
 
     def train_step(self) -> dict[str, float]:
         """One step. Returns ``{"action_loss": cross-entropy in nats}`` (+ ``language_loss``)."""
@@ -247,26 +243,3 @@ class AtariLearner:
         cfg, p = self.cfg, self.parts
         return evaluate_atari(p.model, cfg.task_spec, cfg.targets, cfg.eval.episodes, cfg.K, cfg.scale,
                               seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps, device=p.device)
-
-    def info(self) -> dict[str, object]:
-        counts = trainable_share(self.parts.model)
-        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
-                "params/total": counts.total, "params/trainable": counts.trainable,
-                "params/backbone_trainable_share": round(counts.backbone_share, 6),
-                contract.DEVICE: str(self.parts.device)}
-
-    def state_dict(self) -> dict:
-        p = self.parts
-        return {"model": checkpoint_weights(p.model), "frozen_fingerprint": self.fingerprint,
-                "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
-                "sampler": p.sampler.state_dict(),
-                "language_batcher": p.batcher.state_dict() if p.batcher is not None else None}
-
-    def load_state_dict(self, state: dict, where: Path) -> None:
-        p = self.parts
-        load_checkpoint_weights(p.model, state["model"], where, state["frozen_fingerprint"], self.fingerprint)
-        p.optimizer.load_state_dict(state["optimizer"])
-        p.scheduler.load_state_dict(state["scheduler"])
-        p.sampler.load_state_dict(state["sampler"])
-        if p.batcher is not None:
-            p.batcher.load_state_dict(state["language_batcher"])

@@ -20,13 +20,12 @@ from typing import Protocol
 
 import torch
 
-from trainers import contract
-from trainers.checkpoint import checkpoint_weights, frozen_fingerprint, load_checkpoint_weights
 from trainers.config import TrialConfig
 from trainers.data.trajectories import BatchSampler, TrajectorySet
 from trainers.evaluate import evaluate
 from trainers.inputs import language_blocks, lm_location
-from trainers.model import DecisionTransformer, trainable_share
+from trainers.model import DecisionTransformer
+from trainers.model_learner import ModelLearner
 
 
 class Learner(Protocol):
@@ -132,7 +131,7 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     return SequenceParts(data, sampler, model, params, opt, sched, batcher, device)
 
 
-class SequenceLearner:
+class SequenceLearner(ModelLearner):
     """LaMo / DT (and the ablations): return-conditioned action prediction with a Decision Transformer.
 
     Loss per step (docs/lamo_recipe.md §3): mean squared error between predicted and dataset actions
@@ -140,11 +139,6 @@ class SequenceLearner:
     ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
     trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
     """
-
-    def __init__(self, cfg: TrialConfig, parts: SequenceParts):
-        self.cfg, self.parts, self.data = cfg, parts, parts.data
-        parts.model.train()  # a loaded LM comes in eval mode; training runs with dropout
-        self.fingerprint = frozen_fingerprint(parts.model)  # frozen weights never change: computed once
 
     def train_step(self) -> dict[str, float]:
         """One step (class docstring). Returns ``{"action_loss": MSE in normalised action units,
@@ -179,29 +173,6 @@ class SequenceLearner:
         return evaluate(p.model, cfg.task_spec, cfg.targets, cfg.eval.episodes, p.data.state_mean,
                         p.data.state_std, cfg.K, cfg.scale, seed=cfg.seed,
                         max_episode_steps=cfg.eval.max_episode_steps, device=p.device)
-
-    def info(self) -> dict[str, object]:
-        counts = trainable_share(self.parts.model)
-        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
-                "params/total": counts.total, "params/trainable": counts.trainable,
-                "params/backbone_trainable_share": round(counts.backbone_share, 6),
-                contract.DEVICE: str(self.parts.device)}
-
-    def state_dict(self) -> dict:
-        p = self.parts
-        return {"model": checkpoint_weights(p.model), "frozen_fingerprint": self.fingerprint,
-                "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
-                "sampler": p.sampler.state_dict(),
-                "language_batcher": p.batcher.state_dict() if p.batcher is not None else None}
-
-    def load_state_dict(self, state: dict, where: Path) -> None:
-        p = self.parts
-        load_checkpoint_weights(p.model, state["model"], where, state["frozen_fingerprint"], self.fingerprint)
-        p.optimizer.load_state_dict(state["optimizer"])
-        p.scheduler.load_state_dict(state["scheduler"])
-        p.sampler.load_state_dict(state["sampler"])
-        if p.batcher is not None:
-            p.batcher.load_state_dict(state["language_batcher"])
 
 
 def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:

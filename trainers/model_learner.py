@@ -1,0 +1,67 @@
+"""What every learner built around one torch model has in common (:class:`ModelLearner`): construction,
+the static facts logged once, and the learner part of the checkpoint.
+
+:class:`trainers.learner.SequenceLearner` (LaMo, DT, the ablations) and
+:class:`trainers.atari_learner.AtariLearner` derive from it and add their own step, learning rate and
+evaluation. It lives in its own module so that both can import it while :mod:`trainers.learner` imports
+the Atari learner (in :func:`trainers.learner.make_learner`) without an import cycle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainers import contract
+from trainers.checkpoint import checkpoint_weights, frozen_fingerprint, load_checkpoint_weights
+from trainers.config import TrialConfig
+from trainers.model import trainable_share
+
+
+class ModelLearner:
+    """Base of the learners whose ``parts`` hold ``data``, ``model``, ``optimizer``, ``scheduler``,
+    ``sampler``, ``batcher`` (``None`` without the language loss) and ``device``.
+
+    Attributes:
+        cfg: the trial config.
+        parts: the built parts (``SequenceParts`` or ``AtariParts``).
+        data: the trajectory subset trained on (its hash is part of the checkpoint's identity).
+        fingerprint: fingerprint of the frozen weights (they never change, so computed once; frozen
+            weights are rebuilt on resume, not stored, and checked against it).
+    """
+
+    def __init__(self, cfg: TrialConfig, parts):
+        self.cfg, self.parts, self.data = cfg, parts, parts.data
+        parts.model.train()  # a loaded LM comes in eval mode; training runs with dropout
+        self.fingerprint = frozen_fingerprint(parts.model)
+
+    def info(self) -> dict[str, object]:
+        """Data sizes (``data/...``), parameter counts (``params/...``, numbers of scalars) and the device."""
+        counts = trainable_share(self.parts.model)
+        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
+                "params/total": counts.total, "params/trainable": counts.trainable,
+                "params/backbone_trainable_share": round(counts.backbone_share, 6),
+                contract.DEVICE: str(self.parts.device)}
+
+    def state_dict(self) -> dict:
+        """Trainable weights (:func:`trainers.checkpoint.checkpoint_weights`), the frozen-weight
+        fingerprint, optimiser, schedule, sampler and language-batcher states."""
+        p = self.parts
+        return {"model": checkpoint_weights(p.model), "frozen_fingerprint": self.fingerprint,
+                "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
+                "sampler": p.sampler.state_dict(),
+                "language_batcher": p.batcher.state_dict() if p.batcher is not None else None}
+
+    def load_state_dict(self, state: dict, where: Path) -> None:
+        """Restore :meth:`state_dict`'s output (read from checkpoint directory ``where``).
+
+        Raises:
+            the errors of :func:`trainers.checkpoint.load_checkpoint_weights` (frozen weights that no
+            longer match the fingerprint, missing or unexpected weights), naming ``where``.
+        """
+        p = self.parts
+        load_checkpoint_weights(p.model, state["model"], where, state["frozen_fingerprint"], self.fingerprint)
+        p.optimizer.load_state_dict(state["optimizer"])
+        p.scheduler.load_state_dict(state["scheduler"])
+        p.sampler.load_state_dict(state["sampler"])
+        if p.batcher is not None:
+            p.batcher.load_state_dict(state["language_batcher"])
