@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers import contract
+from trainers.evaluate import evaluation_metrics
 from trainers.atari_model import AtariDecisionTransformer
 from trainers.config import AtariSettings, TrialConfig
 from trainers.data.atari import AtariBatchSampler, AtariSubset
@@ -153,19 +153,7 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
         model.train(was_training)
         for env in envs:
             env.close()
-    seconds = time.perf_counter() - start
-    out: dict[str, float] = {}
-    best = -np.inf
-    for k, tgt in enumerate(targets):
-        ret = returns[k * episodes:(k + 1) * episodes]
-        score = task.normalised_score(float(ret.mean()))
-        vals = {"return_mean": ret.mean(), "return_std": ret.std(),
-                "length_mean": lengths[k * episodes:(k + 1) * episodes].mean(), "normalised_score": score}
-        out.update({contract.eval_key(tgt, f): float(v) for f, v in vals.items()})
-        best = max(best, score)
-    out[contract.EVAL_BEST_SCORE] = float(best)
-    out[contract.EVAL_EPISODES_PER_S] = n / max(seconds, 1e-9)
-    return out
+    return evaluation_metrics(task, targets, returns, lengths, time.perf_counter() - start)
 
 
 @dataclass

@@ -112,7 +112,28 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
         model.train(was_training)
         for env in envs:
             env.close()
-    seconds = time.perf_counter() - start
+    return evaluation_metrics(task, targets, returns, lengths, time.perf_counter() - start)
+
+
+def evaluation_metrics(task: TaskSpec, targets, returns: np.ndarray, lengths: np.ndarray,
+                       seconds: float) -> dict[str, float]:
+    """The contract's evaluation metrics of one evaluation call.
+
+    Args:
+        task: gives the normalised score (:meth:`trainers.tasks.TaskSpec.normalised_score`).
+        targets: the RTG targets (raw return), or ``[None]`` for a policy without one (keys
+            ``eval/policy/...``, :func:`trainers.contract.eval_key`).
+        returns / lengths: ``(len(targets) * episodes,)`` raw episode returns and lengths (env steps),
+            target-major (the episodes of target ``k`` are ``k * episodes : (k + 1) * episodes``).
+        seconds: wall time of the rollouts.
+
+    Returns:
+        per target, ``return_mean`` / ``return_std`` (raw return), ``length_mean`` and
+        ``normalised_score`` of the episodes' mean return; :data:`trainers.contract.EVAL_BEST_SCORE`
+        (the best target's score) and :data:`trainers.contract.EVAL_EPISODES_PER_S`.
+    """
+    targets = list(targets)
+    episodes = len(returns) // len(targets)
     out: dict[str, float] = {}
     best = -np.inf
     for k, target in enumerate(targets):
@@ -124,7 +145,7 @@ def evaluate(model, task: TaskSpec, targets: list[float], episodes: int, state_m
         out.update({contract.eval_key(target, f): float(v) for f, v in values.items()})
         best = max(best, score)
     out[contract.EVAL_BEST_SCORE] = float(best)
-    out[contract.EVAL_EPISODES_PER_S] = n / max(seconds, 1e-9)
+    out[contract.EVAL_EPISODES_PER_S] = len(returns) / max(seconds, 1e-9)
     return out
 
 
@@ -172,11 +193,4 @@ def evaluate_policy(act, task: TaskSpec, episodes: int, state_mean: np.ndarray, 
     finally:
         for env in envs:
             env.close()
-    seconds = time.perf_counter() - start
-    score = task.normalised_score(float(returns.mean()))
-    values = {"return_mean": returns.mean(), "return_std": returns.std(), "length_mean": lengths.mean(),
-              "normalised_score": score}
-    out = {contract.eval_key(None, f): float(v) for f, v in values.items()}
-    out[contract.EVAL_BEST_SCORE] = float(score)
-    out[contract.EVAL_EPISODES_PER_S] = episodes / max(seconds, 1e-9)
-    return out
+    return evaluation_metrics(task, [None], returns, lengths, time.perf_counter() - start)
