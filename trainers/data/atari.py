@@ -8,7 +8,8 @@ with ``stack=False``), ``actions (N,)`` int64 action ids, ``rewards (N,)`` float
 Sources:
 
 * **collected** (offline, this project): :func:`collect_atari_dataset` rolls out a scripted policy that
-  reads the paddle and ball positions from the emulator RAM (:data:`RAM_POLICIES`) with epsilon-random
+  reads the game state from the emulator RAM (paddle and ball positions for Breakout and Pong, Q*bert's
+  cell and the cube colours for Qbert; :data:`RAM_POLICIES`) with epsilon-random
   actions for a "medium" level, in the envs of :mod:`trainers.envs.atari`. **Locally generated data, not
   the DQN Replay data of the paper** (the file's ``provenance`` attribute says so).
 * **d4rl** (DQN Replay, Agarwal et al. 2020, the data d4rl-atari serves): the Dopamine replay-buffer
@@ -364,8 +365,161 @@ def pong_ram_policy(ram: np.ndarray) -> int:
     return 3 if d > 4 else 2 if d < -4 else 0
 
 
-#: game -> (RAM policy, epsilon of the "medium" level: probability of a uniformly random action).
-RAM_POLICIES = {"breakout": (breakout_ram_policy, 0.1), "pong": (pong_ram_policy, 0.1)}
+#: Q*bert RAM bytes of the 21 cubes' top colours, pyramid rows top to bottom, left to right within a row,
+#: and the x pixel centres of their top faces per row, as read by OCAtari's Q*bert RAM
+#: extraction (Delfosse et al. 2023, "OCAtari: Object-Centric Atari 2600 Reinforcement Learning
+#: Environments", github.com/k4ntz/OC_Atari ``ocatari/ram/qbert.py``).
+QBERT_CUBE_RAM = (21, 52, 54, 83, 85, 87, 98, 100, 102, 104, 1, 3, 5, 7, 9, 32, 34, 36, 38, 40, 42)
+QBERT_CUBE_X = ((68,), (56, 84), (44, 68, 96), (32, 56, 84, 108), (20, 44, 68, 96, 120), (8, 32, 56, 84, 108, 132))
+#: Q*bert's minimal action set: 2 UP hops up-right, 3 RIGHT down-right, 4 LEFT up-left, 5 DOWN down-left
+#: (checked here by stepping the emulator); value = (row change, index-in-row change) on the pyramid.
+QBERT_HOPS = {2: (-1, 0), 3: (1, 1), 4: (-1, -1), 5: (1, 0)}
+
+
+def qbert_cell(ram: np.ndarray) -> tuple[int, int] | None:
+    """Q*bert's pyramid cell ``(row 0-5, index 0-row)`` while he stands on a cube, else ``None`` (game
+    start, mid-hop, falling). His position is RAM bytes 43 (x) and 67 (y) (AtariARI annotations, Anand et
+    al. 2019); standing = within 2 units of a rest position: x = the cube's top-face centre
+    (:data:`QBERT_CUBE_X`) + 9, y = 25 + 28 x row (both measured here by stepping the emulator)."""
+    x, y = int(ram[43]), int(ram[67])
+    if x == 0:
+        return None
+    row = int(round((y - 25) / 28))
+    if not 0 <= row < 6 or abs(y - 25 - 28 * row) > 2:
+        return None
+    col = min(range(row + 1), key=lambda c: abs(x - 9 - QBERT_CUBE_X[row][c]))
+    if abs(x - 9 - QBERT_CUBE_X[row][col]) > 2:
+        return None
+    return row, col
+
+
+class QbertRamPolicy:
+    """Hop to cubes not yet turned to the target colour, never off the pyramid (a scripted Q*bert player).
+
+    Reads Q*bert's cell (:func:`qbert_cell`) and the 21 cube colours (:data:`QBERT_CUBE_RAM`) from the
+    emulator RAM. The target colour is learnt from play: the colour of the cube Q*bert stands on once he
+    has hopped at least once (a hop onto a cube turns it to the level's colour). While he stands on a
+    cube: among the hops that stay on the pyramid (:data:`QBERT_HOPS`), one onto a cube of another colour
+    (uniform among them, from its own seeded generator); if none, the first hop of a shortest path
+    (breadth-first) to the nearest such cube. Mid-hop and off the pyramid: NOOP. Enemies (balls, Coily)
+    and the escape discs are ignored. Stateful: call :meth:`reset` at every episode start.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.reset(seed)
+
+    def reset(self, seed: int = 0) -> None:
+        """Forget the episode: last cell, target colour; reseed the tie-break generator."""
+        self.last: tuple[int, int] | None = None
+        self.target: int | None = None
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def _hops(cell: tuple[int, int]) -> list[tuple[int, tuple[int, int]]]:
+        r, c = cell
+        out = []
+        for a, (dr, dc) in QBERT_HOPS.items():
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < 6 and 0 <= nc <= nr:
+                out.append((a, (nr, nc)))
+        return out
+
+    def __call__(self, ram: np.ndarray) -> int:
+        """The action id for this RAM state (0 NOOP unless Q*bert stands on a cube)."""
+        cell = qbert_cell(ram)
+        if cell is None:
+            return 0
+
+        def colour(rc: tuple[int, int]) -> int:
+            return int(ram[QBERT_CUBE_RAM[rc[0] * (rc[0] + 1) // 2 + rc[1]]])
+
+        if self.last is not None and (cell != self.last or self.target is not None):
+            self.target = colour(cell)  # he has hopped: the cube under him has the target colour
+        self.last = cell
+        hops = self._hops(cell)
+        todo = [a for a, rc in hops if self.target is None or colour(rc) != self.target]
+        if todo:
+            return todo[int(self.rng.integers(len(todo)))]
+        parent = {cell: None}  # breadth-first search to the nearest cube of another colour
+        queue = [cell]
+        for cur in queue:
+            if cur != cell and colour(cur) != self.target:
+                while parent[cur][0] != cell:
+                    cur = parent[cur][0]
+                return parent[cur][1]
+            for a, nxt in self._hops(cur):
+                if nxt not in parent:
+                    parent[nxt] = (cur, a)
+                    queue.append(nxt)
+        return hops[0][0]  # every cube done: the level is ending
+
+
+#: game -> (RAM policy: a function of the RAM, or a class whose instances are, with ``reset(seed)``;
+#: epsilon of the "medium" level: probability of a uniformly random action).
+RAM_POLICIES = {"breakout": (breakout_ram_policy, 0.1), "pong": (pong_ram_policy, 0.1),
+                "qbert": (QbertRamPolicy, 0.1)}
+
+
+def make_ram_policy(game: str):
+    """``(policy, epsilon)`` of ``game`` from :data:`RAM_POLICIES`, a class instantiated (seed 0).
+
+    Raises:
+        ValueError: no scripted policy for ``game`` (use ``data.source: d4rl`` or ``minari`` then).
+    """
+    if game not in RAM_POLICIES:
+        raise ValueError(f"no scripted RAM policy for {game!r} (have: {', '.join(RAM_POLICIES)}); use "
+                         f"data.source: d4rl (DQN Replay) or minari for this game")
+    policy, eps = RAM_POLICIES[game]
+    return (policy() if isinstance(policy, type) else policy), eps
+
+
+def _policy_name(policy) -> str:
+    return getattr(policy, "__name__", type(policy).__name__)
+
+
+def _reset_policy(policy, seed: int) -> None:
+    if hasattr(policy, "reset"):
+        policy.reset(seed)
+
+
+def measure_ram_policy(game: str, episodes: int, epsilon: float | None = None, seed: int = 0,
+                       random_policy: bool = False) -> dict:
+    """Play ``episodes`` whole episodes of ``game`` with its RAM policy (:data:`RAM_POLICIES`) plus
+    ``epsilon``-random actions (default: the policy's "medium" epsilon), or with uniformly random actions
+    (``random_policy``), in the collection env (:func:`trainers.envs.atari.make_atari_env`, sticky
+    actions, 27,000-step cap). Episode ``i`` is reset with seed ``seed + i`` (as collection).
+
+    Returns:
+        ``episodes``, ``mean_return`` / ``std_return`` (raw), ``mean_length`` (agent steps),
+        ``gamer_normalised`` (of the mean return, :meth:`trainers.tasks.TaskSpec.normalised_score`),
+        ``seconds``.
+    """
+    from trainers.envs.atari import make_atari_env
+    from trainers.tasks import get_task
+
+    policy, eps = make_ram_policy(game)
+    eps = 1.0 if random_policy else (eps if epsilon is None else epsilon)
+    env = make_atari_env(game, stack=False)
+    rng = np.random.default_rng(seed)
+    n_act = env.action_space.n
+    returns, lengths = [], []
+    t0 = time.perf_counter()
+    for i in range(episodes):
+        env.reset(seed=seed + i)
+        _reset_policy(policy, seed + i)
+        ret, n, done = 0.0, 0, False
+        while not done:
+            a = policy(env.unwrapped.ale.getRAM()) if rng.random() >= eps else int(rng.integers(n_act))
+            _, r, term, trunc, _ = env.step(a)
+            ret, n, done = ret + r, n + 1, term or trunc
+        returns.append(ret)
+        lengths.append(n)
+    env.close()
+    mean = float(np.mean(returns))
+    return {"episodes": episodes, "mean_return": mean, "std_return": float(np.std(returns)),
+            "mean_length": float(np.mean(lengths)),
+            "gamer_normalised": get_task(f"{game}-medium").normalised_score(mean),
+            "seconds": time.perf_counter() - t0}
 
 
 def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0, progress: bool = True,
@@ -384,10 +538,7 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
     from trainers.envs.atari import make_atari_env
     from trainers.tasks import get_task
 
-    if game not in RAM_POLICIES:
-        raise ValueError(f"no scripted RAM policy for {game!r} (have: {', '.join(RAM_POLICIES)}); use "
-                         f"data.source: d4rl (DQN Replay) or minari for this game")
-    policy, eps = RAM_POLICIES[game]
+    policy, eps = make_ram_policy(game)
     env = make_atari_env(game, stack=False)
     rng = np.random.default_rng(seed)
     n_act = env.action_space.n
@@ -397,6 +548,7 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
     terms = np.zeros(transitions, bool)
     returns, ep_ret, episode = [], 0.0, 0
     obs, _ = env.reset(seed=seed)
+    _reset_policy(policy, seed)
     t0 = time.perf_counter()
     for i in range(transitions):
         a = policy(env.unwrapped.ale.getRAM()) if rng.random() >= eps else int(rng.integers(n_act))
@@ -409,6 +561,7 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
             returns.append(ep_ret)
             ep_ret, episode = 0.0, episode + 1
             obs, _ = env.reset(seed=seed + episode)
+            _reset_policy(policy, seed + episode)
         if progress and (i + 1) % 10_000 == 0:
             log(f"[collect {game}] {i + 1:,}/{transitions:,} steps, {len(returns)} episodes, "
                 f"{(i + 1) / (time.perf_counter() - t0):.0f} steps/s")
@@ -421,6 +574,6 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
                "mean_return": mean, "gamer_normalised": task.normalised_score(mean),
                "seconds": time.perf_counter() - t0, "provenance": PROVENANCE_COLLECTED}
     save_atari_hdf5(AtariDataset(frames, actions, rewards, terms, str(path)), path,
-                    {"provenance": PROVENANCE_COLLECTED, "policy": f"{policy.__name__} eps={eps}", "seed": seed,
+                    {"provenance": PROVENANCE_COLLECTED, "policy": f"{_policy_name(policy)} eps={eps}", "seed": seed,
                      "env": f"lamo/{game}-dqn-v0 (trainers/envs/atari.py)"})
     return summary
