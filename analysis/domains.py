@@ -18,6 +18,30 @@ TABLES: dict[str, str] = {
     "atari": "Atari (gamer-normalised score)",
     "other": "Other tasks",
 }
+#: The score unit of each paper table (:data:`TABLES` key): the one place every caption takes it from.
+#: D4RL-normalised 100 (R - random) / (expert - random) for MuJoCo, Kitchen and Reacher2d (Fu et al. 2020,
+#: D4RL), roughly 0-100; Atari gamer-normalised 100 (R - random) / (human - random) with the Nature-DQN
+#: scores (Mnih et al. 2015, Extended Data Table 2; LaMo's ``get_hns.py``), 100 = the human gamer and
+#: unbounded above (the paper's Figure 1 reports LaMo 165 on Atari).
+SCORE_UNITS: dict[str, str] = {
+    "sparse": "Normalised score (0–100)",
+    "dense": "Normalised score (0–100)",
+    "atari": "Gamer-normalised score (100 = human gamer; can exceed 100)",
+    "other": "Normalised score (0–100)",
+}
+#: Caption unit of a table or figure that mixes tables with different units.
+MIXED_SCORE_UNIT = "Normalised score (0–100; Atari tasks: gamer-normalised, 100 = human gamer, can exceed 100)"
+
+
+def score_unit(tasks) -> str:
+    """The score unit (:data:`SCORE_UNITS`) of a table whose rows are ``tasks`` (task names):
+    the tables' common unit, or :data:`MIXED_SCORE_UNIT` when they differ (none given: the MuJoCo one)."""
+    units = {SCORE_UNITS.get(task_info(t).table, SCORE_UNITS["other"]) for t in tasks}
+    if len(units) > 1:
+        return MIXED_SCORE_UNIT
+    return units.pop() if units else SCORE_UNITS["dense"]
+
+
 #: Figure-1 domain order (the paper's bars: Kitchen, Atari, MuJoCo; then what the paper does not plot).
 DOMAIN_ORDER = ("Kitchen", "Atari", "MuJoCo", "Reacher2d", "Other")
 

@@ -39,6 +39,7 @@ from analysis import paper as P
 from analysis import stats as S
 from analysis import tables as T
 from analysis.figures import plot_score_vs_ratio  # noqa: F401  (re-exported)
+from analysis.domains import score_unit
 from analysis.runs import load_trial_runs
 from analysis.select import DEFAULT_RULE, SelectionRule, rule_text, select_scores
 from analysis.stats import DEFAULT_BOOTSTRAP, MIN_RUNS, Bootstrap
@@ -54,13 +55,14 @@ _OWNED_GLOBS = ("table_*.md", "table_*.tex", "table_*.csv", "ablation_*.md", "ab
 def markdown_table(table: pd.DataFrame, rule: SelectionRule | str, column: str = "variant") -> str:
     """Markdown quick-look table (``table.md``): rows task × sample ratio (as %), one column per value.
 
-    ``table`` is :func:`analysis.tables.score_table` output (normalised scores, 0–100). Cells read
+    ``table`` is :func:`analysis.tables.score_table` output (normalised scores in the tasks' unit,
+    :func:`analysis.domains.score_unit`, named in the caption). Cells read
     ``mean ± std (n=N)`` with one decimal; missing cells ``—``; the best mean of a row is bold when
     the row has at least two filled cells. The first line is the caption, stating the statistics and
     the selection ``rule`` (:meth:`analysis.select.SelectionRule.describe`, or a given text).
     """
     caption = (
-        "**Normalised score (0–100), mean ± std over seeds** (sample std, ddof=1; 0 for a single "
+        f"**{score_unit(table['task'].unique())}, mean ± std over seeds** (sample std, ddof=1; 0 for a single "
         f"seed; n = number of seeds). {rule_text(rule)}"
     )
     cols = sorted(table[column].unique(), key=str)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.domains import score_unit
 from analysis.report import load_selected
 from analysis.select import DEFAULT_RULE, SEED_GROUP, SelectionRule, select_scores
 from analysis.tables import format_ratio
@@ -87,7 +88,7 @@ def rule_comparison_markdown(table: pd.DataFrame, rule: SelectionRule = DEFAULT_
     :meth:`~analysis.select.SelectionRule.describe`), then one row per task × ratio × variant."""
     per_seed, seed_mean = rules_pair(rule)
     caption = (
-        "**Best RTG target per seed vs on the seed-averaged score.** Normalised score (0–100), mean ± std "
+        f"**Best RTG target per seed vs on the seed-averaged score.** {score_unit(table['task'].unique())}, mean ± std "
         "over seeds (sample std, ddof=1; 0 for a single seed; n = number of seeds); targets in raw return "
         "(×k = picked by k seeds); Δ = per-seed − seed-mean (normalised points). "
         f"Per seed: {per_seed.describe()} Seed mean: {seed_mean.describe()}"

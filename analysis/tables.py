@@ -29,12 +29,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.domains import (
+    SCORE_UNITS,
     SOURCE_MARKS,
     SOURCE_NOTES,
     TABLES,
     domain_sort_key,
     method_display,
     method_sort_key,
+    score_unit,
     task_info,
     task_sort_key,
 )
@@ -190,7 +192,7 @@ def build_table(
     column: str = "variant",
     setting: str | None = None,
     averages: bool = True,
-    score_name: str = "Normalised score (0–100)",
+    score_name: str | None = None,
 ) -> PaperTable:
     """A :class:`PaperTable` of ``selected`` trials: rows (setting ×) task × sample ratio, columns ``column``.
 
@@ -202,9 +204,12 @@ def build_table(
         setting: optional column whose values split the table into blocks (ablation contexts).
         averages: add per-domain average rows (and an overall one when the block spans domains).
 
-    Cells are normalised scores (0–100, or ``score_name``): mean ± sample std over seeds.
+    Cells are normalised scores in the unit ``score_name`` (default: the tasks' unit,
+    :func:`analysis.domains.score_unit`): mean ± sample std over seeds.
     """
     rule = rule_text(rule)
+    if score_name is None:
+        score_name = score_unit(selected["task"].unique())
     sel = selected.dropna(subset=[column]).copy()
     sel["_setting"] = sel[setting].astype(str) if setting else ""
     columns = sorted(sel[column].unique(), key=method_sort_key)
@@ -251,7 +256,8 @@ def paper_tables(selected: pd.DataFrame, rule: SelectionRule | str, column: str 
     """The main tables (sparse, dense MuJoCo, Atari, other) that have at least one task in ``selected``.
 
     Layout of the LaMo paper's result tables (arXiv 2310.20587: sparse-reward Kitchen / Reacher2d,
-    dense-reward MuJoCo, Atari), normalised scores (0–100; Atari gamer-normalised × 100); ``rule`` as in
+    dense-reward MuJoCo, Atari), each captioned with its unit (:data:`analysis.domains.SCORE_UNITS`: 0–100
+    normalised; Atari gamer-normalised, which can exceed 100); ``rule`` as in
     :func:`build_table`.
     """
     tables = []
@@ -260,8 +266,7 @@ def paper_tables(selected: pd.DataFrame, rule: SelectionRule | str, column: str 
         part = selected[kinds == key]
         if part.empty:
             continue
-        score = "Gamer-normalised score (×100)" if key == "atari" else "Normalised score (0–100)"
-        tables.append(build_table(part, f"table_{key}", title, rule, column, score_name=score))
+        tables.append(build_table(part, f"table_{key}", title, rule, column, score_name=SCORE_UNITS[key]))
     return tables
 
 
