@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainers.config import TrialConfig
+from trainers.tasks import get_task
 from trainers.util import did_you_mean
 
 
@@ -548,31 +549,47 @@ class Sweep:
 Problems = list[tuple[str, str]]
 
 
-def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[dict, dict]], Problems]:
-    """Each variant's ``(preset, own fields)``, and the problems: unknown presets, and ``base`` (or
-    ``--set``) values that would replace a field the variant's preset sets."""
+def _task_domain(task: str) -> str | None:
+    """The registry domain of ``task`` (``None`` for an unknown task, reported by the trial validation)."""
+    try:
+        return get_task(task).domain
+    except KeyError:
+        return None
+
+
+def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[str | None, dict]], Problems]:
+    """Each variant's ``(preset name, own fields)``, and the problems: unknown presets, and ``base`` (or
+    ``--set``) values that would replace a field the variant's preset sets (checked for the preset of each
+    domain of the grid's tasks, :data:`trainers.presets.DOMAIN_PRESETS`)."""
     from trainers.presets import get_preset, leaves, overridden_by_base
 
     from_cli = leaves(overrides)
-    layers: dict[str, tuple[dict, dict]] = {}
+    domains = sorted({d for d in map(_task_domain, spec.grid.task) if d is not None}) or [None]
+    layers: dict[str, tuple[str | None, dict]] = {}
     probs: Problems = []
     for name, own in spec.variants.items():
         own = dict(own)
         preset = own.pop("preset", None)
         if preset is None:
-            layers[name] = ({}, own)
+            layers[name] = (None, own)
             continue
         try:
-            layers[name] = (get_preset(str(preset)), own)
+            get_preset(str(preset))
         except KeyError as e:
             probs.append((f"variants.{name}.preset", e.args[0]))
             continue
-        for path, mine, theirs in overridden_by_base(layers[name][0], spec.base, own):
-            src = f"--set {path}" if path in from_cli else f"base.{path}"
-            probs.append((f"variants.{name}", (
-                f"preset {preset!r} sets {path} = {mine!r}, but {src} = {theirs!r} would replace it for "
-                f"this variant; say which one it uses: set variants.{name}.{path} (to {theirs!r} to keep "
-                f"the base value), or move {path} from base into the variants that need it")))
+        layers[name] = (str(preset), own)
+        seen = set()
+        for domain in domains:
+            for path, mine, theirs in overridden_by_base(get_preset(str(preset), domain), spec.base, own):
+                if (path, repr(mine)) in seen:
+                    continue
+                seen.add((path, repr(mine)))
+                src = f"--set {path}" if path in from_cli else f"base.{path}"
+                probs.append((f"variants.{name}", (
+                    f"preset {preset!r} sets {path} = {mine!r}, but {src} = {theirs!r} would replace it for "
+                    f"this variant; say which one it uses: set variants.{name}.{path} (to {theirs!r} to keep "
+                    f"the base value), or move {path} from base into the variants that need it")))
     return layers, probs
 
 
@@ -597,9 +614,12 @@ def _grid_problems(spec: SweepSpec) -> Problems:
     return probs
 
 
-def _expand(spec: SweepSpec, layers: dict[str, tuple[dict, dict]]) -> tuple[list[TrialConfig], Problems]:
+def _expand(spec: SweepSpec, layers: dict[str, tuple[str | None, dict]]) -> tuple[list[TrialConfig], Problems]:
     """The grid's trials in order (task, sample ratio, seed, variant, extra axes), each ``preset <- base
-    <- own fields <- axes`` validated; a problem is reported at the sweep field that set the bad value."""
+    <- own fields <- axes`` validated, the preset the one of the task's domain
+    (:func:`trainers.presets.get_preset`); a problem is reported at the sweep field that set the bad value."""
+    from trainers.presets import get_preset
+
     g = spec.grid
     axes = list(g.axes.items())
     trials: list[TrialConfig] = []
@@ -607,7 +627,8 @@ def _expand(spec: SweepSpec, layers: dict[str, tuple[dict, dict]]) -> tuple[list
     combos = [(task, ratio, *rest) for task in g.task for ratio in g.ratios(task)
               for rest in itertools.product(g.seed, g.variant or list(spec.variants), *[vals for _, vals in axes])]
     for task, ratio, seed, variant, *extra in combos:
-        preset, own = layers[variant]
+        preset_name, own = layers[variant]
+        preset = get_preset(preset_name, _task_domain(task)) if preset_name else {}
         merged = deep_merge(deep_merge(preset, spec.base), own)
         for (axis, _), val in zip(axes, extra):
             try:

@@ -210,12 +210,13 @@ def test_lm_with_arch_is_refused():
 
 def test_presets_are_pure_differences_from_the_defaults():
     """The trial-config defaults are LaMo's recipe; every preset validates and changes each field it sets."""
-    from trainers.presets import VARIANT_PRESETS, leaves
+    from trainers.presets import DOMAIN_PRESETS, VARIANT_PRESETS, leaves
 
     assert VARIANT_PRESETS["lamo"] == {}
     defaults = leaves(TrialConfig(task="hopper-medium").model_dump())
+    atari_only = set(DOMAIN_PRESETS["atari"].values())  # discrete-action baselines: Atari tasks only
     for name, preset in VARIANT_PRESETS.items():
-        TrialConfig.model_validate({"task": "hopper-medium", **preset})
+        TrialConfig.model_validate({"task": "breakout-medium" if name in atari_only else "hopper-medium", **preset})
         for path, value in leaves(preset).items():
             assert defaults[path] != value, f"preset {name!r} restates the default {path} = {value!r}"
 

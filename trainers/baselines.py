@@ -1,4 +1,5 @@
-"""Value-based and imitation baselines (CQL, IQL, TD3+BC, BC) from d3rlpy, behind the
+"""Value-based and imitation baselines (CQL, IQL, TD3+BC, BC; on Atari discrete CQL and BC,
+:class:`DiscreteD3rlpyLearner`) from d3rlpy, behind the
 :class:`trainers.learner.Learner` interface, so they run in the same trial loop, checkpoint layout,
 reporters and MLflow contract as LaMo and DT.
 
@@ -38,12 +39,14 @@ import numpy as np
 import torch
 
 from trainers import contract
-from trainers.config import TrialConfig
+from trainers.config import DISCRETE_BASELINES, TrialConfig
+from trainers.data.atari import FRAME_SHAPE, STACK, stack_frames
 from trainers.data.trajectories import TrajectorySet
-from trainers.evaluate import evaluate_policy
+from trainers.evaluate import evaluate_discrete_policy, evaluate_policy
 
 #: ``baseline.algo`` -> d3rlpy config class name (``d3rlpy.algos``).
-D3RLPY_CONFIGS = {"cql": "CQLConfig", "iql": "IQLConfig", "td3bc": "TD3PlusBCConfig", "bc": "BCConfig"}
+D3RLPY_CONFIGS = {"cql": "CQLConfig", "iql": "IQLConfig", "td3bc": "TD3PlusBCConfig", "bc": "BCConfig",
+                  "discrete_cql": "DiscreteCQLConfig", "discrete_bc": "DiscreteBCConfig"}
 
 
 def transitions(data: TrajectorySet, terminals: list[bool]) -> dict[str, np.ndarray]:
@@ -86,12 +89,16 @@ def transitions(data: TrajectorySet, terminals: list[bool]) -> dict[str, np.ndar
             "terminals": cat["term"][:, None]}
 
 
-def d3rlpy_algorithm(cfg: TrialConfig, data: TrajectorySet, device: torch.device):
+def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
     """Build the d3rlpy algorithm of ``cfg.baseline`` (config class :data:`D3RLPY_CONFIGS`) with its
     networks and optimisers created for the task's shapes.
 
     The set hyperparameters of ``cfg.baseline`` (:meth:`trainers.config.BaselineConfig.d3rlpy_kwargs`)
-    are passed by name; the others keep d3rlpy's defaults.
+    are passed by name; the others keep d3rlpy's defaults. ``data``: the :class:`TrajectorySet`
+    (continuous baselines) or the :class:`trainers.data.atari.AtariSubset` (discrete ones, which get
+    ``PixelEncoderFactory()``, ``PixelObservationScaler()``, ``AdamFactory(eps=baseline.adam_eps)``,
+    ``QRQFunctionFactory(n_quantiles)`` and ``ClipRewardScaler(-1, 1)`` as the baseline asks; inputs
+    ``(4, 84, 84)``, ``task.act_dim`` actions).
     """
     import d3rlpy
 
@@ -99,6 +106,18 @@ def d3rlpy_algorithm(cfg: TrialConfig, data: TrajectorySet, device: torch.device
     cls = getattr(d3rlpy.algos, D3RLPY_CONFIGS[b.algo])
     fields = {f.name for f in dataclasses.fields(cls)}
     kw: dict = {"batch_size": cfg.train.batch_size, **b.d3rlpy_kwargs()}
+    if b.algo in DISCRETE_BASELINES:
+        kw["encoder_factory"] = d3rlpy.models.PixelEncoderFactory()
+        kw["observation_scaler"] = d3rlpy.preprocessing.PixelObservationScaler()
+        if b.adam_eps is not None:
+            kw["optim_factory"] = d3rlpy.optimizers.AdamFactory(eps=b.adam_eps)
+        if b.n_quantiles is not None:
+            kw["q_func_factory"] = d3rlpy.models.QRQFunctionFactory(n_quantiles=b.n_quantiles)
+        if b.reward_scale == "clip":
+            kw["reward_scaler"] = d3rlpy.preprocessing.ClipRewardScaler(-1.0, 1.0)
+        algo = cls(**kw).create(device="cuda:0" if device.type == "cuda" else "cpu:0")
+        algo.create_impl((STACK, *FRAME_SHAPE), cfg.task_spec.act_dim)
+        return algo
     if b.hidden_units is not None:
         enc = d3rlpy.models.VectorEncoderFactory(list(b.hidden_units))
         kw |= {f: enc for f in fields if f.endswith("encoder_factory")}
@@ -184,13 +203,82 @@ class D3rlpyLearner:
         self._last = dict(state["last_losses"])
 
 
+class DiscreteD3rlpyLearner(D3rlpyLearner):
+    """d3rlpy's DiscreteCQL / DiscreteBC on an Atari task (presets ``cql`` / ``bc`` there) as a
+    :class:`trainers.learner.Learner`; checkpoint state, learning rate and update logic are
+    :class:`D3rlpyLearner`'s.
+
+    * **data**: the trial's :class:`trainers.data.atari.AtariSubset` (LaMo's length-weighted trajectory
+      subset: the same ``data_subset_hash`` as the DT / LaMo Atari trials of that task, ratio and seed).
+      Transitions are every step of the chosen trajectories; a trajectory's last step is terminal
+      (``terminal = 1``; the dataset ends an episode at game over, at the 27,000-step cap or where
+      collection stopped; docs/deviations.md). Stored: the dataset's uint8 single frames once, plus three
+      ``(n,)`` int64 index arrays (step, trajectory start, last flag). d3rlpy's replay buffer is not used.
+    * **batches**: ``train.batch_size`` steps drawn uniformly with replacement (NumPy ``PCG64`` seeded with
+      the trial seed); states and next states stacked on the fly (:func:`trainers.data.atari.stack_frames`)
+      and cast to float32 (``(B, 4, 84, 84)``, values 0-255: d3rlpy's ``TransitionMiniBatch`` takes
+      float32 only; its ``PixelObservationScaler`` divides by 255 inside the update), raw rewards
+      (clipped by d3rlpy's reward scaler when the recipe says so).
+    * **evaluation**: :func:`trainers.evaluate.evaluate_discrete_policy`, greedy ``predict``, keys
+      ``eval/policy/<field>``, gamer-normalised.
+    """
+
+    def __init__(self, cfg: TrialConfig, data, device: torch.device):
+        from d3rlpy.dataset import TransitionMiniBatch
+
+        self.cfg, self.data, self.device = cfg, data, device
+        self._batch_cls = TransitionMiniBatch
+        self.steps = np.concatenate([np.arange(s, s + n) for s, n in zip(data.starts, data.lengths)]).astype(np.int64)
+        self.step_start = np.repeat(data.starts, data.lengths).astype(np.int64)
+        self.is_last = np.zeros(len(self.steps), dtype=bool)
+        self.is_last[np.cumsum(data.lengths) - 1] = True
+        self.algo = d3rlpy_algorithm(cfg, data, device)
+        self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        self._last: dict[str, float] = {}
+
+    def train_step(self) -> dict[str, float]:
+        ds = self.data.dataset
+        i = self.rng.integers(0, len(self.steps), size=self.cfg.train.batch_size)
+        g, st, last = self.steps[i], self.step_start[i], self.is_last[i]
+        nxt = np.where(last, g, g + 1)  # a terminal step's next state is masked out by d3rlpy
+        col = np.ones((len(i), 1), dtype=np.float32)
+        batch = self._batch_cls(
+            observations=stack_frames(ds.frames, g, st).astype(np.float32),
+            actions=ds.actions[g].astype(np.float32)[:, None], rewards=ds.rewards[g].astype(np.float32)[:, None],
+            next_observations=stack_frames(ds.frames, nxt, st).astype(np.float32),
+            next_actions=ds.actions[nxt].astype(np.float32)[:, None], terminals=last.astype(np.float32)[:, None],
+            intervals=col, transitions=[])
+        out = {k: float(v) for k, v in self.algo.update(batch).items()}
+        self._last |= out
+        return dict(self._last)
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        return evaluate_discrete_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, seed=cfg.seed,
+                                        max_episode_steps=cfg.eval.max_episode_steps)
+
+    def info(self) -> dict[str, object]:
+        total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
+                    for p in m.parameters())
+        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
+                "data/transitions_used": int(len(self.steps)),
+                "params/total": int(total), contract.DEVICE: str(self.device)}
+
+
 def make_baseline_learner(cfg: TrialConfig, data_dir: Path, device: torch.device) -> D3rlpyLearner:
-    """Load the trial's subset (with each kept trajectory's terminal flag) and build the learner.
+    """Load the trial's subset (with each kept trajectory's terminal flag) and build the learner; on an
+    Atari task the :class:`DiscreteD3rlpyLearner` on LaMo's Atari subset.
 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: bad dataset; ValueError: a subset without transitions.
     """
     from trainers.data.loaders import load_trajectory_list
+
+    if cfg.task_spec.domain == "atari":
+        from trainers.data.atari import AtariSubset, load_atari_dataset
+
+        return DiscreteD3rlpyLearner(cfg, AtariSubset(load_atari_dataset(cfg, data_dir), cfg.sample_ratio, cfg.seed),
+                                     device)
 
     everything = load_trajectory_list(cfg, data_dir)
     data = TrajectorySet.from_trajectories(everything, cfg.sample_ratio, cfg.seed)

@@ -184,37 +184,56 @@ BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
     "td3bc": ("actor_learning_rate", "critic_learning_rate", "alpha", "target_smoothing_sigma",
               "target_smoothing_clip", "update_actor_interval"),
     "bc": ("learning_rate",),
+    # discrete actions (Atari tasks): d3rlpy 2.8.0's DiscreteCQLConfig / DiscreteBCConfig; ``n_quantiles``
+    # and ``adam_eps`` are not config fields but build its Q-function / optimiser factories
+    "discrete_cql": ("learning_rate", "alpha", "target_update_interval", "n_quantiles", "adam_eps"),
+    "discrete_bc": ("learning_rate", "beta", "adam_eps"),
 }
+#: Baseline algorithms for discrete actions (Atari tasks: registry ``domain == "atari"``); the others act
+#: in continuous action spaces.
+DISCRETE_BASELINES = ("discrete_cql", "discrete_bc")
+#: Baseline fields added with the discrete baselines: left out of the logged / hashed config while unset,
+#: so the continuous baselines' trials keep their hash.
+_LATER_BASELINE_FIELDS = ("target_update_interval", "n_quantiles", "adam_eps", "beta")
 
 
 class BaselineConfig(_Strict):
     """A value-based or imitation baseline trained with d3rlpy (:mod:`trainers.baselines`) instead of a
     sequence model. Set by the presets ``cql``, ``iql``, ``td3bc`` and ``bc`` (hyperparameters and their
-    published sources: :mod:`trainers.presets`); ``algo: none`` (the default) = a sequence model.
+    published sources: :mod:`trainers.presets`; on Atari tasks ``cql`` / ``bc`` mean ``cql-atari`` /
+    ``bc-atari``); ``algo: none`` (the default) = a sequence model.
 
     Attributes:
         algo: ``none`` or the d3rlpy algorithm (``CQLConfig``, ``IQLConfig``, ``TD3PlusBCConfig``,
-            ``BCConfig``).
+            ``BCConfig``; on Atari tasks ``discrete_cql`` = ``DiscreteCQLConfig``, ``discrete_bc`` =
+            ``DiscreteBCConfig``, with d3rlpy's Nature-DQN ``PixelEncoderFactory`` and
+            ``PixelObservationScaler``).
         hidden_units: hidden layer widths of the actor and critic MLP encoders
             (``d3rlpy.models.VectorEncoderFactory``); ``None`` = d3rlpy's default (256, 256).
         reward_scale: ``none`` (raw rewards) or ``return_range_1000`` (rewards x 1000 / (max - min
             trajectory return of the training subset): d3rlpy's ``ReturnBasedRewardScaler(multiplier=1000)``,
-            as d3rlpy's IQL reproduction and the IQL paper do for locomotion).
+            as d3rlpy's IQL reproduction and the IQL paper do for locomotion) or ``clip`` (rewards clipped to
+            [-1, 1], d3rlpy's ``ClipRewardScaler``, as its discrete CQL reproduction on Atari).
         actor_cosine_schedule: cosine-anneal the actor learning rate to 0 over ``train.steps``
             (``d3rlpy.optimizers.CosineAnnealingLRFactory``; d3rlpy's IQL reproduction).
         the other fields: d3rlpy config fields of the same name (learning rates per network, CQL's
             ``conservative_weight`` and ``n_action_samples``, IQL's ``expectile``, ``weight_temp``,
-            ``max_weight``, TD3+BC's ``alpha``, target smoothing and actor interval); ``None`` = d3rlpy's
-            default. Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
+            ``max_weight``, TD3+BC's ``alpha``, target smoothing and actor interval; discrete CQL's
+            ``alpha`` and ``target_update_interval`` (gradient steps), discrete BC's ``beta``);
+            ``None`` = d3rlpy's default. ``n_quantiles``: discrete CQL's Q-function is quantile
+            regression with that many quantiles (``QRQFunctionFactory``; ``None`` = d3rlpy's mean
+            Q-function). ``adam_eps``: Adam's epsilon (``AdamFactory(eps=...)``; ``None`` = torch's 1e-8).
+            Unset, the four fields added with the discrete baselines are left out of the logged config.
+            Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
 
     ``train.batch_size`` and ``train.steps`` apply; the sequence-model optimiser fields of
     :class:`TrainConfig` (``lr``, ``weight_decay``, ``adam_eps``, ``warmup_steps``, ``grad_clip``),
     ``context_length`` and ``rtg_scale`` do not.
     """
 
-    algo: Literal["none", "cql", "iql", "td3bc", "bc"] = "none"
+    algo: Literal["none", "cql", "iql", "td3bc", "bc", "discrete_cql", "discrete_bc"] = "none"
     hidden_units: list[int] | None = None
-    reward_scale: Literal["none", "return_range_1000"] = "none"
+    reward_scale: Literal["none", "return_range_1000", "clip"] = "none"
     actor_cosine_schedule: bool = False
     learning_rate: float | None = Field(None, ge=0)
     actor_learning_rate: float | None = Field(None, ge=0)
@@ -230,10 +249,16 @@ class BaselineConfig(_Strict):
     target_smoothing_sigma: float | None = Field(None, ge=0)
     target_smoothing_clip: float | None = Field(None, ge=0)
     update_actor_interval: int | None = Field(None, ge=1)
+    target_update_interval: int | None = Field(None, ge=1)
+    n_quantiles: int | None = Field(None, ge=1)
+    adam_eps: float | None = Field(None, gt=0)
+    beta: float | None = Field(None, ge=0)
 
     def d3rlpy_kwargs(self) -> dict[str, float | int]:
-        """The set d3rlpy fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names."""
-        return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ()) if getattr(self, f) is not None}
+        """The set d3rlpy config fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names
+        (``n_quantiles`` and ``adam_eps`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
+        return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ())
+                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps")}
 
     @model_validator(mode="after")
     def _fields_fit_algo(self) -> "BaselineConfig":
@@ -247,6 +272,11 @@ class BaselineConfig(_Strict):
                                     or self.actor_cosine_schedule):
             raise ValueError("baseline.hidden_units / reward_scale / actor_cosine_schedule apply only to a "
                              "baseline; set baseline.algo (or use preset cql/iql/td3bc/bc)")
+        if self.algo in DISCRETE_BASELINES and (self.hidden_units is not None or self.actor_cosine_schedule
+                                                or self.reward_scale == "return_range_1000"):
+            raise ValueError(f"baseline.algo {self.algo!r} uses d3rlpy's pixel encoder and one optimiser: "
+                             f"remove baseline.hidden_units / actor_cosine_schedule, and use reward_scale "
+                             f"none or clip")
         return self
 
 
@@ -314,6 +344,21 @@ class TrialConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _baseline_fits_action_space(self) -> "TrialConfig":
+        algo = self.baseline.algo
+        if algo == "none":
+            return self
+        atari = self.task_spec.domain == "atari"
+        if atari and algo not in DISCRETE_BASELINES:
+            raise ValueError(f"baseline.algo {algo!r} is d3rlpy's continuous-action algorithm, but task "
+                             f"{self.task!r} is Atari (discrete actions, pixels); use discrete_cql or "
+                             f"discrete_bc (the presets cql and bc choose them on Atari tasks)")
+        if not atari and algo in DISCRETE_BASELINES:
+            raise ValueError(f"baseline.algo {algo!r} is for Atari tasks (discrete actions, pixels), but task "
+                             f"{self.task!r} has continuous actions; use cql, iql, td3bc or bc")
+        return self
+
+    @model_validator(mode="after")
     def _language_needs_lm(self) -> "TrialConfig":
         if self.language.weight > 0 and self.model.lm is None:
             raise ValueError("language.weight > 0 needs a language model with a tokenizer (model.lm); "
@@ -369,6 +414,10 @@ class TrialConfig(_Strict):
         d = self.model_dump(mode="json")
         if self.baseline == BaselineConfig():
             d.pop("baseline")
+        else:
+            for f in _LATER_BASELINE_FIELDS:
+                if d["baseline"][f] is None:
+                    d["baseline"].pop(f)
         if d.get("atari") is None:
             d.pop("atari", None)
         return d

@@ -194,3 +194,44 @@ def evaluate_policy(act, task: TaskSpec, episodes: int, state_mean: np.ndarray, 
         for env in envs:
             env.close()
     return evaluation_metrics(task, [None], returns, lengths, time.perf_counter() - start)
+
+
+def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
+                             max_episode_steps: int | None = None) -> dict[str, float]:
+    """Roll out a Markov policy on an Atari task (the discrete baselines) for ``episodes`` episodes in
+    parallel, with the envs, env seeds (episode i: ``seed * 100_003 + i``), horizon (default
+    ``task.max_ep_len``) and gamer-normalised score of :func:`trainers.atari_learner.evaluate_atari`.
+
+    Args:
+        act: ``(b, 4, 84, 84)`` float32 stacked frames, values 0-255 (oldest first, zeros before an
+            episode's first frame) -> ``(b,)`` action ids (NumPy); greedy, no epsilon.
+
+    Returns:
+        as :func:`evaluate_policy`: ``eval/policy/<field>`` keys (raw return, length, gamer-normalised
+        score), ``eval/best_normalised_score``, ``eval/episodes_per_s``.
+    """
+    from trainers.envs import make_env
+
+    horizon = max_episode_steps or task.max_ep_len
+    envs = [make_env(task.env_id) for _ in range(episodes)]
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    done = np.zeros(episodes, dtype=bool)
+    start = time.perf_counter()
+    try:
+        obs = np.stack([env.reset(seed=seed * 100_003 + i)[0] for i, env in enumerate(envs)])
+        for _ in range(horizon):
+            active = np.flatnonzero(~done)
+            if active.size == 0:
+                break
+            a = np.asarray(act(obs[active].astype(np.float32))).reshape(-1).astype(np.int64)
+            for j, i in enumerate(active):
+                o, rew, term, trunc, _ = envs[i].step(int(a[j]))
+                obs[i] = o
+                returns[i] += rew
+                lengths[i] += 1
+                done[i] = term or trunc or lengths[i] >= horizon
+    finally:
+        for env in envs:
+            env.close()
+    return evaluation_metrics(task, [None], returns, lengths, time.perf_counter() - start)

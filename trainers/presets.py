@@ -69,6 +69,20 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   Every baseline standardises states with the training subset's mean and std (+1e-6), the rule LaMo and
   DT use, rather than d3rlpy's/CORL's eps 1e-3 (docs/deviations.md). The step budget is the sweep's
   ``train.steps`` (the published scripts run 500k-1M steps).
+
+  On Atari tasks (:data:`DOMAIN_PRESETS`) ``cql`` and ``bc`` mean ``cql-atari`` and ``bc-atari``: d3rlpy's
+  discrete-action algorithms on the stacked 84x84 frames, d3rlpy's Nature-DQN ``PixelEncoderFactory``
+  (its defaults: conv 32x8x8/4, 64x4x4/2, 64x3x3/1, 512 features, ReLU) and ``PixelObservationScaler``
+  (frames / 255), evaluated like ``lamo-atari`` (every 200 steps, 5 episodes):
+
+  - ``cql-atari``: d3rlpy's discrete CQL reproduction (github.com/takuseno/d3rlpy
+    ``reproductions/offline/discrete_cql.py``, the 2.x script): ``DiscreteCQLConfig`` with lr 5e-5,
+    Adam eps 1e-2 / 32, batch 32, alpha 4.0, quantile-regression Q-function with 200 quantiles, target
+    network synchronised every 2,000 steps, rewards clipped to [-1, 1]; gamma 0.99 and one critic (the
+    config's defaults).
+  - ``bc-atari``: d3rlpy has no discrete BC reproduction script; ``DiscreteBCConfig``'s documented
+    defaults (d3rlpy.readthedocs.io, "Behavior Cloning"; d3rlpy 2.8.0 ``algos/qlearning/bc.py``): lr 1e-3,
+    batch 100, beta 0.5 (the logit-norm regulariser), Adam with torch's defaults.
 * Atari (any preset runs on an Atari task: the task's registry ``domain`` selects the pixel model,
   :mod:`trainers.atari`; these two carry the official Atari hyperparameters):
   ``lamo-atari`` = srzer/LaMo-2023 ``experiment-atari/run.sh``: LoRA r = alpha = 32 (alpha is the default) with peft's defaults
@@ -99,10 +113,22 @@ BASELINE_RECIPES: dict[str, dict] = {
     "td3bc": {"algo": "td3bc", "actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "alpha": 2.5,
               "target_smoothing_sigma": 0.2, "target_smoothing_clip": 0.5, "update_actor_interval": 2},
     "bc": {"algo": "bc", "hidden_units": [256, 256], "learning_rate": 3e-4},
+    "cql-atari": {"algo": "discrete_cql", "learning_rate": 5e-5, "adam_eps": 1e-2 / 32, "alpha": 4.0,
+                  "n_quantiles": 200, "target_update_interval": 2000, "reward_scale": "clip"},
+    "bc-atari": {"algo": "discrete_bc", "learning_rate": 1e-3, "beta": 0.5},
 }
 #: What every baseline preset sets besides its recipe: no LM, no language loss, batch 256 (all four sources).
 _BASELINE_COMMON = {"model": {"lm": None, "init": "random"}, "language": {"weight": 0.0},
                     "train": {"batch_size": 256}}
+#: Batch sizes of the Atari baseline recipes (d3rlpy's discrete CQL reproduction: 32; DiscreteBCConfig's
+#: default: 100) and LaMo's Atari evaluation protocol (``cfgs/config.yaml``, as ``lamo-atari``).
+_ATARI_BASELINE = {"cql-atari": {"train": {"batch_size": 32}}, "bc-atari": {"train": {"batch_size": 100}}}
+_ATARI_EVAL = {"eval": {"every_steps": 200, "episodes": 5}}
+#: Presets that mean another preset on a task of a registry domain: ``{domain: {preset: preset there}}``.
+#: The baselines' algorithms depend on the action space (d3rlpy's CQL/BC for continuous actions, its
+#: DiscreteCQL/DiscreteBC for Atari), so ``cql`` and ``bc`` switch on Atari tasks and one sweep can span
+#: domains; the sequence-model presets run on every domain unchanged.
+DOMAIN_PRESETS: dict[str, dict[str, str]] = {"atari": {"cql": "cql-atari", "bc": "bc-atari"}}
 
 VARIANT_PRESETS: dict[str, dict] = {
     "lamo": {},
@@ -119,7 +145,8 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-hopper": {"model": {"embedding": "linear"}, "language": {"weight": 0.0}},
     "wiki-rl": {"model": {"embedding": "linear", "finetune": "full", "dropout": 0.2},
                 "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8}},
-    **{name: {**copy.deepcopy(_BASELINE_COMMON), "baseline": copy.deepcopy(recipe)}
+    **{name: {**copy.deepcopy(_BASELINE_COMMON), **copy.deepcopy(_ATARI_BASELINE.get(name, {})),
+              **(copy.deepcopy(_ATARI_EVAL) if name in _ATARI_BASELINE else {}), "baseline": copy.deepcopy(recipe)}
        for name, recipe in BASELINE_RECIPES.items()},
     "lamo-atari": {
         "model": {"lora": {"rank": 32, "dropout": 0.0, "train_bias": False}},
@@ -144,12 +171,14 @@ VARIANT_PRESETS: dict[str, dict] = {
 }
 
 
-def get_preset(name: str) -> dict:
-    """A deep copy of preset ``name`` (a partial trial config).
+def get_preset(name: str, domain: str | None = None) -> dict:
+    """A deep copy of preset ``name`` (a partial trial config); on a task of registry ``domain`` the preset
+    :data:`DOMAIN_PRESETS` maps it to there (``cql`` on ``atari``: ``cql-atari``).
 
     Raises:
         KeyError: unknown preset, with the closest name and the list of presets.
     """
+    name = DOMAIN_PRESETS.get(domain or "", {}).get(name, name)
     try:
         return copy.deepcopy(VARIANT_PRESETS[name])
     except KeyError:

@@ -291,6 +291,18 @@ class AtariSubset:
                 "mean_return": float(self.dataset.returns[self.indices].mean())}
 
 
+def stack_frames(frames: np.ndarray, index: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """The 4-frame states of steps ``index`` ``(B,)`` (global step ids) whose trajectories begin at
+    ``start`` ``(B,)``: ``(B, 4, 84, 84)`` uint8, oldest frame first, zeros before the trajectory's first
+    frame (the padding of :class:`AtariBatchSampler` and of the envs). The only copy is the result."""
+    lag = np.arange(-STACK + 1, 1)
+    fidx = index[:, None] + lag  # (B, 4)
+    valid = fidx >= start[:, None]
+    out = frames[np.where(valid, fidx, 0)]
+    out[~valid] = 0
+    return out
+
+
 class AtariBatchSampler:
     """Seeded LaMo Atari batches (module docstring); resumable through :meth:`state_dict`.
 
