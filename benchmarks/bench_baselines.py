@@ -18,7 +18,7 @@ number of trials Ray runs side by side (CPUs / ``resources.cpu``, ``--slots``); 
 per-trial process start (~10-30 s each on 2 cores) come on top.
 
 Usage: ``.venv/bin/python benchmarks/bench_baselines.py [--sweep sweeps/mujoco_cpu.yaml] [--steps 20]
-[--episodes 1] [--threads 1] [--slots 2]``. Inputs must be prepared (``lamo-trial prepare --sweep``).
+[--episodes 1] [--threads 1] [--slots 2] [--variants cql bc] [--set data.source=collected]``. Inputs must be prepared (``lamo-trial prepare --sweep``).
 Prints one JSON line per variant and a Markdown table.
 """
 
@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.schema import Sweep  # noqa: E402
+from orchestrator.schema import Sweep, parse_overrides  # noqa: E402
 from trainers.checkpoint import seed_everything  # noqa: E402
 from trainers.learner import make_learner  # noqa: E402
 
@@ -86,9 +86,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a trial uses resources.cpu)")
     ap.add_argument("--slots", type=int, default=2, help="trials Ray runs side by side")
     ap.add_argument("--variants", nargs="*", default=None, help="only these variants")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a base field of the sweep, as lamo-sweep --set (repeatable)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    sweep = Sweep.load(a.sweep)
+    sweep = Sweep.load(a.sweep, parse_overrides(a.overrides) if a.overrides else None)
     first: dict[str, object] = {}
     for t in sweep.trials:
         first.setdefault(t.variant, t)
