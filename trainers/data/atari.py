@@ -292,12 +292,13 @@ class AtariSubset:
 
 
 def stack_frames(frames: np.ndarray, index: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """The 4-frame states of steps ``index`` ``(B,)`` (global step ids) whose trajectories begin at
-    ``start`` ``(B,)``: ``(B, 4, 84, 84)`` uint8, oldest frame first, zeros before the trajectory's first
-    frame (the padding of :class:`AtariBatchSampler` and of the envs). The only copy is the result."""
+    """The 4-frame states of steps ``index`` (global step ids, any shape ``S``) whose trajectories begin at
+    ``start`` (shape ``S``): ``(*S, 4, 84, 84)`` uint8, oldest frame first, zeros before the trajectory's
+    first frame (the envs' padding, ``FrameStackObservation(padding_type="zero")``). The only copy is the
+    result."""
     lag = np.arange(-STACK + 1, 1)
-    fidx = index[:, None] + lag  # (B, 4)
-    valid = fidx >= start[:, None]
+    fidx = index[..., None] + lag  # (*S, 4)
+    valid = fidx >= start[..., None]
     out = frames[np.where(valid, fidx, 0)]
     out[~valid] = 0
     return out
@@ -331,11 +332,8 @@ class AtariBatchSampler:
         step = offset[:, None] + np.arange(K)  # (B, K) step within the trajectory
         real = step < T[:, None]
         g = d.starts[which][:, None] + np.minimum(step, T[:, None] - 1)  # global index (padding: last step)
-        lag = np.arange(-STACK + 1, 1)  # oldest first
-        fidx = g[..., None] + lag  # (B, K, 4)
-        valid = (step[..., None] + lag) >= 0
-        states = ds.frames[np.where(valid, fidx, 0)]  # (B, K, 4, 84, 84) uint8: the only copy, per batch
-        states[~valid] = 0
+        start = np.broadcast_to(d.starts[which][:, None], g.shape)
+        states = stack_frames(ds.frames, g, start)  # (B, K, 4, 84, 84) uint8: the only copy, per batch
         states[~real] = 0
         actions = np.where(real, ds.actions[g], 0)
         rtg = np.where(real, ds.rtg[g], 0.0).astype(np.float32)[..., None] / self.scale
