@@ -177,7 +177,8 @@ class SequenceLearner(ModelLearner):
 
 def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:
     """The learner a trial config asks for: a d3rlpy baseline (:class:`trainers.baselines.D3rlpyLearner`)
-    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``); on an Atari
+    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``; on an Atari task
+    ``cql`` / ``bc`` are d3rlpy's discrete algorithms, :class:`trainers.baselines.DiscreteD3rlpyLearner`); on an Atari
     task (registry ``domain == "atari"``) the pixel / discrete-action variant,
     :class:`trainers.atari_learner.AtariLearner`; else a :class:`SequenceLearner` (LaMo, DT, Wiki-RL and
     the ablations)."""
