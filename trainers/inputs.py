@@ -85,6 +85,17 @@ def language_blocks(cfg: TrialConfig, data_dir: Path):
                              cache_dir=Path(data_dir) / "corpus_cache", data_dir=data_dir)
 
 
+def corpus_passes(n_blocks: int, blocks_per_step: int, steps: int) -> dict[str, float]:
+    """How often a run sees its language-loss corpus: ``{"language/corpus_blocks": n_blocks,
+    "language/passes_per_100k_steps": 1e5 * blocks_per_step / n_blocks, "language/passes":
+    steps * blocks_per_step / n_blocks}`` (a pass = every block once; LaMo: about 117k blocks of 1,024
+    tokens, 2 per step, about 1.7 passes in its 100k steps). Logged with each trial's static metrics."""
+    n = max(int(n_blocks), 1)
+    return {"language/corpus_blocks": float(n_blocks),
+            "language/passes_per_100k_steps": 1e5 * blocks_per_step / n,
+            "language/passes": steps * blocks_per_step / n}
+
+
 def needs_text(cfg: TrialConfig, data_dir: Path) -> bool:
     """Whether the trial (or its ``prepare``) reads the text corpora: a language loss
     (``language.weight > 0`` with an LM), or a project LM that is not pre-trained yet."""
@@ -120,7 +131,28 @@ def text_source_of(cfg: TrialConfig, data_dir: Path) -> str | None:
 
     if cfg.model.lm is None or (cfg.language.weight <= 0 and cfg.model.lm not in LM_RECIPES):
         return None
-    return text_source(data_dir)
+    return text_source(data_dir, corpora_read(cfg, data_dir))
+
+
+def corpora_read(cfg: TrialConfig, data_dir: Path) -> tuple[str, ...]:
+    """The corpus names the trial or its ``prepare`` reads: ``language.corpus`` when
+    ``language.weight > 0``, and the stage-1 corpora of a project LM that is not pre-trained yet."""
+    from trainers.lm.pretrain import LM_RECIPES, is_pretrained
+
+    out = []
+    lm = cfg.model.lm
+    if lm is not None and cfg.language.weight > 0:
+        out.append(cfg.language.corpus)
+    if lm in LM_RECIPES and not is_pretrained(Path(lm_location(lm, data_dir))):
+        out += [LM_RECIPES[lm].corpus, LM_RECIPES[lm].heldout_corpus]
+    return tuple(out)
+
+
+def needs_leads(cfg: TrialConfig, data_dir: Path) -> bool:
+    """Whether the trial or its ``prepare`` reads the Wikipedia lead sections (:mod:`trainers.lm.corpus`)."""
+    from trainers.lm.corpus import uses_leads
+
+    return any(uses_leads(c) for c in corpora_read(cfg, data_dir))
 
 
 def _hub_cached(repo_id: str) -> bool:
@@ -144,8 +176,9 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
     without the hub the absent text, agents and hub LMs, are reported, each with the command that
     provides it.
     """
-    from trainers.downloads import hub_unreachable
-    from trainers.lm.corpus import fetch_command, find_text, text_roots
+    from trainers.downloads import hub_unreachable, pypi_unreachable
+    from trainers.lm.corpus import (LEADS_TEXT, WIKI_LEADS, fetch_command, find_leads, find_text,
+                                    leads_fetch_command, leads_roots, text_roots)
     from trainers.lm.packaged import PACKAGED_LMS, package_dir
     from trainers.data.policies import sb3_fetch_command
     from trainers.paths import sb3_agent_roots
@@ -203,6 +236,14 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
                 f"not in {looked}; hub download impossible: {why}",
                 f"run `{fetch_command(data_dir)}` on a machine with internet (downloads Salesforce/wikitext "
                 f"wikitext-103-raw-v1 into {data_dir}/text)")
+        if "leads" not in out and needs_leads(cfg, data_dir) and find_leads(data_dir) is None \
+                and (why := pypi_unreachable()):
+            looked = "; ".join(f"{r} (from {o})" for r, o in leads_roots(data_dir))
+            out["leads"] = MissingInput(
+                f"{LEADS_TEXT} (language.corpus {cfg.language.corpus!r}; LM {lm!r})",
+                f"not in {looked}; PyPI download impossible: {why}",
+                f"run `{leads_fetch_command(data_dir)}` on a machine that reaches PyPI (downloads "
+                f"{WIKI_LEADS.describe()} into {data_dir}/text)")
         for pol in sb3_agents_needed(cfg, data_dir):
             if f"agent:{pol}" not in out and not _sb3_present(pol, data_dir) and (why := hub_unreachable()):
                 looked = "; ".join(f"{r} (from {o})" for r, o in sb3_agent_roots(data_dir))
@@ -229,8 +270,8 @@ def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareSt
     """The absent inputs the trials need that can be made or downloaded here, each once: downloads first
     (only when the hub answers; otherwise :func:`missing_inputs` reports them), then collected datasets
     and project / packaged LMs."""
-    from trainers.downloads import WIKITEXT_REPO, WIKITEXT_REVISION, hub_unreachable
-    from trainers.lm.corpus import find_text
+    from trainers.downloads import WIKITEXT_REPO, WIKITEXT_REVISION, hub_unreachable, pypi_unreachable
+    from trainers.lm.corpus import LEADS_FILE, WIKI_LEADS, find_leads, find_text
     from trainers.lm.packaged import PACKAGED_LMS, is_materialised
     from trainers.lm.pretrain import LM_RECIPES, is_pretrained
     from trainers.paths import sb3_cache_dir, text_cache_dir
@@ -244,6 +285,11 @@ def _prepare_plan(configs: list[TrialConfig], data_dir: Path) -> list[_PrepareSt
                                          f"download WikiText-103 raw (hub dataset {WIKITEXT_REPO}@"
                                          f"{WIKITEXT_REVISION[:12]}, wikitext-103-raw-v1 parquet, ~320 MB) "
                                          f"-> {text_cache_dir(data_dir)}")
+        if "leads" not in fetch and needs_leads(cfg, data_dir) and find_leads(data_dir) is None \
+                and pypi_unreachable() is None:
+            fetch["leads"] = _PrepareStep("fetch-leads", "wiki-leads", text_cache_dir(data_dir) / LEADS_FILE, None,
+                                          f"download the Wikipedia lead sections from {WIKI_LEADS.describe()}"
+                                          f", 4.9 MB -> {text_cache_dir(data_dir) / LEADS_FILE}")
         for pol in sb3_agents_needed(cfg, data_dir):
             if f"agent:{pol}" not in fetch and not _sb3_present(pol, data_dir) and hub_unreachable() is None:
                 algo, env = pol[len("sb3:"):].split("/", 1)
@@ -317,6 +363,13 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             made["downloads"]["text"] = str(step.path)
             fetch_hub_files(wikitext_files(), step.path, progress=progress, log=log)
             continue
+        if step.kind == "fetch-leads":
+            from trainers.downloads import fetch_pypi_member
+            from trainers.lm.corpus import WIKI_LEADS
+
+            made["downloads"]["wiki-leads"] = str(step.path)
+            fetch_pypi_member(WIKI_LEADS, step.path, progress=progress, log=log)
+            continue
         if step.kind == "fetch-agent":
             made["downloads"][step.name] = str(fetch_sb3_agent(step.name, data_dir, progress=progress, log=log))
             continue
@@ -355,9 +408,11 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
                 continue
             seen.add(key)
             blocks = language_blocks(cfg, data_dir)
+            stats = corpus_passes(len(blocks), cfg.language.batch_size, cfg.train.steps)
             log(f"[prepare] language corpus {cfg.language.corpus} for {cfg.model.lm}: "
-                f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens "
-                f"({text_source_of(cfg, data_dir)})")
+                f"{blocks.shape[0]} blocks of {cfg.language.block_size} tokens, "
+                f"{stats['language/passes_per_100k_steps']:.1f} passes per 100k steps at "
+                f"{cfg.language.batch_size} blocks per step ({text_source_of(cfg, data_dir)})")
     return made
 
 

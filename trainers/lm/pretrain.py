@@ -73,6 +73,12 @@ LM_RECIPES: dict[str, PretrainRecipe] = {
     # 2 AMD EPYC cores: ~6.2k tokens/s uncontended, so ~3.5 min in all; held-out perplexity
     # 8401 (random init) -> 350 (lr 2e-3/4e-3/6e-3/1e-2 gave 381/349/348/437 at this budget).
     "lamo-wiki-tiny": PretrainRecipe(steps=400),  # ~3.5 min on 2 idle cores; held-out ppl 8401 -> ~400
+    # The stronger offline LM of the pre-training-quality comparison (docs/lamo_recipe.md §9): the same
+    # shape and tokenizer size as lamo-wiki-tiny, so a stage-2 step costs the same, but stage 1 reads
+    # twice the text (WikiText-103 pre-training text + one half of the Wikipedia lead sections, 1.22M
+    # tokens; the other half is the language-loss corpus wiki-leads) for 5x the steps: 2,000 x 8 x 256 =
+    # 4.1M tokens, about 3.4 epochs. Held-out perplexity and time: docs/benchmarks.md.
+    "lamo-wiki-long": PretrainRecipe(steps=2000, corpus="wiki-mix-pretrain"),
 }
 
 
@@ -111,6 +117,17 @@ def evaluate_loss(model, blocks: np.ndarray, batch_size: int = 16) -> float:
     return total / count
 
 
+def bits_per_byte(loss: float, tokenizer, blocks: np.ndarray) -> float:
+    """Convert :func:`evaluate_loss`'s ``loss`` (nats per predicted token) over ``blocks`` to bits per
+    UTF-8 byte of the predicted text: ``loss * n_predicted_tokens / (ln 2 * n_bytes)``, with ``n_bytes``
+    the bytes of each block's tokens after the first (the ones predicted). Unlike perplexity it does not
+    depend on the tokenizer, so LMs with different vocabularies compare on the same held-out text
+    (the usual tokenizer-free LM metric, e.g. Gao et al. 2020, "The Pile", arXiv 2101.00027 §3)."""
+    n_bytes = sum(len(tokenizer.decode(b[1:].tolist()).encode("utf-8")) for b in blocks)
+    n_pred = blocks.shape[0] * (blocks.shape[1] - 1)
+    return loss * n_pred / (math.log(2) * max(n_bytes, 1))
+
+
 def _lr_lambda(recipe: PretrainRecipe, steps: int):
     def f(step: int) -> float:
         if step < recipe.warmup_steps:
@@ -141,6 +158,7 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
             (:func:`trainers.lm.corpus.resolve_text`); ``None``: ``$LAMO_TEXT_DIR`` or the mirror.
 
     Returns: metrics dict: ``heldout_loss_before/after`` (nats/token), ``heldout_ppl_before/after``,
+    ``heldout_bits_per_byte_before/after`` (:func:`bits_per_byte`; comparable across tokenizers),
     ``final_train_loss`` (mean of the last 20 steps), ``train_tokens``, ``tokens_per_s`` (training
     loop only), ``tokenizer_s``, ``tokenize_s``, ``train_s`` (training loop), ``wall_s`` (everything,
     incl. evaluation and saving; seconds), ``n_params``,
@@ -205,6 +223,8 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         metrics = {
             "heldout_loss_before": loss_before, "heldout_ppl_before": math.exp(loss_before),
             "heldout_loss_after": loss_after, "heldout_ppl_after": math.exp(loss_after),
+            "heldout_bits_per_byte_before": bits_per_byte(loss_before, tokenizer, heldout_blocks),
+            "heldout_bits_per_byte_after": bits_per_byte(loss_after, tokenizer, heldout_blocks),
             "final_train_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
             "train_tokens": train_tokens, "tokens_per_s": train_tokens / max(t_train - t_loop, 1e-9),
             "tokenizer_s": t_tok - t_start, "tokenize_s": t_data - t_tok, "train_s": t_train - t_loop,
@@ -226,7 +246,7 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
             "recipe": dataclasses.asdict(recipe), "metrics": metrics,
             "corpus_files": {str(p): file_sha256(p) for name in (recipe.corpus, recipe.heldout_corpus)
                              for p in corpus_files(name, data_dir)},
-            "text_source": text_source(data_dir),
+            "text_source": text_source(data_dir, (recipe.corpus, recipe.heldout_corpus)),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
             "torch_threads": torch.get_num_threads(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
