@@ -165,35 +165,13 @@ def evaluate_policy(act, task: TaskSpec, episodes: int, state_mean: np.ndarray, 
         ``length_mean`` (env steps), ``normalised_score`` (0-100, of the mean return), plus
         ``eval/best_normalised_score`` (= that score) and ``eval/episodes_per_s``.
     """
-    from trainers.envs import make_env
-
-    horizon = max_episode_steps or task.max_ep_len
-    envs = [make_env(task.env_id) for _ in range(episodes)]
     mean = np.asarray(state_mean, dtype=np.float32)
     std = np.asarray(state_std, dtype=np.float32)
-    obs = np.zeros((episodes, task.obs_dim), dtype=np.float32)
-    returns = np.zeros(episodes)
-    lengths = np.zeros(episodes, dtype=np.int64)
-    done = np.zeros(episodes, dtype=bool)
-    start = time.perf_counter()
-    try:
-        for i, env in enumerate(envs):
-            obs[i], _ = env.reset(seed=seed * 100_003 + i)
-        for _ in range(horizon):
-            active = np.flatnonzero(~done)
-            if active.size == 0:
-                break
-            a = np.clip(np.asarray(act((obs[active] - mean) / std), dtype=np.float32), -1.0, 1.0)
-            for j, i in enumerate(active):
-                o, rew, term, trunc, _ = envs[i].step(a[j])
-                obs[i] = o
-                returns[i] += rew
-                lengths[i] += 1
-                done[i] = term or trunc or lengths[i] >= horizon
-    finally:
-        for env in envs:
-            env.close()
-    return evaluation_metrics(task, [None], returns, lengths, time.perf_counter() - start)
+
+    def choose(obs: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(act((obs.astype(np.float32) - mean) / std), dtype=np.float32), -1.0, 1.0)
+
+    return _markov_rollouts(choose, task, episodes, seed, max_episode_steps)
 
 
 def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
@@ -210,6 +188,22 @@ def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
         as :func:`evaluate_policy`: ``eval/policy/<field>`` keys (raw return, length, gamer-normalised
         score), ``eval/best_normalised_score``, ``eval/episodes_per_s``.
     """
+    def choose(obs: np.ndarray) -> list[int]:
+        return [int(a) for a in np.asarray(act(obs.astype(np.float32))).reshape(-1)]
+
+    return _markov_rollouts(choose, task, episodes, seed, max_episode_steps)
+
+
+def _markov_rollouts(choose, task: TaskSpec, episodes: int, seed: int,
+                     max_episode_steps: int | None) -> dict[str, float]:
+    """The rollout loop of :func:`evaluate_policy` and :func:`evaluate_discrete_policy`: ``episodes``
+    envs of ``task`` (episode i reset with ``seed * 100_003 + i``), stepped together until each ends or
+    reaches the horizon (``max_episode_steps`` or ``task.max_ep_len``); ``choose`` maps the raw
+    observations of the active episodes ``(b, *obs_shape)`` (the env's dtype) to their ``b`` actions.
+
+    Returns:
+        :func:`evaluation_metrics` with no RTG target (``eval/policy/<field>`` keys).
+    """
     from trainers.envs import make_env
 
     horizon = max_episode_steps or task.max_ep_len
@@ -224,9 +218,9 @@ def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
             active = np.flatnonzero(~done)
             if active.size == 0:
                 break
-            a = np.asarray(act(obs[active].astype(np.float32))).reshape(-1).astype(np.int64)
+            actions = choose(obs[active])
             for j, i in enumerate(active):
-                o, rew, term, trunc, _ = envs[i].step(int(a[j]))
+                o, rew, term, trunc, _ = envs[i].step(actions[j])
                 obs[i] = o
                 returns[i] += rew
                 lengths[i] += 1
