@@ -31,7 +31,10 @@ grid: {{task: [breakout-medium], sample_ratio: [1.0], seed: [0], variant: [dt]}}
 """
 
 
-def test_atari_sweep_through_ray_and_mlflow(tmp_path):
+def run_one_trial_atari_sweep(tmp_path, sweep_text: str, experiment: str):
+    """Collect 400 Breakout transitions (so ``prepare`` skips the 50k collection), run the one-trial sweep
+    ``sweep_text`` (formatted with ``root=tmp_path``) through ``lamo-sweep``, and return the MLflow client
+    and the finished trial run. Shared by the Atari sweep tests."""
     from trainers.config import TrialConfig
     from trainers.data.atari import collect_atari_dataset
     from trainers.paths import trial_dataset_path
@@ -39,15 +42,19 @@ def test_atari_sweep_through_ray_and_mlflow(tmp_path):
     path = trial_dataset_path(TrialConfig(task="breakout-medium"), tmp_path / "data")
     collect_atari_dataset("breakout", path, 400, progress=False)  # prepare then finds it: no 50k collection
     sweep = tmp_path / "atari.yaml"
-    sweep.write_text(textwrap.dedent(SWEEP.format(root=tmp_path)))
+    sweep.write_text(textwrap.dedent(sweep_text.format(root=tmp_path)))
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep)], capture_output=True, text=True,
                        cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
-    exp = c.get_experiment_by_name("atari-smoke")
+    exp = c.get_experiment_by_name(experiment)
     runs = c.search_runs([exp.experiment_id], "tags.`lamo.role` != 'sweep'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    run = runs[0]
+    return c, runs[0]
+
+
+def test_atari_sweep_through_ray_and_mlflow(tmp_path):
+    c, run = run_one_trial_atari_sweep(tmp_path, SWEEP, "atari-smoke")
     assert run.data.tags["task"] == "breakout-medium" and len(run.data.tags["data_subset_hash"]) == 16
     assert [m.step for m in c.get_metric_history(run.info.run_id, "train/action_loss")] == [2, 4]
     for target in ("90", "120"):
