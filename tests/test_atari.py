@@ -202,16 +202,13 @@ def test_new_atari_field_keeps_existing_hashes():
 
 
 @pytest.mark.slow(reason="collects a short real Breakout dataset, runs a 6-step Atari trial twice, one interrupted: ~20-40 s")
-def test_atari_trial_resumes_exactly(tmp_path):
+def run_cut_and_resumed(cfg, tmp_path, data):
+    """Run trial ``cfg`` uninterrupted (into ``tmp_path/ref``) and once killed by an exception right after
+    the step-3 metrics (``tmp_path/cut``; the step-2 checkpoint is asserted), then resumed; returns both
+    final metric dicts. Shared by the Atari resume tests."""
     from trainers.checkpoint import CHECKPOINT_DIR
-    from trainers.paths import trial_dataset_path
     from trainers.train import ConsoleReporter, run_trial
 
-    cfg = tiny_cfg()
-    data = tmp_path / "data"
-    summary = collect_atari_dataset("breakout", trial_dataset_path(cfg, data), 400, progress=False)
-    assert summary["transitions"] == 400
-    torch.set_num_threads(1)
     ref = run_trial(cfg, tmp_path / "ref", data)
 
     class Boom(Exception):
@@ -227,6 +224,19 @@ def test_atari_trial_resumes_exactly(tmp_path):
         run_trial(cfg, tmp_path / "cut", data, reporter=Dies(tmp_path / "cut"))
     assert torch.load(tmp_path / "cut" / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"] == 2
     resumed = run_trial(cfg, tmp_path / "cut", data)
+    return ref, resumed
+
+
+def test_atari_trial_resumes_exactly(tmp_path):
+    from trainers.checkpoint import CHECKPOINT_DIR
+    from trainers.paths import trial_dataset_path
+
+    cfg = tiny_cfg()
+    data = tmp_path / "data"
+    summary = collect_atari_dataset("breakout", trial_dataset_path(cfg, data), 400, progress=False)
+    assert summary["transitions"] == 400
+    torch.set_num_threads(1)
+    ref, resumed = run_cut_and_resumed(cfg, tmp_path, data)
     drop = "eval/episodes_per_s"
     assert {k: v for k, v in resumed.items() if k != drop} == {k: v for k, v in ref.items() if k != drop}
     a = torch.load(tmp_path / "ref" / CHECKPOINT_DIR / "state.pt", weights_only=False)["learner"]

@@ -64,7 +64,7 @@ def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path):
     from trainers.data.atari import collect_atari_dataset
     from trainers.learner import make_learner
     from trainers.paths import trial_dataset_path
-    from trainers.train import ConsoleReporter, run_trial
+    from tests.test_atari import run_cut_and_resumed
 
     torch.set_num_threads(1)
     by = _by(Sweep.from_dict({**SWEEP, "grid": {**SWEEP["grid"], "task": ["breakout-medium"], "sample_ratio": [1.0]}}))
@@ -85,21 +85,7 @@ def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path):
         assert score == pytest.approx(100 * (ret - 1.7) / (31.8 - 1.7))  # gamer-normalised (Nature DQN)
         assert ev["eval/policy/length_mean"] <= 8
 
-    ref = run_trial(cql, tmp_path / "ref", data)
-
-    class Boom(Exception):
-        pass
-
-    class Dies(ConsoleReporter):
-        def log(self, step, metrics):
-            super().log(step, metrics)
-            if step == 3:
-                raise Boom
-
-    with pytest.raises(Boom):
-        run_trial(cql, tmp_path / "cut", data, reporter=Dies(tmp_path / "cut"))
-    assert torch.load(tmp_path / "cut" / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"] == 2
-    resumed = run_trial(cql, tmp_path / "cut", data)
+    ref, resumed = run_cut_and_resumed(cql, tmp_path, data)
     drop = "eval/episodes_per_s"
     assert {k: v for k, v in resumed.items() if k != drop} == {k: v for k, v in ref.items() if k != drop}
     assert "eval/policy/normalised_score" in ref
