@@ -201,7 +201,6 @@ def test_new_atari_field_keeps_existing_hashes():
     assert TrialConfig(task="reacher2d-medium", atari={"lr_schedule": "tokens-official"}).config_hash() != cfg.config_hash()
 
 
-@pytest.mark.slow(reason="collects a short real Breakout dataset, runs a 6-step Atari trial twice, one interrupted: ~20-40 s")
 def run_cut_and_resumed(cfg, tmp_path, data):
     """Run trial ``cfg`` uninterrupted (into ``tmp_path/ref``) and once killed by an exception right after
     the step-3 metrics (``tmp_path/cut``; the step-2 checkpoint is asserted), then resumed; returns both
@@ -227,6 +226,7 @@ def run_cut_and_resumed(cfg, tmp_path, data):
     return ref, resumed
 
 
+@pytest.mark.slow(reason="collects a short real Breakout dataset, runs a 6-step Atari trial twice, one interrupted: ~20-40 s")
 def test_atari_trial_resumes_exactly(tmp_path):
     from trainers.checkpoint import CHECKPOINT_DIR
     from trainers.paths import trial_dataset_path
