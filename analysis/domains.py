@@ -1,15 +1,17 @@
-"""Lookup tables: which paper table and Figure-1 domain a task belongs to, display names, data provenance.
+"""What the analysis needs to lay results out as the paper does: which paper table and Figure-1 domain a
+task belongs to, display names, score units, data provenance.
 
-The task names are the registry keys of :mod:`trainers.tasks` (``hopper-medium``, ``reacher2d-medium``,
-...). Tasks that are not listed here (new registry entries, other sweeps) still work: their domain is
-guessed from the environment prefix, and anything unrecognised lands in an ``Other`` domain and table.
+Tasks and methods are read from the project's registries (:mod:`trainers.domains`, :mod:`trainers.methods`):
+a task's table, Figure-1 domain, row label and row order are its domain's; a method's column header and
+order are its registry entry's. A task no registry knows lands in an ``Other`` domain and table.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
+
+from trainers.methods import METHODS, method_key  # noqa: F401 - method_key is re-exported for the analysis
 
 #: Paper tables (file stem → title). ``other`` collects tasks the paper has no table for.
 TABLES: dict[str, str] = {
@@ -63,38 +65,20 @@ class TaskInfo:
     order: int = 99
 
 
-KNOWN_TASKS: dict[str, TaskInfo] = {
-    "kitchen-partial": TaskInfo("Kitchen-Partial", "Kitchen", "sparse", 0),
-    "kitchen-complete": TaskInfo("Kitchen-Complete", "Kitchen", "sparse", 1),
-    "reacher2d-medium": TaskInfo("Reacher2d", "Reacher2d", "sparse", 2),
-    "hopper-medium": TaskInfo("Hopper-Medium", "MuJoCo", "dense", 0),
-    "halfcheetah-medium": TaskInfo("HalfCheetah-Medium", "MuJoCo", "dense", 1),
-    "walker2d-medium": TaskInfo("Walker2d-Medium", "MuJoCo", "dense", 2),
-    "breakout-medium": TaskInfo("Breakout", "Atari", "atari", 0),
-    "qbert-medium": TaskInfo("Qbert", "Atari", "atari", 1),
-    "pong-medium": TaskInfo("Pong", "Atari", "atari", 2),
-}
-_MUJOCO_ENVS = ("hopper", "halfcheetah", "walker2d", "ant")
-_ATARI_GAMES = ("breakout", "qbert", "pong", "seaquest", "asterix", "spaceinvaders")
-
-
 @lru_cache(maxsize=None)
 def task_info(task: str) -> TaskInfo:
-    """The :class:`TaskInfo` of ``task``; unknown tasks get a guessed domain (never an error)."""
-    if task in KNOWN_TASKS:
-        return KNOWN_TASKS[task]
-    name = str(task)
-    env = re.split(r"[-_]", name.lower(), maxsplit=1)[0]
-    pretty = "-".join(p[:1].upper() + p[1:] for p in re.split(r"[-_]", name) if p)
-    if env == "kitchen":
-        return TaskInfo(pretty, "Kitchen", "sparse", 50)
-    if env.startswith("reacher"):
-        return TaskInfo(pretty, "Reacher2d", "sparse", 60)
-    if env in _MUJOCO_ENVS:
-        return TaskInfo(pretty, "MuJoCo", "dense", 50)
-    if env in _ATARI_GAMES:
-        return TaskInfo(pretty, "Atari", "atari", 50)
-    return TaskInfo(name, "Other", "other", 99)
+    """The :class:`TaskInfo` of ``task`` from the task's domain in the registry
+    (:mod:`trainers.domains`: its ``label`` and ``table``, the task's ``display`` and ``order``); a task the
+    registry does not know (a run logged by another version, or a user's unregistered domain) goes to the
+    ``Other`` domain and table under its own name (never an error, never a guess)."""
+    from trainers.domains.base import domain_of, get_task
+
+    try:
+        spec = get_task(str(task))
+        domain = domain_of(spec)
+    except KeyError:
+        return TaskInfo(str(task), "Other", "other", 99)
+    return TaskInfo(spec.display or spec.name, domain.label, domain.table, spec.order)
 
 
 def task_sort_key(task: str) -> tuple:
@@ -107,27 +91,15 @@ def domain_sort_key(domain: str) -> tuple:
 
 
 # --- methods ------------------------------------------------------------------------------------------
-#: Display names of the paper's methods, keyed by :func:`method_key`; also the column order of the tables.
-METHOD_NAMES: dict[str, str] = {
-    "lamo": "LaMo",
-    "dt": "DT",
-    "wikirl": "Wiki-RL",
-    "cql": "CQL",
-    "iql": "IQL",
-    "td3bc": "TD3+BC",
-    "bc": "BC",
-}
+#: Display names of the paper's methods, keyed by :func:`method_key`, in the tables' column order: the
+#: method registry's (:data:`trainers.methods.METHODS`).
+METHOD_NAMES: dict[str, str] = {k: m.display for k, m in METHODS.items()}
 #: Display of ablation values (field → value → label); other values print as logged.
 VALUE_NAMES: dict[str, dict[str, str]] = {
     "embedding": {"mlp": "MLP", "linear": "Linear"},
     "finetune": {"lora": "LoRA", "full": "Full", "frozen": "Frozen"},
     "init": {"pretrained": "Pre-trained", "random": "Random"},
 }
-
-
-def method_key(name: object) -> str:
-    """Case- and punctuation-insensitive key: ``"Wiki-RL"``, ``"wiki_rl"`` → ``"wikirl"``."""
-    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
 
 
 def method_display(value: object, column: str = "variant") -> str:

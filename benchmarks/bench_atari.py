@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 def one(args) -> dict:
     import torch
 
-    from trainers.atari_learner import AtariLearner, build_atari_parts
+    from trainers.domains.atari.learner import AtariLearner, build_atari_parts
     from trainers.checkpoint import seed_everything
     from trainers.config import TrialConfig
     from trainers.inputs import prepare_inputs
@@ -70,7 +70,7 @@ def one(args) -> dict:
         learner.train_step()
     sync()
     train_s = time.perf_counter() - t
-    from trainers.atari_learner import evaluate_atari
+    from trainers.domains.atari.learner import evaluate_atari
 
     t = time.perf_counter()
     m = evaluate_atari(learner.parts.model, cfg.task_spec, cfg.targets, args.episodes, cfg.K, cfg.scale, seed=0,

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator.schema import Sweep, parse_overrides  # noqa: E402
 from trainers.checkpoint import seed_everything  # noqa: E402
-from trainers.learner import make_learner  # noqa: E402
+from trainers.methods import make_learner  # noqa: E402
 
 
 def bench_variant(cfg, data_dir: Path, steps: int, warmup: int, episodes: int) -> dict:

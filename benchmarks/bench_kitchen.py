@@ -33,7 +33,8 @@ from bench_trainer import bench_eval, bench_train  # noqa: E402
 
 from orchestrator.schema import Sweep  # noqa: E402
 from trainers.data.collect import collect_dataset  # noqa: E402
-from trainers.envs import KITCHEN_ID, make_env  # noqa: E402
+from trainers.domains.kitchen import KITCHEN_ID
+from trainers.envs import make_env  # noqa: E402
 from trainers.paths import dataset_path  # noqa: E402
 
 

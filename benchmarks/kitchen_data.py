@@ -19,7 +19,7 @@ import numpy as np
 
 from trainers.data.collect import collect_dataset
 from trainers.data.d4rl_hdf5 import load_d4rl_hdf5, split_trajectories
-from trainers.envs.kitchen import KITCHEN_TASKS, goal_vector
+from trainers.domains.kitchen.env import KITCHEN_TASKS, goal_vector
 from trainers.tasks import get_task
 
 

@@ -35,13 +35,13 @@ def _plan_table(sweep: Sweep) -> Table:
     t = Table(title=f"sweep {sweep.spec.name!r}: {len(sweep.trials)} trials, per-trial resources {res_txt}")
     for col in ("#", "trial", "config hash", "method", "lm", "embedding", "finetune", "λ", "steps", "K"):
         t.add_column(col)
+    from trainers.methods import describe
+
     for i, c in enumerate(sweep.trials):
-        if c.baseline.algo != "none":  # a d3rlpy MLP policy: the sequence-model columns do not apply
-            t.add_row(str(i + 1), c.slug(), c.config_hash(), f"{c.baseline.algo} (d3rlpy)", "-", "-", "-", "-",
-                      str(c.train.steps), "-")
+        if c.baseline.algo != "none":  # a d3rlpy policy: the sequence-model columns do not apply
+            t.add_row(str(i + 1), c.slug(), c.config_hash(), describe(c), "-", "-", "-", "-", str(c.train.steps), "-")
             continue
-        method = "atari sequence model" if c.task_spec.domain == "atari" else "sequence model"
-        t.add_row(str(i + 1), c.slug(), c.config_hash(), method, str(c.model.lm), c.model.embedding,
+        t.add_row(str(i + 1), c.slug(), c.config_hash(), describe(c), str(c.model.lm), c.model.embedding,
                   c.model.finetune, f"{c.language.weight:g}", str(c.train.steps), str(c.K))
     return t
 

@@ -560,7 +560,7 @@ def _task_domain(task: str) -> str | None:
 def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[str | None, dict]], Problems]:
     """Each variant's ``(preset name, own fields)``, and the problems: unknown presets, and ``base`` (or
     ``--set``) values that would replace a field the variant's preset sets (checked for the preset of each
-    domain of the grid's tasks, :data:`trainers.presets.DOMAIN_PRESETS`)."""
+    domain of the grid's tasks, :data:`trainers.presets.DOMAIN_VARIANTS`)."""
     from trainers.presets import get_preset, leaves, overridden_by_base
 
     from_cli = leaves(overrides)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trainers.config import TrialConfig
-from trainers.data.atari import (AtariBatchSampler, AtariDataset, AtariSubset, DatasetError, collect_atari_dataset,
+from trainers.domains.atari.data import (AtariBatchSampler, AtariDataset, AtariSubset, DatasetError, collect_atari_dataset,
                                  dqn_replay_files, load_atari_hdf5, load_dqn_replay, save_atari_hdf5,
                                  subsample_by_length)
 
@@ -58,7 +58,7 @@ def test_preprocessing_shapes_dtypes_and_conventions():
 
 
 def _model(embedding="linear"):
-    from trainers.atari_model import AtariDecisionTransformer
+    from trainers.domains.atari.model import AtariDecisionTransformer
 
     torch.manual_seed(0)
     cfg = tiny_cfg(model={**TINY_DT, "embedding": embedding})
@@ -91,7 +91,7 @@ def test_model_is_causal_over_image_tokens_and_ignores_right_padding(embedding):
 
 
 def test_cross_entropy_counts_real_steps_only():
-    from trainers.atari_learner import action_loss
+    from trainers.domains.atari.learner import action_loss
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 4, generator=g)
@@ -177,7 +177,7 @@ def test_corrupt_or_missing_replay_files_get_clear_errors(tmp_path):
 
 
 def test_token_schedule_intended_vs_official():
-    from trainers.atari_learner import TokenLR, token_lr_multiplier
+    from trainers.domains.atari.learner import TokenLR, token_lr_multiplier
     from trainers.config import AtariSettings
 
     assert token_lr_multiplier(0, 100, 1000) == 0.0

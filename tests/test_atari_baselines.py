@@ -40,7 +40,7 @@ def test_cql_and_bc_presets_switch_to_the_discrete_algorithms_on_atari_tasks():
 def test_a_baseline_of_the_other_action_space_is_refused():
     with pytest.raises(ValidationError, match="continuous-action.*discrete_cql"):
         TrialConfig(task="breakout-medium", model={"lm": None, "init": "random"}, language={"weight": 0}, baseline={"algo": "cql"})
-    with pytest.raises(ValidationError, match="for Atari tasks"):
+    with pytest.raises(ValidationError, match="for discrete actions"):
         TrialConfig(task="hopper-medium", model={"lm": None, "init": "random"}, language={"weight": 0},
                     baseline={"algo": "discrete_bc"})
     with pytest.raises(ValidationError, match="pixel encoder"):
@@ -61,8 +61,8 @@ def _tiny(trial: TrialConfig) -> TrialConfig:
                          "CQL twice more (interrupted, resumed): 7 s on 2 idle cores, more under load")
 def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path):
     from trainers.checkpoint import CHECKPOINT_DIR
-    from trainers.data.atari import collect_atari_dataset
-    from trainers.learner import make_learner
+    from trainers.domains.atari.data import collect_atari_dataset
+    from trainers.methods import make_learner
     from trainers.paths import trial_dataset_path
     from tests.test_atari import run_cut_and_resumed
 

@@ -1,4 +1,4 @@
-"""The scripted Q*bert behaviour policy (trainers/data/atari.py): it reads Q*bert's cell and the cube
+"""The scripted Q*bert behaviour policy (trainers/domains/atari/data.py): it reads Q*bert's cell and the cube
 colours from the real ALE emulator RAM, never hops off the pyramid by itself, scores well above a random
 policy, and `collect_atari_dataset` writes a loadable qbert-medium dataset with it (real ale-py; CPU)."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainers.data.atari import (QBERT_HOPS, RAM_POLICIES, QbertRamPolicy, collect_atari_dataset, load_atari_hdf5,
+from trainers.domains.atari.data import (QBERT_HOPS, RAM_POLICIES, QbertRamPolicy, collect_atari_dataset, load_atari_hdf5,
                                  measure_ram_policy, qbert_cell)
 
 
 def test_qbert_cell_reads_the_start_cube_and_hops_stay_on_the_pyramid():
-    from trainers.envs.atari import make_atari_env
+    from trainers.domains.atari.env import make_atari_env
 
     env = make_atari_env("qbert", stack=False, sticky_action_p=0.0)
     env.reset(seed=0)

@@ -36,7 +36,7 @@ def run_one_trial_atari_sweep(tmp_path, sweep_text: str, experiment: str):
     ``sweep_text`` (formatted with ``root=tmp_path``) through ``lamo-sweep``, and return the MLflow client
     and the finished trial run. Shared by the Atari sweep tests."""
     from trainers.config import TrialConfig
-    from trainers.data.atari import collect_atari_dataset
+    from trainers.domains.atari.data import collect_atari_dataset
     from trainers.paths import trial_dataset_path
 
     path = trial_dataset_path(TrialConfig(task="breakout-medium"), tmp_path / "data")

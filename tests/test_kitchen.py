@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
-from trainers.envs import KITCHEN_ID, make_env
-from trainers.envs.kitchen import KITCHEN_TASKS, flatten_dict_observation, goal_vector
+from trainers.domains.kitchen import KITCHEN_ID
+from trainers.envs import make_env
+from trainers.domains.kitchen.env import KITCHEN_TASKS, flatten_dict_observation, goal_vector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,7 @@ def test_env_resets_and_steps_with_the_pinned_mujoco():
 @pytest.mark.slow(reason="a scripted episode of real MuJoCo kitchen control per subtask, 1-5 s each (20 s under load)")
 @pytest.mark.parametrize("subtask", KITCHEN_TASKS)
 def test_scripted_policy_completes_each_subtask_on_its_own(subtask):
-    from trainers.data.kitchen_policy import KitchenParams, KitchenScriptedPolicy
+    from trainers.domains.kitchen.policy import KitchenParams, KitchenScriptedPolicy
 
     env = make_env(KITCHEN_ID)
     policy = KitchenScriptedPolicy("single", KitchenParams(subtasks=(subtask,)), seed=0)

@@ -6,9 +6,11 @@ import gymnasium
 import numpy as np
 import pytest
 
-from trainers.data.policies import get_behaviour_policy, reacher2d_ik
-from trainers.envs import REACHER2D_ID, make_env, register_envs
-from trainers.envs.reacher2d import Reacher2dEnv
+from trainers.data.policies import get_behaviour_policy
+from trainers.domains.reacher2d.policy import reacher2d_ik
+from trainers.domains.reacher2d import REACHER2D_ID
+from trainers.envs import make_env, register_envs
+from trainers.domains.reacher2d.env import Reacher2dEnv
 from trainers.tasks import get_task
 
 

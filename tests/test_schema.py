@@ -210,11 +210,11 @@ def test_lm_with_arch_is_refused():
 
 def test_presets_are_pure_differences_from_the_defaults():
     """The trial-config defaults are LaMo's recipe; every preset validates and changes each field it sets."""
-    from trainers.presets import DOMAIN_PRESETS, VARIANT_PRESETS, leaves
+    from trainers.presets import DOMAIN_VARIANTS, VARIANT_PRESETS, leaves
 
     assert VARIANT_PRESETS["lamo"] == {}
     defaults = leaves(TrialConfig(task="hopper-medium").model_dump())
-    atari_only = set(DOMAIN_PRESETS["atari"].values())  # discrete-action baselines: Atari tasks only
+    atari_only = {v["atari"] for v in DOMAIN_VARIANTS.values() if "atari" in v}  # Atari recipes
     for name, preset in VARIANT_PRESETS.items():
         TrialConfig.model_validate({"task": "breakout-medium" if name in atari_only else "hopper-medium", **preset})
         for path, value in leaves(preset).items():

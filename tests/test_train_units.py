@@ -28,7 +28,7 @@ def cfg(lm, finetune="lora", weight=0.1):
 
 @pytest.mark.parametrize("finetune", ["lora", "frozen"])
 def test_frozen_lm_weights_are_bit_identical_after_training(inputs, tmp_path, finetune):
-    from trainers.learner import make_learner
+    from trainers.methods import make_learner
 
     data, lm = inputs
     c = cfg(lm, finetune)

@@ -40,7 +40,7 @@ import torch
 
 from trainers import contract
 from trainers.config import DISCRETE_BASELINES, TrialConfig
-from trainers.data.atari import FRAME_SHAPE, STACK, stack_frames
+from trainers.domains.atari.data import FRAME_SHAPE, STACK, stack_frames
 from trainers.data.trajectories import TrajectorySet
 from trainers.evaluate import evaluate_discrete_policy, evaluate_policy
 
@@ -95,7 +95,7 @@ def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
 
     The set hyperparameters of ``cfg.baseline`` (:meth:`trainers.config.BaselineConfig.d3rlpy_kwargs`)
     are passed by name; the others keep d3rlpy's defaults. ``data``: the :class:`TrajectorySet`
-    (continuous baselines) or the :class:`trainers.data.atari.AtariSubset` (discrete ones, which get
+    (continuous baselines) or the :class:`trainers.domains.atari.data.AtariSubset` (discrete ones, which get
     ``PixelEncoderFactory()``, ``PixelObservationScaler()``, ``AdamFactory(eps=baseline.adam_eps)``,
     ``QRQFunctionFactory(n_quantiles)`` and ``ClipRewardScaler(-1, 1)`` as the baseline asks; inputs
     ``(4, 84, 84)``, ``task.act_dim`` actions).
@@ -208,14 +208,14 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
     :class:`trainers.learner.Learner`; checkpoint state, learning rate and update logic are
     :class:`D3rlpyLearner`'s.
 
-    * **data**: the trial's :class:`trainers.data.atari.AtariSubset` (LaMo's length-weighted trajectory
+    * **data**: the trial's :class:`trainers.domains.atari.data.AtariSubset` (LaMo's length-weighted trajectory
       subset: the same ``data_subset_hash`` as the DT / LaMo Atari trials of that task, ratio and seed).
       Transitions are every step of the chosen trajectories; a trajectory's last step is terminal
       (``terminal = 1``; the dataset ends an episode at game over, at the 27,000-step cap or where
       collection stopped; docs/deviations.md). Stored: the dataset's uint8 single frames once, plus three
       ``(n,)`` int64 index arrays (step, trajectory start, last flag). d3rlpy's replay buffer is not used.
     * **batches**: ``train.batch_size`` steps drawn uniformly with replacement (NumPy ``PCG64`` seeded with
-      the trial seed); states and next states stacked on the fly (:func:`trainers.data.atari.stack_frames`)
+      the trial seed); states and next states stacked on the fly (:func:`trainers.domains.atari.data.stack_frames`)
       and cast to float32 (``(B, 4, 84, 84)``, values 0-255: d3rlpy's ``TransitionMiniBatch`` takes
       float32 only; its ``PixelObservationScaler`` divides by 255 inside the update), raw rewards
       (clipped by d3rlpy's reward scaler when the recipe says so).
@@ -266,19 +266,14 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
 
 
 def make_baseline_learner(cfg: TrialConfig, data_dir: Path, device: torch.device) -> D3rlpyLearner:
-    """Load the trial's subset (with each kept trajectory's terminal flag) and build the learner; on an
-    Atari task the :class:`DiscreteD3rlpyLearner` on LaMo's Atari subset.
+    """A vector-state domain's baseline learner (:meth:`trainers.domains.state.StateDomain.baseline_learner`):
+    load the trial's subset (with each kept trajectory's terminal flag) and build the
+    :class:`D3rlpyLearner`.
 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: bad dataset; ValueError: a subset without transitions.
     """
     from trainers.data.loaders import load_trajectory_list
-
-    if cfg.task_spec.domain == "atari":
-        from trainers.data.atari import AtariSubset, load_atari_dataset
-
-        return DiscreteD3rlpyLearner(cfg, AtariSubset(load_atari_dataset(cfg, data_dir), cfg.sample_ratio, cfg.seed),
-                                     device)
 
     everything = load_trajectory_list(cfg, data_dir)
     data = TrajectorySet.from_trajectories(everything, cfg.sample_ratio, cfg.seed)

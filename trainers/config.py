@@ -23,7 +23,33 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainers.contract import flatten  # noqa: F401 - re-exported: the params of a child run
+from trainers.domains.base import domain_of
 from trainers.tasks import get_task
+
+#: ``json_schema_extra`` key of a field added after trials were first hashed (:func:`later`).
+LATER = "omitted_from_hash_at_default"
+
+
+def later(default=None, **kwargs):
+    """A config field added after trial configs were first hashed: :meth:`TrialConfig.record` (what is
+    logged and hashed) leaves it out while it equals its default, so adding it changes no existing trial's
+    hash or params. This is the config hash's one rule for new fields; ``default_factory=`` works too."""
+    extra = {**kwargs.pop("json_schema_extra", {}), LATER: True}
+    if "default_factory" in kwargs:
+        return Field(json_schema_extra=extra, **kwargs)
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def _omit_later_at_default(model: BaseModel, dumped: dict) -> dict:
+    """Drop from ``dumped`` (``model.model_dump(mode="json")``) every :func:`later` field of ``model`` and
+    its sub-models that equals its default (the config hash's rule, :func:`later`)."""
+    for name, f in type(model).model_fields.items():
+        value = getattr(model, name)
+        if (f.json_schema_extra or {}).get(LATER) and value == f.get_default(call_default_factory=True):
+            dumped.pop(name, None)
+        elif isinstance(value, BaseModel):
+            _omit_later_at_default(value, dumped[name])
+    return dumped
 
 
 class _Strict(BaseModel):
@@ -189,12 +215,9 @@ BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
     "discrete_cql": ("learning_rate", "alpha", "target_update_interval", "n_quantiles", "adam_eps"),
     "discrete_bc": ("learning_rate", "beta", "adam_eps"),
 }
-#: Baseline algorithms for discrete actions (Atari tasks: registry ``domain == "atari"``); the others act
-#: in continuous action spaces.
+#: Baseline algorithms for discrete actions (tasks of a domain with ``discrete_actions``, Atari); the others
+#: act in continuous action spaces.
 DISCRETE_BASELINES = ("discrete_cql", "discrete_bc")
-#: Baseline fields added with the discrete baselines: left out of the logged / hashed config while unset,
-#: so the continuous baselines' trials keep their hash.
-_LATER_BASELINE_FIELDS = ("target_update_interval", "n_quantiles", "adam_eps", "beta")
 
 
 class BaselineConfig(_Strict):
@@ -223,7 +246,8 @@ class BaselineConfig(_Strict):
             ``None`` = d3rlpy's default. ``n_quantiles``: discrete CQL's Q-function is quantile
             regression with that many quantiles (``QRQFunctionFactory``; ``None`` = d3rlpy's mean
             Q-function). ``adam_eps``: Adam's epsilon (``AdamFactory(eps=...)``; ``None`` = torch's 1e-8).
-            Unset, the four fields added with the discrete baselines are left out of the logged config.
+            The four fields added with the discrete baselines are :func:`later` fields (left out of the
+            logged and hashed config while unset).
             Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
 
     ``train.batch_size`` and ``train.steps`` apply; the sequence-model optimiser fields of
@@ -249,10 +273,10 @@ class BaselineConfig(_Strict):
     target_smoothing_sigma: float | None = Field(None, ge=0)
     target_smoothing_clip: float | None = Field(None, ge=0)
     update_actor_interval: int | None = Field(None, ge=1)
-    target_update_interval: int | None = Field(None, ge=1)
-    n_quantiles: int | None = Field(None, ge=1)
-    adam_eps: float | None = Field(None, gt=0)
-    beta: float | None = Field(None, ge=0)
+    target_update_interval: int | None = later(None, ge=1)
+    n_quantiles: int | None = later(None, ge=1)
+    adam_eps: float | None = later(None, gt=0)
+    beta: float | None = later(None, ge=0)
 
     def d3rlpy_kwargs(self) -> dict[str, float | int]:
         """The set d3rlpy config fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names
@@ -314,10 +338,11 @@ class TrialConfig(_Strict):
         rtg_scale: ``None`` = the task's.
         device: ``auto`` picks CUDA when available.
         baseline: a d3rlpy baseline (:class:`BaselineConfig`), or ``algo: none`` (the default: a
-            sequence model, LaMo, DT, ablations). Left out of :meth:`canonical_json` while at its
-            default, so configs written before the field existed keep their hash.
-        atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. Left out of the
-            canonical JSON while ``None``, so configs written before it existed keep their hash.
+            sequence model, LaMo, DT, ablations). A :func:`later` field.
+        atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. A :func:`later` field.
+
+    Fields added after trials were first hashed are :func:`later` fields: left out of the logged and hashed
+    record while at their default, so adding one changes no existing trial's identity.
     """
 
     task: str
@@ -332,8 +357,8 @@ class TrialConfig(_Strict):
     context_length: int | None = Field(None, ge=1)
     rtg_scale: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    atari: AtariSettings | None = None
-    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    atari: AtariSettings | None = later(None)
+    baseline: BaselineConfig = later(default_factory=BaselineConfig)
 
     @model_validator(mode="after")
     def _baseline_has_no_lm(self) -> "TrialConfig":
@@ -348,13 +373,13 @@ class TrialConfig(_Strict):
         algo = self.baseline.algo
         if algo == "none":
             return self
-        atari = self.task_spec.domain == "atari"
-        if atari and algo not in DISCRETE_BASELINES:
+        discrete = domain_of(self.task).discrete_actions
+        if discrete and algo not in DISCRETE_BASELINES:
             raise ValueError(f"baseline.algo {algo!r} is d3rlpy's continuous-action algorithm, but task "
-                             f"{self.task!r} is Atari (discrete actions, pixels); use discrete_cql or "
-                             f"discrete_bc (the presets cql and bc choose them on Atari tasks)")
-        if not atari and algo in DISCRETE_BASELINES:
-            raise ValueError(f"baseline.algo {algo!r} is for Atari tasks (discrete actions, pixels), but task "
+                             f"{self.task!r} has discrete actions; use discrete_cql or discrete_bc (the "
+                             f"presets cql and bc choose them on such tasks)")
+        if not discrete and algo in DISCRETE_BASELINES:
+            raise ValueError(f"baseline.algo {algo!r} is for discrete actions (Atari tasks), but task "
                              f"{self.task!r} has continuous actions; use cql, iql, td3bc or bc")
         return self
 
@@ -402,25 +427,21 @@ class TrialConfig(_Strict):
         return list(self.eval.rtg_targets or self.task_spec.rtg_targets)
 
     # --- identity -------------------------------------------------------------------------------
+    @property
+    def language_loss_on(self) -> bool:
+        """Whether the trial trains with LaMo's auxiliary language loss: ``language.weight > 0`` (with an
+        LM, which the validation requires for a positive weight)."""
+        return self.language.weight > 0 and self.model.lm is not None
+
     def canonical_json(self) -> str:
-        """Sorted, compact JSON of every field (defaults included; ``baseline`` only when not at its
-        default, ``atari`` only when set): the input of :meth:`config_hash`."""
+        """Sorted, compact JSON of :meth:`record`: the input of :meth:`config_hash`."""
         return json.dumps(self.record(), sort_keys=True, separators=(",", ":"))
 
     def record(self) -> dict:
-        """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
-        at its default (a sequence model) and without ``atari`` while it is unset, so trials from before
-        these fields existed keep their hash and params."""
-        d = self.model_dump(mode="json")
-        if self.baseline == BaselineConfig():
-            d.pop("baseline")
-        else:
-            for f in _LATER_BASELINE_FIELDS:
-                if d["baseline"][f] is None:
-                    d["baseline"].pop(f)
-        if d.get("atari") is None:
-            d.pop("atari", None)
-        return d
+        """The config as logged and hashed: ``model_dump(mode="json")`` (defaults included) without the
+        :func:`later` fields that are at their default (one rule, so trials from before a field existed
+        keep their hash and params)."""
+        return _omit_later_at_default(self, self.model_dump(mode="json"))
 
     def config_hash(self) -> str:
         """First 16 hex digits of the SHA-256 of :meth:`canonical_json`: the trial's identity."""

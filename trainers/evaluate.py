@@ -178,7 +178,7 @@ def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
                              max_episode_steps: int | None = None) -> dict[str, float]:
     """Roll out a Markov policy on an Atari task (the discrete baselines) for ``episodes`` episodes in
     parallel, with the envs, env seeds (episode i: ``seed * 100_003 + i``), horizon (default
-    ``task.max_ep_len``) and gamer-normalised score of :func:`trainers.atari_learner.evaluate_atari`.
+    ``task.max_ep_len``) and gamer-normalised score of :func:`trainers.domains.atari.learner.evaluate_atari`.
 
     Args:
         act: ``(b, 4, 84, 84)`` float32 stacked frames, values 0-255 (oldest first, zeros before an

@@ -31,6 +31,8 @@ from pathlib import Path
 
 from trainers.config import TrialConfig
 from trainers.data.loaders import minari_available
+from trainers.domains.base import get_domain
+from trainers.lm.runtime import corpus_passes, language_blocks, lm_location, project_lm_names  # noqa: F401 - re-exported
 from trainers.paths import trial_dataset_path
 from trainers.tasks import get_task
 
@@ -45,55 +47,6 @@ class MissingInput:
 
     def __str__(self) -> str:
         return f"{self.what} is missing ({self.path}).\n    fix: {self.fix}"
-
-
-def project_lm_names() -> set[str]:
-    """Names of the LMs ``prepare`` can make here: pre-trained by this project
-    (:data:`trainers.lm.pretrain.LM_RECIPES`) or shipped in a PyPI package
-    (:data:`trainers.lm.packaged.PACKAGED_LMS`)."""
-    from trainers.lm.packaged import PACKAGED_LMS
-    from trainers.lm.pretrain import LM_RECIPES
-
-    return set(LM_RECIPES) | set(PACKAGED_LMS)
-
-
-def lm_location(lm: str, data_dir: Path) -> str:
-    """Resolve ``model.lm`` to what ``from_pretrained`` takes: a project LM's directory
-    (``<data_dir>/models/<name>``), an existing local directory, or else the hub id unchanged."""
-    if lm in project_lm_names():
-        return str(Path(data_dir) / "models" / lm)
-    p = Path(lm).expanduser()
-    if p.is_dir():
-        return str(p.resolve())
-    return lm
-
-
-def language_blocks(cfg: TrialConfig, data_dir: Path):
-    """The tokenised language-loss corpus of a trial: ``(n_blocks, language.block_size)`` int32 token ids
-    of ``language.corpus`` under the tokenizer of ``model.lm``, cached in ``<data_dir>/corpus_cache``
-    (:func:`trainers.lm.corpus.load_token_blocks`). ``prepare`` fills the cache; trials read it.
-
-    Raises:
-        FileNotFoundError: the corpus text is missing (message says how to provide it).
-    """
-    from transformers import AutoTokenizer
-
-    from trainers.lm.corpus import load_token_blocks
-
-    tok = AutoTokenizer.from_pretrained(lm_location(cfg.model.lm, data_dir))
-    return load_token_blocks(cfg.language.corpus, tok, cfg.language.block_size,
-                             cache_dir=Path(data_dir) / "corpus_cache", data_dir=data_dir)
-
-
-def corpus_passes(n_blocks: int, blocks_per_step: int, steps: int) -> dict[str, float]:
-    """How often a run sees its language-loss corpus: ``{"language/corpus_blocks": n_blocks,
-    "language/passes_per_100k_steps": 1e5 * blocks_per_step / n_blocks, "language/passes":
-    steps * blocks_per_step / n_blocks}`` (a pass = every block once; LaMo: about 117k blocks of 1,024
-    tokens, 2 per step, about 1.7 passes in its 100k steps). Logged with each trial's static metrics."""
-    n = max(int(n_blocks), 1)
-    return {"language/corpus_blocks": float(n_blocks),
-            "language/passes_per_100k_steps": 1e5 * blocks_per_step / n,
-            "language/passes": steps * blocks_per_step / n}
 
 
 def needs_text(cfg: TrialConfig, data_dir: Path) -> bool:
@@ -194,25 +147,8 @@ def missing_inputs(configs: list[TrialConfig], data_dir: Path) -> list[MissingIn
                 out[f"minari:{mid}"] = MissingInput(f"Minari dataset {mid!r}", "Minari's local store", problem)
         elif cfg.data_source == "pickle" and not path.exists():
             out[str(path)] = MissingInput("trajectory pickle", str(path), "check data.path")
-        elif cfg.data_source == "d4rl" and task.domain == "atari":
-            from trainers.data.atari import DatasetError, dqn_replay_files, load_dqn_replay
-
-            if not all(p.is_file() for p in dqn_replay_files(path).values()):
-                try:
-                    load_dqn_replay(path, cfg.task.split("-")[0], task.act_dim)
-                except DatasetError as e:  # its message has the gsutil command
-                    out[str(path)] = MissingInput(f"DQN Replay data for task {cfg.task!r}", str(path), str(e))
-        elif cfg.data_source == "d4rl" and not path.exists():
-            fetch = (f"`wget {task.dataset.url} -O {path}`" if task.dataset.url else
-                     f"D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release)")
-            out[str(path)] = MissingInput(
-                f"D4RL dataset {task.dataset.name!r} for task {cfg.task!r}", str(path),
-                f"download {fetch} on a machine with "
-                f"internet and copy it to {path} (or point LAMO_DATA_DIR at a directory holding "
-                f"d4rl/{task.dataset.name}.hdf5). The old `d4rl` package does not install on modern "
-                f"Python; the file is read directly with h5py. Offline, `data: {{source: collected}}` "
-                f"trains on D4RL-style data rolled out from trained behaviour policies instead.",
-            )
+        elif cfg.data_source == "d4rl" and (gap := get_domain(task.domain).missing_dataset_fix(cfg, path)):
+            out[str(path)] = MissingInput(gap[0], str(path), gap[1])
         lm = cfg.model.lm
         if lm in PACKAGED_LMS:
             try:
@@ -349,7 +285,6 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
     Raises:
         trainers.downloads.DownloadError: a download failed or did not verify (nothing partial is kept).
     """
-    from trainers.data.collect import collect_dataset
     from trainers.data.policies import fetch_sb3_agent
     from trainers.downloads import fetch_hub_files, wikitext_files
     from trainers.lm.packaged import materialise
@@ -392,10 +327,10 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
             continue
         step.path.parent.mkdir(parents=True, exist_ok=True)
         if step.kind == "collect":
-            ds = get_task(step.cfg.task).dataset
-            made["datasets"][step.name] = collect_dataset(
-                step.cfg.task, step.path, episodes=ds.episodes, seed=0, progress=progress,
-                transitions=ds.transitions, data_dir=data_dir)
+            task = get_task(step.cfg.task)
+            made["datasets"][step.name] = get_domain(task.domain).collect(
+                task, step.path, episodes=task.dataset.episodes, seed=0, progress=progress,
+                transitions=task.dataset.transitions, data_dir=data_dir)
         elif step.kind == "pretrain":
             made["lms"][step.name] = pretrain_lm(step.name, step.path, progress=progress, data_dir=data_dir)
         else:

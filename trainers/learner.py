@@ -4,12 +4,15 @@
 A learner owns its model, optimiser, schedule and data sampling. The loop asks it for one gradient step
 at a time (:meth:`Learner.train_step`), for an evaluation (:meth:`Learner.evaluate`, metric keys of
 :mod:`trainers.contract`), and for its state (:meth:`Learner.state_dict`), which the checkpoint stores
-whole. A new method (a value-based or imitation baseline, say) is a new class with these five members
-and an entry in :func:`make_learner`; nothing else changes.
+whole. A new method is a new class with these members and an entry in the method registry
+(:mod:`trainers.methods`); nothing else changes.
 
-:class:`SequenceLearner` is LaMo and the Decision Transformer, and their ablations: one
-:class:`trainers.model.DecisionTransformer`, trained on action MSE plus, when ``language.weight > 0``,
-LaMo's auxiliary language loss (docs/lamo_recipe.md §2-§3).
+:class:`SequenceLearner` is LaMo, the Decision Transformer, Wiki-RL and their ablations on every domain: a
+Decision Transformer trained on the domain's action loss plus, when the language loss is on, LaMo's
+auxiliary language loss (docs/lamo_recipe.md §2-§3). What differs by domain (model, sampler, action loss,
+schedule, rollout) is the domain's :class:`SequenceHooks`; :class:`StateHooks` are those of the
+vector-state domains. The baselines' learners are in :mod:`trainers.baselines`; which learner a trial
+gets is the method registry's (:mod:`trainers.methods`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch
 from trainers.config import TrialConfig
 from trainers.data.trajectories import BatchSampler, TrajectorySet
 from trainers.evaluate import evaluate
-from trainers.inputs import language_blocks, lm_location
+from trainers.lm.runtime import language_blocks, lm_location
 from trainers.model import DecisionTransformer
 from trainers.model_learner import ModelLearner
 
@@ -68,87 +71,184 @@ def resolve_device(cfg: TrialConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
-def load_trajectories(cfg: TrialConfig, data_dir: Path) -> TrajectorySet:
-    """Load the trial's dataset (:mod:`trainers.data.loaders`) and keep its sample-ratio subset
-    (:meth:`trainers.data.trajectories.TrajectorySet.from_trajectories`, seeded by ``cfg.seed``).
+def load_trajectories(cfg: TrialConfig, data_dir: Path):
+    """The trial's sample-ratio subset: its domain's dataset and subset rule
+    (:meth:`trainers.domains.base.Domain.load_dataset`, :meth:`~trainers.domains.base.Domain.subset`; for
+    vector-state domains a :class:`trainers.data.trajectories.TrajectorySet` seeded by ``cfg.seed``).
 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: missing/corrupt/inconsistent file (message names the fix).
     """
-    from trainers.data.loaders import load_trajectory_list
+    from trainers.domains.base import domain_of
 
-    return TrajectorySet.from_trajectories(load_trajectory_list(cfg, data_dir), cfg.sample_ratio, cfg.seed)
+    domain = domain_of(cfg.task)
+    return domain.subset(domain.load_dataset(cfg, data_dir), cfg)
+
+
+class Schedule(Protocol):
+    """A learning-rate schedule over an optimiser, advanced once per optimiser step with the batch trained
+    on (a token-based schedule counts its real action targets)."""
+
+    def step(self, batch: dict[str, torch.Tensor]) -> None: ...
+
+    def lr(self) -> float: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class SequenceHooks(Protocol):
+    """What the one :class:`SequenceLearner` takes from a trial's domain
+    (:meth:`trainers.domains.base.Domain.sequence_hooks`): everything that differs between state vectors
+    with continuous actions (:class:`StateHooks`) and, say, stacked frames with discrete actions
+    (:class:`trainers.domains.atari.learner.AtariHooks`)."""
+
+    def model(self, cfg: TrialConfig, lm_path: str | None) -> torch.nn.Module:
+        """The Decision Transformer of the domain (built with the global torch RNG, on the CPU)."""
+
+    def sampler(self, data, cfg: TrialConfig):
+        """The seeded batch sampler over the trial's subset ``data`` (``sample(batch_size) -> dict``,
+        ``state_dict``/``load_state_dict``)."""
+
+    def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> Schedule:
+        """The learning-rate schedule."""
+
+    def action_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The action loss of one batch (a scalar tensor, logged as ``train/action_loss``)."""
+
+    def rollout(self, model: torch.nn.Module, cfg: TrialConfig, data, device: torch.device) -> dict[str, float]:
+        """One evaluation round; metric keys of :mod:`trainers.contract`."""
+
+
+class WarmupSchedule:
+    """LaMo / DT's schedule: ``LambdaLR`` with factor ``min((step + 1) / warmup_steps, 1)``, linear warm-up
+    then constant (``experiment-d4rl/experiment.py``). Its state is the ``LambdaLR`` state."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int):
+        warm = max(warmup_steps, 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, 1.0))
+
+    def step(self, batch: dict[str, torch.Tensor]) -> None:
+        self.sched.step()
+
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+    def state_dict(self) -> dict:
+        return self.sched.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sched.load_state_dict(state)
+
+
+class StateHooks:
+    """The vector-state hooks (MuJoCo, Reacher2d, Kitchen; docs/lamo_recipe.md §3, §5):
+
+    * model: :class:`trainers.model.DecisionTransformer` over ``(obs_dim,)`` states and ``(act_dim,)`` actions;
+    * sampler: :class:`trainers.data.trajectories.BatchSampler` (K-step windows, RTG / ``rtg_scale``);
+    * action loss: mean squared error between predicted and dataset actions over the real (unpadded)
+      positions, in normalised action units;
+    * schedule: :class:`WarmupSchedule` over ``train.warmup_steps``;
+    * rollout: :func:`trainers.evaluate.evaluate` with the trial's RTG targets, episodes, K, RTG scale and
+      the training subset's state statistics.
+    """
+
+    def model(self, cfg: TrialConfig, lm_path: str | None) -> DecisionTransformer:
+        task = cfg.task_spec
+        return DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm_path)
+
+    def sampler(self, data: TrajectorySet, cfg: TrialConfig) -> BatchSampler:
+        return BatchSampler(data, cfg.K, cfg.scale, cfg.task_spec.max_ep_len, seed=cfg.seed)
+
+    def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> WarmupSchedule:
+        return WarmupSchedule(optimizer, cfg.train.warmup_steps)
+
+    def action_loss(self, model: DecisionTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                     batch["attention_mask"])
+        m = batch["attention_mask"].bool()
+        return torch.mean((pred[m] - batch["actions"][m]) ** 2)
+
+    def rollout(self, model: DecisionTransformer, cfg: TrialConfig, data: TrajectorySet,
+                device: torch.device) -> dict[str, float]:
+        return evaluate(model, cfg.task_spec, cfg.targets, cfg.eval.episodes, data.state_mean, data.state_std,
+                        cfg.K, cfg.scale, seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps,
+                        device=device)
 
 
 @dataclass
 class SequenceParts:
-    """Everything a LaMo / DT trial trains with, built by :func:`build_parts`."""
+    """Everything a sequence-model trial (LaMo, DT, Wiki-RL, ablations) trains with, built by
+    :func:`build_parts`."""
 
-    data: TrajectorySet
-    sampler: BatchSampler
-    model: DecisionTransformer
+    data: object  # the domain's subset: TrajectorySet, AtariSubset, ...
+    sampler: object
+    model: torch.nn.Module
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    batcher: object | None  # trainers.lm.corpus.LanguageBatcher when language.weight > 0
+    scheduler: Schedule
+    batcher: object | None  # trainers.lm.corpus.LanguageBatcher when the language loss is on
     device: torch.device
+    hooks: SequenceHooks
 
 
 def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = None) -> SequenceParts:
-    """Build a LaMo / DT trial's parts, in a fixed order (the global torch RNG initialises the model, so
-    the order is part of reproducibility; seed first with :func:`trainers.checkpoint.seed_everything`):
-    data subset -> batch sampler -> model -> AdamW -> schedule -> language batcher.
+    """Build a sequence-model trial's parts, in a fixed order (the global torch RNG initialises the model,
+    so the order is part of reproducibility; seed first with :func:`trainers.checkpoint.seed_everything`):
+    data subset -> batch sampler -> model -> AdamW -> schedule -> language batcher. What differs by domain
+    comes from the task's domain (:meth:`trainers.domains.base.Domain.sequence_hooks`).
 
     * AdamW over all trainable parameters, one group (lr, weight decay, eps of ``cfg.train``). The
       official code means to give LM parameters their own lr, but that group is always empty there
       (``experiment-d4rl/utils.py`` ``get_optimizer``; docs/lamo_recipe.md §3), so one group is what
-      it runs.
-    * ``LambdaLR`` with factor ``min((step + 1) / warmup_steps, 1)``: linear warm-up, then constant
-      (``experiment-d4rl/experiment.py``).
-    * The language batcher only when ``language.weight > 0``: otherwise no corpus is read at all.
+      it runs; the Atari code's ``AdamW(model.parameters())`` is the same group.
+    * The language batcher only when :attr:`trainers.config.TrialConfig.language_loss_on`: otherwise no
+      corpus is read at all.
 
     Inputs must exist (``prepare`` makes them; :mod:`trainers.inputs`).
 
     Raises:
         trainers.data.d4rl_hdf5.DatasetError: bad dataset; OSError: LM directory unreadable.
     """
-    task = cfg.task_spec
+    from trainers.domains.base import domain_of
+
+    domain = domain_of(cfg.task)
+    hooks = domain.sequence_hooks(cfg)
     device = device or resolve_device(cfg)
-    data = load_trajectories(cfg, data_dir)
-    sampler = BatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=cfg.seed)
+    data = domain.subset(domain.load_dataset(cfg, data_dir), cfg)
+    sampler = hooks.sampler(data, cfg)
     lm_path = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
-    model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm_path).to(device)
+    model = hooks.model(cfg, lm_path).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     tc = cfg.train
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
-    warm = max(tc.warmup_steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, 1.0))
+    sched = hooks.schedule(opt, cfg)
     batcher = None
-    if cfg.language.weight > 0:
+    if cfg.language_loss_on:
         from trainers.lm.corpus import LanguageBatcher
 
         batcher = LanguageBatcher(language_blocks(cfg, data_dir), cfg.language.batch_size, seed=cfg.seed)
-    return SequenceParts(data, sampler, model, params, opt, sched, batcher, device)
+    return SequenceParts(data, sampler, model, params, opt, sched, batcher, device, hooks)
 
 
 class SequenceLearner(ModelLearner):
-    """LaMo / DT (and the ablations): return-conditioned action prediction with a Decision Transformer.
+    """LaMo / DT / Wiki-RL and the ablations, on every domain: return-conditioned action prediction with a
+    Decision Transformer (the domain's, :func:`build_parts`).
 
-    Loss per step (docs/lamo_recipe.md §3): mean squared error between predicted and dataset actions
-    over the real (unpadded) positions of a batch of ``train.batch_size`` K-step windows, plus
-    ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
-    trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
+    Loss per step (docs/lamo_recipe.md §3): the domain's action loss (MSE for continuous actions,
+    cross-entropy for discrete ones) over the real (unpadded) positions of a batch of ``train.batch_size``
+    K-step windows, plus ``language.weight`` x next-token cross-entropy of one batch of text blocks through
+    the same adapted trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step;
+    schedule step.
     """
 
     def train_step(self) -> dict[str, float]:
-        """One step (class docstring). Returns ``{"action_loss": MSE in normalised action units,
+        """One step (class docstring). Returns ``{"action_loss": the domain's action loss,
         "language_loss": nats per token}`` (the latter only with the language loss on)."""
         p, cfg = self.parts, self.cfg
         batch = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        pred = p.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
-                       batch["attention_mask"])
-        m = batch["attention_mask"].bool()
-        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
+        action_loss = p.hooks.action_loss(p.model, batch)
         loss, lang = action_loss, None
         if p.batcher is not None:
             lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
@@ -157,37 +257,16 @@ class SequenceLearner(ModelLearner):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
         p.optimizer.step()
-        p.scheduler.step()
+        p.scheduler.step(batch)
         out = {"action_loss": float(action_loss.detach())}
         if lang is not None:
             out["language_loss"] = float(lang.detach())
         return out
 
     def current_lr(self) -> float:
-        return self.parts.scheduler.get_last_lr()[0]
+        return self.parts.scheduler.lr()
 
     def evaluate(self) -> dict[str, float]:
-        """:func:`trainers.evaluate.evaluate` with the trial's RTG targets, episodes, K, RTG scale and the
-        training subset's state statistics."""
-        cfg, p = self.cfg, self.parts
-        return evaluate(p.model, cfg.task_spec, cfg.targets, cfg.eval.episodes, p.data.state_mean,
-                        p.data.state_std, cfg.K, cfg.scale, seed=cfg.seed,
-                        max_episode_steps=cfg.eval.max_episode_steps, device=p.device)
-
-
-def make_learner(cfg: TrialConfig, data_dir: Path) -> Learner:
-    """The learner a trial config asks for: a d3rlpy baseline (:class:`trainers.baselines.D3rlpyLearner`)
-    when ``cfg.baseline.algo`` is not ``none`` (presets ``cql``, ``iql``, ``td3bc``, ``bc``; on an Atari task
-    ``cql`` / ``bc`` are d3rlpy's discrete algorithms, :class:`trainers.baselines.DiscreteD3rlpyLearner`); on an Atari
-    task (registry ``domain == "atari"``) the pixel / discrete-action variant,
-    :class:`trainers.atari_learner.AtariLearner`; else a :class:`SequenceLearner` (LaMo, DT, Wiki-RL and
-    the ablations)."""
-    if cfg.baseline.algo != "none":
-        from trainers.baselines import make_baseline_learner
-
-        return make_baseline_learner(cfg, data_dir, resolve_device(cfg))
-    if cfg.task_spec.domain == "atari":
-        from trainers.atari_learner import AtariLearner, build_atari_parts
-
-        return AtariLearner(cfg, build_atari_parts(cfg, data_dir, resolve_device(cfg)))
-    return SequenceLearner(cfg, build_parts(cfg, data_dir))
+        """The domain's rollout (:meth:`SequenceHooks.rollout`)."""
+        p = self.parts
+        return p.hooks.rollout(p.model, self.cfg, p.data, p.device)

@@ -2,7 +2,7 @@
 the static facts logged once, and the learner part of the checkpoint.
 
 :class:`trainers.learner.SequenceLearner` (LaMo, DT, the ablations) and
-:class:`trainers.atari_learner.AtariLearner` derive from it and add their own step, learning rate and
+:class:`trainers.domains.atari.learner.AtariLearner` derive from it and add their own step, learning rate and
 evaluation. It lives in its own module so that both can import it while :mod:`trainers.learner` imports
 the Atari learner (in :func:`trainers.learner.make_learner`) without an import cycle.
 """
@@ -37,8 +37,8 @@ class ModelLearner:
     def info(self) -> dict[str, object]:
         """Data sizes (``data/...``), parameter counts (``params/...``, numbers of scalars), the device, and
         with a language loss the corpus size and passes over it (``language/...``,
-        :func:`trainers.inputs.corpus_passes`)."""
-        from trainers.inputs import corpus_passes
+        :func:`trainers.lm.runtime.corpus_passes`)."""
+        from trainers.lm.runtime import corpus_passes
 
         counts = trainable_share(self.parts.model)
         batcher = self.parts.batcher

@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainers.domains.base import get_domain
 from trainers.tasks import get_task
 
 if TYPE_CHECKING:
@@ -110,23 +111,16 @@ def dataset_path(task_name: str, data_dir: str | os.PathLike, source: str = "def
     ``None`` for ``minari`` (Minari manages its own storage). An explicit ``path`` wins.
 
     * ``collected``: ``<data_dir>/datasets/<name>.hdf5`` (D4RL-style data this project rolls out);
-    * ``d4rl``: ``<data_dir>/d4rl/<name>.hdf5`` (D4RL's own files, e.g. ``hopper_medium-v2.hdf5``); for
-      Atari tasks the DQN Replay directory ``<data_dir>/dqn_replay/<Game>/1/replay_logs``.
+    * ``d4rl``: ``<data_dir>/d4rl/<name>.hdf5`` (D4RL's own files, e.g. ``hopper_medium-v2.hdf5``);
+      the rule is the domain's (:meth:`trainers.domains.base.Domain.dataset_path`; Atari: the DQN Replay
+      directory ``<data_dir>/dqn_replay/<Game>/1/replay_logs``).
     """
-    src = get_task(task_name).dataset
+    task = get_task(task_name)
     if source == "default":
-        source = "collected" if src.kind == "collected" else "d4rl"
+        source = "collected" if task.dataset.kind == "collected" else "d4rl"
     if path:
         return Path(path).expanduser().resolve()
-    task = get_task(task_name)
-    if task.domain == "atari" and source == "d4rl":  # DQN Replay: a directory of Dopamine checkpoints
-        game = task.name.split("-")[0]
-        return Path(data_dir) / "dqn_replay" / (game[:1].upper() + game[1:]) / "1" / "replay_logs"
-    if source == "collected":
-        return Path(data_dir) / "datasets" / f"{src.collected_name or src.name}.hdf5"
-    if source == "d4rl":
-        return Path(data_dir) / "d4rl" / f"{src.name}.hdf5"
-    return None
+    return get_domain(task.domain).dataset_path(task, data_dir, source)
 
 
 def trial_dataset_path(cfg: "TrialConfig", data_dir: str | os.PathLike) -> Path | None:

@@ -70,7 +70,7 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   DT use, rather than d3rlpy's/CORL's eps 1e-3 (docs/deviations.md). The step budget is the sweep's
   ``train.steps`` (the published scripts run 500k-1M steps).
 
-  On Atari tasks (:data:`DOMAIN_PRESETS`) ``cql`` and ``bc`` mean ``cql-atari`` and ``bc-atari``: d3rlpy's
+  On Atari tasks (:data:`DOMAIN_VARIANTS`) ``cql`` and ``bc`` mean ``cql-atari`` and ``bc-atari``: d3rlpy's
   discrete-action algorithms on the stacked 84x84 frames, d3rlpy's Nature-DQN ``PixelEncoderFactory``
   (its defaults: conv 32x8x8/4, 64x4x4/2, 64x3x3/1, 512 features, ReLU) and ``PixelObservationScaler``
   (frames / 255), evaluated like ``lamo-atari`` (every 200 steps, 5 episodes):
@@ -83,8 +83,9 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   - ``bc-atari``: d3rlpy has no discrete BC reproduction script; ``DiscreteBCConfig``'s documented
     defaults (d3rlpy.readthedocs.io, "Behavior Cloning"; d3rlpy 2.8.0 ``algos/qlearning/bc.py``): lr 1e-3,
     batch 100, beta 0.5 (the logit-norm regulariser), Adam with torch's defaults.
-* Atari (any preset runs on an Atari task: the task's registry ``domain`` selects the pixel model,
-  :mod:`trainers.atari`; these two carry the official Atari hyperparameters):
+* Atari (any preset runs on an Atari task: the task's domain supplies the pixel model,
+  :mod:`trainers.domains.atari`; these two carry the official Atari hyperparameters, and on an Atari task
+  ``lamo`` and ``dt`` mean them, :data:`DOMAIN_VARIANTS`):
   ``lamo-atari`` = srzer/LaMo-2023 ``experiment-atari/run.sh``: LoRA r = alpha = 32 (alpha is the default) with peft's defaults
   (dropout 0, bias frozen), lr 1e-3, weight decay 0.01, batch 128, gradient clip 1.0 (``core.py``), no
   language loss (``co_training=0``), evaluation every 200 steps with 5 episodes per target
@@ -124,11 +125,17 @@ _BASELINE_COMMON = {"model": {"lm": None, "init": "random"}, "language": {"weigh
 #: default: 100) and LaMo's Atari evaluation protocol (``cfgs/config.yaml``, as ``lamo-atari``).
 _ATARI_BASELINE = {"cql-atari": {"train": {"batch_size": 32}}, "bc-atari": {"train": {"batch_size": 100}}}
 _ATARI_EVAL = {"eval": {"every_steps": 200, "episodes": 5}}
-#: Presets that mean another preset on a task of a registry domain: ``{domain: {preset: preset there}}``.
-#: The baselines' algorithms depend on the action space (d3rlpy's CQL/BC for continuous actions, its
-#: DiscreteCQL/DiscreteBC for Atari), so ``cql`` and ``bc`` switch on Atari tasks and one sweep can span
-#: domains; the sequence-model presets run on every domain unchanged.
-DOMAIN_PRESETS: dict[str, dict[str, str]] = {"atari": {"cql": "cql-atari", "bc": "bc-atari"}}
+#: Per-domain variants of a method's recipe: ``{preset: {domain: the preset it means there}}`` (read through
+#: :func:`get_preset` and :meth:`trainers.methods.Method.preset_for`). The baselines' algorithms depend on
+#: the action space (d3rlpy's CQL/BC for continuous actions, its DiscreteCQL/DiscreteBC for Atari), and
+#: LaMo's and DT's official Atari scripts use other optimiser settings than their D4RL ones, so on an Atari
+#: task ``lamo``, ``dt``, ``cql`` and ``bc`` mean their Atari recipes and one sweep can span domains.
+DOMAIN_VARIANTS: dict[str, dict[str, str]] = {
+    "lamo": {"atari": "lamo-atari"},
+    "dt": {"atari": "dt-atari"},
+    "cql": {"atari": "cql-atari"},
+    "bc": {"atari": "bc-atari"},
+}
 
 VARIANT_PRESETS: dict[str, dict] = {
     "lamo": {},
@@ -173,12 +180,12 @@ VARIANT_PRESETS: dict[str, dict] = {
 
 def get_preset(name: str, domain: str | None = None) -> dict:
     """A deep copy of preset ``name`` (a partial trial config); on a task of registry ``domain`` the preset
-    :data:`DOMAIN_PRESETS` maps it to there (``cql`` on ``atari``: ``cql-atari``).
+    :data:`DOMAIN_VARIANTS` maps it to there (``cql`` on ``atari``: ``cql-atari``).
 
     Raises:
         KeyError: unknown preset, with the closest name and the list of presets.
     """
-    name = DOMAIN_PRESETS.get(domain or "", {}).get(name, name)
+    name = DOMAIN_VARIANTS.get(name, {}).get(domain or "", name)
     try:
         return copy.deepcopy(VARIANT_PRESETS[name])
     except KeyError:

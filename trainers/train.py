@@ -19,7 +19,8 @@ from trainers import contract
 from trainers.checkpoint import LoopState, TrialCheckpoint, seed_everything
 from trainers.config import TrialConfig
 from trainers.inputs import text_source_of
-from trainers.learner import make_learner, resolve_device
+from trainers.learner import resolve_device
+from trainers.methods import make_learner
 
 
 class Reporter(Protocol):

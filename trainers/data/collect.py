@@ -297,11 +297,6 @@ def collect_dataset(
         (:func:`trainers.data.policies.get_behaviour_policy`).
     """
     task = get_task(task_name)
-    if task.domain == "atari":  # frames + discrete actions: the scripted RAM policies of trainers.data.atari
-        from trainers.data.atari import collect_atari_dataset
-
-        return collect_atari_dataset(task_name.split("-")[0], Path(out_path),
-                                     transitions or task.dataset.transitions, seed=seed, progress=progress)
     policy_name = policy_name or task.dataset.behaviour_policy
     if policy_name is None:
         raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")

@@ -8,7 +8,7 @@ Sources (``data.source`` of :class:`trainers.config.DataConfig`):
 * ``minari``: a Minari dataset in Minari's local store (``minari.load_dataset``); each episode becomes a
   trajectory (``observations[:-1]``, the final observation is dropped as in D4RL's layout). Franka
   Kitchen's dict observations (``D4RL/kitchen/*-v2``) are flattened to D4RL's 60-d layout
-  (:func:`trainers.envs.kitchen.flatten_dict_observation`, goals of the episode's ``desired_goal`` tasks).
+  (:func:`trainers.domains.kitchen.env.flatten_dict_observation`, goals of the episode's ``desired_goal`` tasks).
 * ``pickle``: the Decision Transformer / LaMo trajectory pickle (a list of dicts with ``observations``,
   ``actions``, ``rewards`` and ``terminals`` or ``dones``). Explicit opt-in only (``allow_pickle``):
   unpickling runs code from the file.
@@ -132,7 +132,7 @@ def load_minari_trajectories(dataset_id: str) -> list[dict]:
     trajs = []
     for i, ep in enumerate(episodes):
         if isinstance(ep.observations, dict) and {"observation", "desired_goal"} <= set(ep.observations):
-            from trainers.envs.kitchen import flatten_dict_observation
+            from trainers.domains.kitchen.env import flatten_dict_observation
 
             try:
                 flat = flatten_dict_observation(ep.observations, tuple(ep.observations["desired_goal"]))
@@ -158,17 +158,14 @@ def load_trajectory_list(cfg: TrialConfig, data_dir: Path) -> list[dict]:
         list of dicts with ``observations (T, obs_dim)`` float32, ``actions (T, act_dim)`` float32,
         ``rewards (T,)`` float32 (raw reward units).
 
-    Atari tasks (registry ``domain == "atari"``) return a :class:`trainers.data.atari.AtariDataset` instead.
+    This is the vector-state domains' loader (:class:`trainers.domains.state.StateDomain`); a domain with
+    other data (Atari's frames) has its own :meth:`~trainers.domains.base.Domain.load_dataset`.
 
     Raises:
         DatasetError: missing, corrupt or inconsistent data (the message names the fix).
     """
     task = cfg.task_spec
     source = cfg.data_source
-    if task.domain == "atari":  # frames + discrete actions: an AtariDataset, not a trajectory list
-        from trainers.data.atari import load_atari_dataset
-
-        return load_atari_dataset(cfg, data_dir)
     if source in ("d4rl", "collected"):
         path = trial_dataset_path(cfg, data_dir)
         data = load_d4rl_hdf5(path, obs_dim=task.obs_dim, act_dim=task.act_dim)

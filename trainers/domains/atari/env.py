@@ -18,7 +18,7 @@ env built here follows:
 * **4 stacked frames**, oldest first, ``(4, 84, 84)`` uint8: gymnasium's ``FrameStackObservation`` with
   zero padding before the first frame, the padding LaMo's training buffer uses
   (srzer/LaMo-2023 ``experiment-atari/buffer.py``). Datasets store single frames (``stack=False``) and
-  the trainer stacks them on the fly (:mod:`trainers.data.atari`).
+  the trainer stacks them on the fly (:mod:`trainers.domains.atari.data`).
 
 Env ids ``lamo/<Game>-dqn-v0`` (e.g. ``lamo/Breakout-dqn-v0``) are registered by
 :func:`trainers.envs.register_envs`; ``make_env("lamo/Breakout-dqn-v0", stack=False)`` gives single frames.

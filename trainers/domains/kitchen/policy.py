@@ -5,7 +5,7 @@ D4RL's kitchen data are human VR teleoperation demos (Gupta et al. 2019, "Relay 
 arXiv 1910.11956; D4RL, Fu et al. 2020) that cannot be produced here, so the project's locally
 generated kitchen datasets come from this controller instead (``docs/deviations.md``).
 
-How it acts (it reads only the 60-d D4RL-layout observation, :mod:`trainers.envs.kitchen`):
+How it acts (it reads only the 60-d D4RL-layout observation, :mod:`trainers.domains.kitchen.env`):
 
 1. **Kinematics.** The policy owns a copy of ``FrankaKitchen-v1``'s MuJoCo model. Each call writes the
    observed robot and object joint positions (``obs[0:30]``) into its ``qpos`` and runs
@@ -86,7 +86,7 @@ class KitchenScriptedPolicy:
     def __init__(self, name: str, params: KitchenParams, seed: int):
         import mujoco
 
-        from trainers.envs.kitchen import kitchen_model_path
+        from trainers.domains.kitchen.env import kitchen_model_path
 
         self.name, self.params = name, params
         self.rng = np.random.default_rng(seed)

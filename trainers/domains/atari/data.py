@@ -10,7 +10,7 @@ Sources:
 * **collected** (offline, this project): :func:`collect_atari_dataset` rolls out a scripted policy that
   reads the game state from the emulator RAM (paddle and ball positions for Breakout and Pong, Q*bert's
   cell and the cube colours for Qbert; :data:`RAM_POLICIES`) with epsilon-random
-  actions for a "medium" level, in the envs of :mod:`trainers.envs.atari`. **Locally generated data, not
+  actions for a "medium" level, in the envs of :mod:`trainers.domains.atari.env`. **Locally generated data, not
   the DQN Replay data of the paper** (the file's ``provenance`` attribute says so).
 * **d4rl** (DQN Replay, Agarwal et al. 2020, the data d4rl-atari serves): the Dopamine replay-buffer
   checkpoint files ``$store$_{observation,action,reward,terminal}_ckpt.<i>.gz`` (gzip-compressed ``.npy``)
@@ -140,7 +140,7 @@ def load_atari_hdf5(path: Path, n_actions: int) -> AtariDataset:
             missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in f]
             if missing:
                 raise DatasetError(f"{path}: missing key(s) {missing}; expected the Atari layout of "
-                                   f"trainers/data/atari.py")
+                                   f"trainers/domains/atari/data.py")
             ds = AtariDataset(f["observations"][...], f["actions"][...].astype(np.int64),
                               f["rewards"][...].astype(np.float32), f["terminals"][...], str(path))
     except DatasetError:
@@ -496,7 +496,7 @@ def measure_ram_policy(game: str, episodes: int, epsilon: float | None = None, s
                        random_policy: bool = False) -> dict:
     """Play ``episodes`` whole episodes of ``game`` with its RAM policy (:data:`RAM_POLICIES`) plus
     ``epsilon``-random actions (default: the policy's "medium" epsilon), or with uniformly random actions
-    (``random_policy``), in the collection env (:func:`trainers.envs.atari.make_atari_env`, sticky
+    (``random_policy``), in the collection env (:func:`trainers.domains.atari.env.make_atari_env`, sticky
     actions, 27,000-step cap). Episode ``i`` is reset with seed ``seed + i`` (as collection).
 
     Returns:
@@ -504,7 +504,7 @@ def measure_ram_policy(game: str, episodes: int, epsilon: float | None = None, s
         ``gamer_normalised`` (of the mean return, :meth:`trainers.tasks.TaskSpec.normalised_score`),
         ``seconds``.
     """
-    from trainers.envs.atari import make_atari_env
+    from trainers.domains.atari.env import make_atari_env
     from trainers.tasks import get_task
 
     policy, eps = make_ram_policy(game)
@@ -535,7 +535,7 @@ def measure_ram_policy(game: str, episodes: int, epsilon: float | None = None, s
 def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0, progress: bool = True,
                           log=print) -> dict:
     """Roll out the epsilon-noisy RAM policy of ``game`` for ``transitions`` agent steps (the last episode
-    is cut and closed, as D4RL) in :func:`trainers.envs.atari.make_atari_env` (``stack=False``), and write
+    is cut and closed, as D4RL) in :func:`trainers.domains.atari.env.make_atari_env` (``stack=False``), and write
     the single frames with :func:`save_atari_hdf5` (atomic).
 
     Returns:
@@ -545,7 +545,7 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
     Raises:
         ValueError: no scripted policy for ``game`` (use ``data.source: d4rl`` or ``minari`` then).
     """
-    from trainers.envs.atari import make_atari_env
+    from trainers.domains.atari.env import make_atari_env
     from trainers.tasks import get_task
 
     policy, eps = make_ram_policy(game)
@@ -585,5 +585,5 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
                "seconds": time.perf_counter() - t0, "provenance": PROVENANCE_COLLECTED}
     save_atari_hdf5(AtariDataset(frames, actions, rewards, terms, str(path)), path,
                     {"provenance": PROVENANCE_COLLECTED, "policy": f"{_policy_name(policy)} eps={eps}", "seed": seed,
-                     "env": f"lamo/{game}-dqn-v0 (trainers/envs/atari.py)"})
+                     "env": f"lamo/{game}-dqn-v0 (trainers/domains/atari/env.py)"})
     return summary

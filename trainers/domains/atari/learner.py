@@ -1,10 +1,11 @@
-"""The Atari learner: LaMo / DT on stacked frames with discrete actions (tasks with ``domain == "atari"``).
+"""The Atari domain's part of the one sequence learner: LaMo / DT on stacked frames with discrete actions.
 
-:func:`trainers.learner.make_learner` picks :class:`AtariLearner` from the task's registry entry, so every
-preset (``lamo``, ``dt``, the ablations, ``lamo-atari``, ``dt-atari``) runs on an Atari task unchanged.
+:class:`AtariHooks` is what :class:`trainers.learner.SequenceLearner` takes from the Atari domain
+(:meth:`trainers.domains.atari.AtariDomain.sequence_hooks`), so every preset (``lamo``, ``dt``, the
+ablations, ``lamo-atari``, ``dt-atari``) runs on an Atari task unchanged.
 
 Per step (srzer/LaMo-2023 ``experiment-atari/core.py``; docs/lamo_recipe.md §3.2): a batch of K-step
-windows (:class:`trainers.data.atari.AtariBatchSampler`), cross-entropy of the action logits at the real
+windows (:class:`trainers.domains.atari.data.AtariBatchSampler`), cross-entropy of the action logits at the real
 (unpadded) steps, plus ``language.weight`` x the LM loss when on; AdamW; global-norm clipping at
 ``train.grad_clip``; the token-based learning-rate schedule (:class:`TokenLR`).
 Evaluation (:func:`evaluate_atari`): greedy (argmax) actions, return-to-go = target - return so far.
@@ -14,19 +15,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from trainers.evaluate import evaluation_metrics
-from trainers.atari_model import AtariDecisionTransformer
+from trainers.domains.atari.model import AtariDecisionTransformer
 from trainers.config import AtariSettings, TrialConfig
-from trainers.data.atari import AtariBatchSampler, AtariSubset
-from trainers.inputs import language_blocks, lm_location
-from trainers.model_learner import ModelLearner
+from trainers.domains.atari.data import AtariBatchSampler, AtariSubset
 from trainers.tasks import TaskSpec
 
 
@@ -156,78 +153,48 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
     return evaluation_metrics(task, targets, returns, lengths, time.perf_counter() - start)
 
 
-@dataclass
-class AtariParts:
-    """Everything an Atari trial trains with, built by :func:`build_atari_parts`."""
+class _TokenSchedule:
+    """:class:`TokenLR` behind the :class:`trainers.learner.Schedule` interface: each step counts the
+    batch's action targets (``actions`` ``(B, K)``, real steps ``attention_mask`` ``(B, K)``)."""
 
-    data: AtariSubset
-    sampler: AtariBatchSampler
-    model: AtariDecisionTransformer
-    params: list[torch.nn.Parameter]
-    optimizer: torch.optim.Optimizer
-    scheduler: TokenLR
-    batcher: object | None
-    device: torch.device
+    def __init__(self, lr: TokenLR):
+        self.tokens = lr
 
+    def step(self, batch: dict[str, torch.Tensor]) -> None:
+        self.tokens.step(batch["actions"], batch["attention_mask"].bool())
 
-def build_atari_parts(cfg: TrialConfig, data_dir: Path, device: torch.device) -> AtariParts:
-    """Data subset -> sampler -> model -> AdamW (one group over the trainable parameters, as the official
-    ``AdamW(model.parameters())`` with frozen ones receiving no gradient) -> :class:`TokenLR` -> language
-    batcher (only with ``language.weight > 0``). Fixed order; seed first. ``device``: where the model
-    runs (:func:`trainers.learner.resolve_device`).
+    def lr(self) -> float:
+        return self.tokens.lr()
 
-    Raises:
-        trainers.data.d4rl_hdf5.DatasetError: bad dataset.
-    """
-    from trainers.data.atari import load_atari_dataset
+    def state_dict(self) -> dict:
+        return self.tokens.state_dict()
 
-    task = cfg.task_spec
-    data = AtariSubset(load_atari_dataset(cfg, data_dir), cfg.sample_ratio, cfg.seed)
-    sampler = AtariBatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=cfg.seed)
-    lm_path = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
-    model = AtariDecisionTransformer(cfg, task.act_dim, task.max_ep_len, lm_path).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    tc = cfg.train
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
-    sched = TokenLR(opt, cfg.atari or AtariSettings())
-    batcher = None
-    if cfg.language.weight > 0:
-        from trainers.lm.corpus import LanguageBatcher
-
-        batcher = LanguageBatcher(language_blocks(cfg, data_dir), cfg.language.batch_size, seed=cfg.seed)
-    return AtariParts(data, sampler, model, params, opt, sched, batcher, device)
+    def load_state_dict(self, state: dict) -> None:
+        self.tokens.load_state_dict(state)
 
 
-class AtariLearner(ModelLearner):
-    """LaMo / DT on Atari behind the :class:`trainers.learner.Learner` interface (module docstring);
-    construction (``parts`` = :class:`AtariParts`), ``info`` and the checkpoint state are
-    :class:`trainers.model_learner.ModelLearner`'s."""
+class AtariHooks:
+    """The Atari domain's part of the sequence learner (:class:`trainers.learner.SequenceHooks`; module
+    docstring): :class:`AtariDecisionTransformer` (Nature-DQN CNN state encoder, action-id embedding and
+    logits head), :class:`trainers.domains.atari.data.AtariBatchSampler` (frames stacked per batch),
+    cross-entropy of the action logits (:func:`action_loss`), the token-based schedule (:class:`TokenLR`)
+    and :func:`evaluate_atari`."""
 
-    def train_step(self) -> dict[str, float]:
-        """One step. Returns ``{"action_loss": cross-entropy in nats}`` (+ ``language_loss``)."""
-        p, cfg = self.parts, self.cfg
-        b = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        logits = p.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"])
-        m = b["attention_mask"].bool()
-        ce = action_loss(logits, b["actions"], m)
-        loss, lang = ce, None
-        if p.batcher is not None:
-            lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
-            loss = loss + cfg.language.weight * lang
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
-        p.optimizer.step()
-        p.scheduler.step(b["actions"], m)
-        out = {"action_loss": float(ce.detach())}
-        if lang is not None:
-            out["language_loss"] = float(lang.detach())
-        return out
+    def model(self, cfg: TrialConfig, lm_path: str | None) -> AtariDecisionTransformer:
+        task = cfg.task_spec
+        return AtariDecisionTransformer(cfg, task.act_dim, task.max_ep_len, lm_path)
 
-    def current_lr(self) -> float:
-        return self.parts.scheduler.lr()
+    def sampler(self, data: AtariSubset, cfg: TrialConfig) -> AtariBatchSampler:
+        return AtariBatchSampler(data, cfg.K, cfg.scale, cfg.task_spec.max_ep_len, seed=cfg.seed)
 
-    def evaluate(self) -> dict[str, float]:
-        cfg, p = self.cfg, self.parts
-        return evaluate_atari(p.model, cfg.task_spec, cfg.targets, cfg.eval.episodes, cfg.K, cfg.scale,
-                              seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps, device=p.device)
+    def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> _TokenSchedule:
+        return _TokenSchedule(TokenLR(optimizer, cfg.atari or AtariSettings()))
+
+    def action_loss(self, model: AtariDecisionTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"])
+        return action_loss(logits, batch["actions"], batch["attention_mask"].bool())
+
+    def rollout(self, model: AtariDecisionTransformer, cfg: TrialConfig, data: AtariSubset,
+                device: torch.device) -> dict[str, float]:
+        return evaluate_atari(model, cfg.task_spec, cfg.targets, cfg.eval.episodes, cfg.K, cfg.scale,
+                              seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps, device=device)

@@ -10,7 +10,7 @@ Task: the four subtasks of D4RL's ``kitchen-complete-v0`` / ``kitchen-partial-v0
 the complete task (``docs/lamo_recipe.md`` §4.1). Reward: +1 in the step a subtask first gets within
 0.3 (L2 over its joints) of its goal configuration, so a raw return is the number of subtasks
 completed, 0..4 (D4RL ``KitchenBase.compute_reward``; ``FrankaKitchen-v1`` docs "Rewards"). The episode
-terminates when all four are done and is truncated at :data:`KITCHEN_MAX_STEPS` = 280 steps
+terminates when all four are done and is truncated at :data:`trainers.domains.kitchen.KITCHEN_MAX_STEPS` = 280 steps
 (D4RL's kitchen registrations and ``FrankaKitchen-v1``'s default), control dt 0.08 s.
 
 Observation layout, float64 ``(60,)`` -- D4RL's (``KitchenBase._get_obs``: ``[qp, obj_qp, goal]``):
@@ -38,7 +38,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-from trainers.envs import KITCHEN_ID, KITCHEN_MAX_STEPS  # noqa: F401 - the registration's id and horizon
+
 
 #: D4RL's kitchen-complete / kitchen-partial target subtasks, in the order of the complete demos.
 KITCHEN_TASKS = ("microwave", "kettle", "light switch", "slide cabinet")
@@ -97,7 +97,7 @@ class D4RLKitchenObservation(gymnasium.ObservationWrapper):
 
 
 def make_kitchen(tasks=KITCHEN_TASKS, **kwargs) -> gymnasium.Env:
-    """The kitchen env of :data:`KITCHEN_ID` (entry point of the registration): ``KitchenEnv`` with
+    """The kitchen env of :data:`trainers.domains.kitchen.KITCHEN_ID` (entry point of the registration): ``KitchenEnv`` with
     ``tasks_to_complete=tasks``, wrapped by :class:`D4RLKitchenObservation`; ``kwargs`` go to
     ``KitchenEnv`` (e.g. ``robot_noise_ratio``)."""
     from gymnasium_robotics.envs.franka_kitchen import KitchenEnv

@@ -1,0 +1,134 @@
+"""The method registry: one entry per method of the paper's tables (LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC,
+BC), read by the sweep expansion (which recipe a preset means on a task's domain), the trial runner (which
+learner a trial builds), the sweep's plan table and the analysis (display names, column order, which
+methods are value-based).
+
+A method's **recipe** is data in :mod:`trainers.presets` (each value with its public source): its default
+preset and, where a domain needs other settings, the preset it means on that domain
+(:data:`trainers.presets.DOMAIN_VARIANTS`; e.g. ``cql`` on Atari is d3rlpy's DiscreteCQL recipe
+``cql-atari``, ``lamo`` on Atari is the official Atari script's ``lamo-atari``). Its **settings** are the
+trial config's sections (:class:`trainers.config.TrialConfig`; a baseline's d3rlpy fields are
+:class:`trainers.config.BaselineConfig`). Its **learner** is built by :meth:`Method.build_learner`:
+every sequence method (LaMo, DT, Wiki-RL and the ablations) is :class:`trainers.learner.SequenceLearner`
+on the task's domain; every d3rlpy method is its domain's baseline learner
+(:meth:`trainers.domains.base.Domain.baseline_learner`).
+
+Adding a method = a recipe in :mod:`trainers.presets` + one :class:`Method` entry here (+ a learner class
+if it trains differently from both families).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: Method families: return-conditioned sequence models, and the d3rlpy baselines.
+SEQUENCE, VALUE_BASED_FAMILY, IMITATION = "sequence", "value-based", "imitation"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the paper's tables.
+
+    Attributes:
+        key: the method's key (:func:`method_key` of its sweep variant name), e.g. ``"wikirl"``.
+        display: the name the paper prints, e.g. ``"Wiki-RL"`` (table column headers, in registry order).
+        family: :data:`SEQUENCE`, :data:`VALUE_BASED_FAMILY` or :data:`IMITATION`.
+        preset: the default recipe (a preset of :mod:`trainers.presets`).
+        algos: the ``baseline.algo`` values of this method's d3rlpy learners (empty for sequence methods).
+    """
+
+    key: str
+    display: str
+    family: str
+    preset: str
+    algos: tuple[str, ...] = field(default=())
+
+    @property
+    def uses_d3rlpy(self) -> bool:
+        """Whether the method's learner is a d3rlpy baseline."""
+        return bool(self.algos)
+
+    def preset_for(self, domain: str | None) -> str:
+        """The preset this method's recipe means on ``domain`` (:data:`trainers.presets.DOMAIN_VARIANTS`)."""
+        from trainers.presets import DOMAIN_VARIANTS
+
+        return DOMAIN_VARIANTS.get(self.preset, {}).get(domain or "", self.preset)
+
+
+#: The paper's methods, in its column order (LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC, BC).
+METHODS: dict[str, Method] = {m.key: m for m in (
+    Method("lamo", "LaMo", SEQUENCE, "lamo"),
+    Method("dt", "DT", SEQUENCE, "dt"),
+    Method("wikirl", "Wiki-RL", SEQUENCE, "wiki-rl"),
+    Method("cql", "CQL", VALUE_BASED_FAMILY, "cql", ("cql", "discrete_cql")),
+    Method("iql", "IQL", VALUE_BASED_FAMILY, "iql", ("iql",)),
+    Method("td3bc", "TD3+BC", VALUE_BASED_FAMILY, "td3bc", ("td3bc",)),
+    Method("bc", "BC", IMITATION, "bc", ("bc", "discrete_bc")),
+)}
+
+
+def method_key(name: object) -> str:
+    """Case- and punctuation-insensitive key: ``"Wiki-RL"``, ``"wiki_rl"`` -> ``"wikirl"``."""
+    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
+
+
+def methods_of_family(family: str) -> tuple[str, ...]:
+    """The keys of the registered methods of ``family``, in registry order."""
+    return tuple(k for k, m in METHODS.items() if m.family == family)
+
+
+def method_of_preset(preset: str) -> Method | None:
+    """The method whose recipe (on any domain) is ``preset``, or ``None`` (an ablation's or a user's preset)."""
+    from trainers.presets import DOMAIN_VARIANTS
+
+    for m in METHODS.values():
+        if preset == m.preset or preset in DOMAIN_VARIANTS.get(m.preset, {}).values():
+            return m
+    return None
+
+
+def baseline_method(algo: str) -> Method:
+    """The d3rlpy method of ``baseline.algo``.
+
+    Raises:
+        KeyError: no registered method trains with ``algo``.
+    """
+    for m in METHODS.values():
+        if algo in m.algos:
+            return m
+    raise KeyError(f"no method trains with baseline.algo {algo!r}")
+
+
+def describe(cfg) -> str:
+    """One line for the sweep's plan table: ``"<algo> (d3rlpy)"`` for a baseline, else ``"sequence model
+    (<domain>)"``. ``cfg``: a :class:`trainers.config.TrialConfig`."""
+    if cfg.baseline.algo != "none":
+        return f"{cfg.baseline.algo} (d3rlpy)"
+    return f"sequence model ({cfg.task_spec.domain})"
+
+
+def make_learner(cfg, data_dir):
+    """:func:`build_learner` on the trial's device (:func:`trainers.learner.resolve_device`)."""
+    from trainers.learner import resolve_device
+
+    return build_learner(cfg, data_dir, resolve_device(cfg))
+
+
+def build_learner(cfg, data_dir, device):
+    """The learner of trial ``cfg`` (a :class:`trainers.config.TrialConfig`) on ``device``: a d3rlpy
+    baseline when ``baseline.algo`` is set (its domain's :meth:`~trainers.domains.base.Domain.baseline_learner`),
+    else the sequence learner (:class:`trainers.learner.SequenceLearner` over
+    :func:`trainers.learner.build_parts`, the domain supplying what differs).
+
+    Raises:
+        KeyError: a ``baseline.algo`` no registered method trains with.
+    """
+    from trainers.domains.base import domain_of
+
+    if cfg.baseline.algo != "none":
+        baseline_method(cfg.baseline.algo)
+        return domain_of(cfg.task).baseline_learner(cfg, data_dir, device)
+    from trainers.learner import SequenceLearner, build_parts
+
+    return SequenceLearner(cfg, build_parts(cfg, data_dir, device))
