@@ -112,27 +112,15 @@ def run(
     from orchestrator.tracking import TrackingError
 
     if prepare_only:
-        from trainers.inputs import missing_inputs, prepare_inputs
+        from trainers.downloads import DownloadError
+        from trainers.inputs import InputsUnavailable, ensure_inputs
 
         dd = data_dir or sweep.data_dir
-        missing = missing_inputs(sweep.trials, dd)
-        if missing:
-            err.print("[bold red]error:[/] inputs missing:\n  - " + escape("\n  - ".join(map(str, missing))))
-            raise typer.Exit(3)
-        from trainers.downloads import DownloadError
-
         try:
-            prepare_inputs(sweep.trials, dd)
-        except DownloadError as e:
+            ensure_inputs(sweep.trials, dd)
+        except (InputsUnavailable, DownloadError) as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(3) from None
-        from trainers.inputs import validate_inputs
-
-        problems = validate_inputs(sweep.trials, dd)
-        if problems:
-            err.print("[bold red]error:[/] inputs unusable:\n  - " + escape("\n  - ".join(map(str, problems))),
-                      highlight=False)
-            raise typer.Exit(3)
         console.print(f"prepared and checked inputs in {dd}")
         return
     try:

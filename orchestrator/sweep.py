@@ -3,12 +3,14 @@
 The driver (``lamo-sweep``) does, in order, and stops at the first problem before any compute:
 
 1. validate and expand the sweep file (:mod:`orchestrator.schema`);
-2. check the tracking store and the inputs that cannot be produced here (D4RL files, hub LMs);
+2. check the tracking store;
 3. skip trials whose config hash already has a FINISHED child run in the experiment;
-4. ``prepare``: collect datasets and pre-train project LMs that are missing (once, in the driver), then
-   validate every distinct input once (each dataset with the trials' own loader, each LM, each corpus):
-   a bad file stops the sweep here, before Ray starts and before any MLflow run is opened (with
-   ``--address``, the driver connects to the cluster and checks its resources before preparing);
+4. the inputs of the trials to run, with :func:`trainers.inputs.ensure_inputs` (the sequence every entry
+   point shares): stop on inputs that cannot be had here (D4RL files, hub LMs offline), ``prepare`` the
+   rest (collect datasets, pre-train project LMs, downloads; once, in the driver), then validate every
+   distinct input once (each dataset with the trials' own loader, each LM, each corpus): a missing or bad
+   input stops the sweep here, before Ray starts and before any MLflow run is opened (with ``--address``,
+   the driver connects to the cluster and checks its resources before preparing);
 5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
    the sweep's per-trial resources;
 6. close the parent run and write the analysis (table + plot) from the MLflow store.
@@ -31,7 +33,7 @@ from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
 from trainers.downloads import DownloadError
-from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
+from trainers.inputs import InputsMissing, InputsUnusable, ensure_inputs
 
 
 class MissingInputsError(RuntimeError):
@@ -223,10 +225,6 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     data_dir = Path(data_dir or sweep.data_dir)
     uri = tracking.resolve_tracking_uri(tracking_uri or sweep.spec.tracking.uri, storage)
     tracking.check_reachable(uri)
-    missing = missing_inputs(sweep.trials, data_dir)
-    if missing:
-        raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
-                                 + "\n  - ".join(str(m) for m in missing))
     exp_id = tracking.ensure_experiment(uri, sweep.experiment, storage / "mlartifacts")
     done = tracking.finished_hashes(uri, exp_id)
     todo = [t for t in sweep.trials if t.config_hash() not in done]
@@ -249,13 +247,15 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                 stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
                 check_cluster_resources(sweep)
             try:
-                prepare_inputs(todo, data_dir, progress=progress, log=log)
+                ensure_inputs(todo, data_dir, progress=progress, log=log)
+            except InputsMissing as e:
+                raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
+                                         + "\n  - ".join(str(m) for m in e.missing)) from None
             except DownloadError as e:  # a failed or unverifiable download: an input problem, exit 3
                 raise MissingInputsError(f"an input could not be downloaded; nothing was started: {e}") from None
-            problems = validate_inputs(todo, data_dir)
-            if problems:
-                raise InvalidInputsError(f"{len(problems)} input(s) of the sweep are unusable; nothing was "
-                                         f"started:\n  - " + "\n  - ".join(map(str, problems)))
+            except InputsUnusable as e:
+                raise InvalidInputsError(f"{len(e.problems)} input(s) of the sweep are unusable; nothing was "
+                                         f"started:\n  - " + "\n  - ".join(map(str, e.problems))) from None
             if not address:  # a local Ray starts only once the inputs are known to be good
                 stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
                 check_cluster_resources(sweep)

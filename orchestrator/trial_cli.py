@@ -72,31 +72,27 @@ def run(
     """Train and evaluate one trial in this process.
 
     Exit status 2 for a bad config; 3 when an input is missing or unusable (a dataset the loader rejects,
-    an unreadable LM directory or corpus, checked by :func:`trainers.inputs.validate_inputs` before
+    an unreadable LM directory or corpus, checked by :func:`trainers.inputs.ensure_inputs` before
     training): one ``error:`` line per problem on stderr, no traceback."""
     from trainers.data.d4rl_hdf5 import DatasetError
-    from trainers.inputs import missing_inputs, prepare_inputs, validate_inputs
+    from trainers.downloads import DownloadError
+    from trainers.inputs import InputsMissing, InputsUnusable, ensure_inputs
     from trainers.train import run_trial
 
     (cfg,), storage, default_dd = _load(config, sweep, index, set_)
     dd = (data_dir or default_dd).resolve()
-    missing = missing_inputs([cfg], dd)
-    if missing:
-        typer.echo("error: inputs missing:\n  - " + "\n  - ".join(map(str, missing)), err=True)
-        raise typer.Exit(3)
-    if prepare:
-        from trainers.downloads import DownloadError
-
-        try:
-            prepare_inputs([cfg], dd)
-        except DownloadError as e:
-            typer.echo("error: " + " ".join(str(e).split()), err=True)
-            raise typer.Exit(3) from None
-    problems = validate_inputs([cfg], dd)
-    if problems:  # one line per unusable input, no traceback (a data error is not a bug to debug)
-        for p in problems:
+    try:
+        ensure_inputs([cfg], dd, prepare=prepare)
+    except InputsMissing as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(3) from None
+    except DownloadError as e:
+        typer.echo("error: " + " ".join(str(e).split()), err=True)
+        raise typer.Exit(3) from None
+    except InputsUnusable as e:  # one line per unusable input, no traceback (a data error is not a bug to debug)
+        for p in e.problems:
             typer.echo(f"error: {p.one_line()}", err=True)
-        raise typer.Exit(3)
+        raise typer.Exit(3) from None
     wd = (workdir or storage / "debug" / f"{cfg.slug()}-{cfg.config_hash()}").resolve()
     typer.echo(f"trial {cfg.slug()} (config hash {cfg.config_hash()}) in {wd}")
     try:
