@@ -251,6 +251,14 @@ def register_domain(domain: Domain) -> Domain:
     return domain
 
 
+def unregister_domain(name: str) -> None:
+    """Remove domain ``name`` and its tasks from the registry (tests that register a domain of their own
+    undo it with this). Unknown names are ignored."""
+    _DOMAINS.pop(name, None)
+    for task in [t for t, spec in _TASKS.items() if spec.domain == name]:
+        del _TASKS[task]
+
+
 def _load() -> None:
     """Import the built-in domain modules and those of ``$LAMO_DOMAIN_MODULES`` (once)."""
     global _loaded
