@@ -26,7 +26,7 @@ Our loop drives every gradient step through d3rlpy's ``algo.update(TransitionMin
 * **state**: every d3rlpy module (networks, target networks, optimisers and their LR schedulers), the
   update counter and the batch generator. d3rlpy draws its own noise (CQL's sampled actions, TD3's
   target smoothing, IQL/CQL actor sampling) from the global torch RNG, which the trial checkpoint
-  stores; on CPU a resumed trial therefore continues bit-exactly (tests/test_baselines_resume.py).
+  stores; on CPU a resumed trial therefore continues bit-exactly (``tests/test_baselines.py::test_resume_is_bit_exact``).
 """
 
 from __future__ import annotations
@@ -157,6 +157,10 @@ class D3rlpyLearner:
         return self.algo.impl.modules.create_checkpointer(self.algo.impl.device).modules
 
     def train_step(self) -> dict[str, float]:
+        """One d3rlpy ``update`` on ``train.batch_size`` transitions drawn uniformly with replacement
+        (NumPy ``PCG64`` seeded by the trial seed). Returns d3rlpy's losses of the step by its names
+        (``critic_loss``, ``actor_loss``, ``loss``, ...); a loss not computed in this step (TD3+BC's
+        delayed actor) keeps its last value."""
         a = self.arrays
         idx = self.rng.integers(0, len(a["rewards"]), size=self.cfg.train.batch_size)
         n = len(idx)
@@ -175,11 +179,15 @@ class D3rlpyLearner:
         return float(opt.optim.param_groups[0]["lr"])
 
     def evaluate(self) -> dict[str, float]:
+        """:func:`trainers.evaluate.evaluate_policy` with d3rlpy's greedy ``predict`` on standardised states:
+        ``eval/policy/<field>`` keys (raw return, length, normalised score 0-100)."""
         cfg = self.cfg
         return evaluate_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, self.data.state_mean,
                                self.data.state_std, seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps)
 
     def info(self) -> dict[str, object]:
+        """Data sizes (``data/...``; ``data/transitions_used`` = transitions of the subset), the number of
+        scalars in every d3rlpy module (``params/total``) and the device."""
         total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
                     for p in m.parameters())
         return {**{f"data/{k}": v for k, v in self.data.summary().items()},
@@ -187,12 +195,19 @@ class D3rlpyLearner:
                 "params/total": int(total), contract.DEVICE: str(self.device)}
 
     def state_dict(self) -> dict:
+        """d3rlpy's own checkpoint of every module and optimiser (bytes), its gradient-step count, the batch
+        RNG's state and the last losses: enough to continue bit-exactly on the same device."""
         buf = io.BytesIO()
         self.algo.impl.save_model(buf)  # every module and optimiser, d3rlpy's own checkpoint format
         return {"d3rlpy": buf.getvalue(), "grad_step": int(self.algo.grad_step),
                 "batch_rng": self.rng.bit_generator.state, "last_losses": dict(self._last)}
 
     def load_state_dict(self, state: dict, where: Path) -> None:
+        """Restore :meth:`state_dict`'s output (read from checkpoint directory ``where``).
+
+        Raises:
+            ValueError: the stored d3rlpy state does not fit this baseline (message names the fix).
+        """
         try:
             self.algo.impl.load_model(io.BytesIO(state["d3rlpy"]))
         except (KeyError, RuntimeError) as e:
@@ -237,6 +252,8 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
         self._last: dict[str, float] = {}
 
     def train_step(self) -> dict[str, float]:
+        """One d3rlpy ``update`` on ``train.batch_size`` steps of the subset (frames stacked on the fly,
+        class docstring). Returns d3rlpy's losses by its names."""
         ds = self.data.dataset
         i = self.rng.integers(0, len(self.steps), size=self.cfg.train.batch_size)
         g, st, last = self.steps[i], self.step_start[i], self.is_last[i]
@@ -253,11 +270,14 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
         return dict(self._last)
 
     def evaluate(self) -> dict[str, float]:
+        """:func:`trainers.evaluate.evaluate_discrete_policy` with d3rlpy's greedy ``predict``:
+        ``eval/policy/<field>`` keys (raw return, length, gamer-normalised score)."""
         cfg = self.cfg
         return evaluate_discrete_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, seed=cfg.seed,
                                         max_episode_steps=cfg.eval.max_episode_steps)
 
     def info(self) -> dict[str, object]:
+        """As :meth:`D3rlpyLearner.info`; ``data/transitions_used`` = steps of the chosen trajectories."""
         total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
                     for p in m.parameters())
         return {**{f"data/{k}": v for k, v in self.data.summary().items()},

@@ -305,7 +305,7 @@ class BaselineConfig(_Strict):
 
 
 class AtariSettings(_Strict):
-    """Atari-only training settings (tasks whose registry ``domain`` is ``atari``; :mod:`trainers.atari`).
+    """Atari-only training settings (tasks whose registry ``domain`` is ``atari``; :mod:`trainers.domains.atari`).
 
     The learning-rate schedule is DT-Atari's token-based one, which LaMo keeps (srzer/LaMo-2023
     ``experiment-atari/core.py`` ``CustomLRScheduler``, after minGPT's trainer, github.com/karpathy/minGPT):
