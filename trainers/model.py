@@ -54,17 +54,19 @@ class ResidualBlock(nn.Module):
     ``docs/lamo_recipe.md`` §1.2).
 
     ``u = W1 x + b1``; ``out = W2 GELU(u) + b2 + u`` (skip from the first layer's pre-activation output).
-    Input ``(..., in_dim)`` -> output ``(..., hidden)``.
+    Input ``(..., in_dim)`` -> output ``(..., hidden)``. With ``ids=True`` the first layer is an embedding
+    of ``in_dim`` ids, ``(...,)`` int64 -> ``(..., hidden)`` (LaMo ``experiment-atari/model.py``'s action
+    embedding for discrete actions).
     """
 
-    def __init__(self, in_dim: int, hidden: int):
+    def __init__(self, in_dim: int, hidden: int, ids: bool = False):
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc1 = nn.Embedding(in_dim, hidden) if ids else nn.Linear(in_dim, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., in_dim) -> (..., hidden)``: ``fc2(GELU(fc1(x))) + fc1(x)``."""
+        """``(..., in_dim)`` (ids: ``(...,)``) ``-> (..., hidden)``: ``fc2(GELU(fc1(x))) + fc1(x)``."""
         u = self.fc1(x)
         return self.fc2(self.act(u)) + u
 

@@ -23,12 +23,15 @@ import numpy as np
 import torch
 
 
-def subsample_trajectories(n_trajectories: int, sample_ratio: float, seed: int) -> np.ndarray:
-    """Choose the trajectories kept at ``sample_ratio``.
+def subsample_trajectories(n_trajectories: int, sample_ratio: float, seed: int,
+                           weights: np.ndarray | None = None) -> np.ndarray:
+    """Choose the trajectories kept at ``sample_ratio``: ``max(1, int(n * ratio))`` drawn without
+    replacement by ``numpy.random.default_rng(seed)``, uniformly (LaMo's D4RL subset,
+    ``data/mujoco/ratio_dataset.py``) or with probability proportional to ``weights`` ``(n,)`` (LaMo's
+    Atari subset weights trajectories by length, ``experiment-atari``).
 
     Returns:
-        sorted int64 indices, ``max(1, int(n_trajectories * sample_ratio))`` of them (all of them at
-        ratio 1).
+        sorted int64 indices (all of them at ratio 1).
 
     Raises:
         ValueError: if ``sample_ratio`` is not in (0, 1] or there are no trajectories.
@@ -41,7 +44,8 @@ def subsample_trajectories(n_trajectories: int, sample_ratio: float, seed: int) 
         return np.arange(n_trajectories, dtype=np.int64)
     n_keep = max(1, int(n_trajectories * sample_ratio))
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_trajectories, size=n_keep, replace=False)).astype(np.int64)
+    p = None if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    return np.sort(rng.choice(n_trajectories, size=n_keep, replace=False, p=p)).astype(np.int64)
 
 
 def indices_hash(indices: np.ndarray) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from trainers.data.d4rl_hdf5 import DatasetError
-from trainers.data.trajectories import indices_hash
+from trainers.data.trajectories import indices_hash, subsample_trajectories
 
 FRAME_SHAPE = (84, 84)
 STACK = 4
@@ -249,22 +249,13 @@ def load_minari_atari(dataset_id: str, n_actions: int) -> AtariDataset:
 
 def subsample_by_length(lengths: np.ndarray, sample_ratio: float, seed: int) -> np.ndarray:
     """LaMo's Atari subset: ``max(1, floor(n * ratio))`` trajectory indices drawn without replacement with
-    probability proportional to ``lengths`` (``numpy.random.default_rng(seed)``), sorted; all at ratio 1.
+    probability proportional to ``lengths`` (:func:`trainers.data.trajectories.subsample_trajectories`
+    with ``weights=lengths``), sorted; all at ratio 1.
 
     Raises:
         ValueError: ratio outside (0, 1] or no trajectories.
     """
-    if not 0.0 < sample_ratio <= 1.0:
-        raise ValueError(f"sample_ratio must be in (0, 1], got {sample_ratio}")
-    n = len(lengths)
-    if n < 1:
-        raise ValueError("the dataset holds no trajectories")
-    if sample_ratio == 1.0:
-        return np.arange(n, dtype=np.int64)
-    p = np.asarray(lengths, dtype=np.float64)
-    keep = max(1, int(np.floor(n * sample_ratio)))
-    idx = np.random.default_rng(seed).choice(n, size=keep, replace=False, p=p / p.sum())
-    return np.sort(idx).astype(np.int64)
+    return subsample_trajectories(len(lengths), sample_ratio, seed, weights=lengths)
 
 
 class AtariSubset:

@@ -6,7 +6,7 @@ What it computes (srzer/LaMo-2023 ``experiment-atari/model.py``; docs/lamo_recip
   Conv(32->64, 4, 2) -> ReLU -> Conv(64->64, 3, 1) -> ReLU -> Flatten (3136) -> Linear(3136, H), on
   frames divided by 255. MLP mode appends a :class:`trainers.model.ResidualBlock` (H, H).
 * **Return-to-go**: ``Linear(1, H)``; MLP mode ``ResidualBlock(1, H)``.
-* **Action**: ``Embedding(n_actions, H)``; MLP mode :class:`ResidualEmbedBlock` (an embedding as first
+* **Action**: ``Embedding(n_actions, H)``; MLP mode :class:`trainers.model.ResidualBlock` with ``ids=True`` (an embedding as first
   layer, then GELU, Linear(H, H) and the skip).
 * Tokens (R_t, s_t, a_t) per step; the learned timestep embedding ``Embedding(max_ep_len, H)`` is added to
   each token **before** ``embed_ln`` (LaMo's Atari order, unlike its D4RL code); GPT-2's absolute
@@ -30,21 +30,6 @@ from trainers.config import TrialConfig
 from trainers.model import DecisionTransformer, ResidualBlock
 
 FRAMES, SIZE = 4, 84
-
-
-class ResidualEmbedBlock(nn.Module):
-    """``u = Embedding(x)``; ``out = W2 GELU(u) + b2 + u`` (LaMo ``experiment-atari/model.py``).
-    ``(...,)`` int64 ids -> ``(..., hidden)``."""
-
-    def __init__(self, n: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Embedding(n, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.fc1(x)
-        return self.fc2(self.act(u)) + u
 
 
 def nature_cnn(hidden: int) -> nn.Sequential:
@@ -77,7 +62,7 @@ class AtariDecisionTransformer(DecisionTransformer):
         H = self.hidden
         if cfg.model.embedding == "mlp":
             self.embed_state = nn.Sequential(nature_cnn(H), ResidualBlock(H, H))
-            self.embed_action = ResidualEmbedBlock(n_actions, H)
+            self.embed_action = ResidualBlock(n_actions, H, ids=True)
         else:
             self.embed_state = nature_cnn(H)
             self.embed_action = nn.Embedding(n_actions, H)
