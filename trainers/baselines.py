@@ -191,8 +191,13 @@ class D3rlpyLearner:
         total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
                     for p in m.parameters())
         return {**{f"data/{k}": v for k, v in self.data.summary().items()},
-                "data/transitions_used": int(len(self.arrays["rewards"])),
+                "data/transitions_used": self.transitions_used,
                 "params/total": int(total), contract.DEVICE: str(self.device)}
+
+    @property
+    def transitions_used(self) -> int:
+        """Transitions of the subset the batches are drawn from."""
+        return int(len(self.arrays["rewards"]))
 
     def state_dict(self) -> dict:
         """d3rlpy's own checkpoint of every module and optimiser (bytes), its gradient-step count, the batch
@@ -276,13 +281,10 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
         return evaluate_discrete_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, seed=cfg.seed,
                                         max_episode_steps=cfg.eval.max_episode_steps)
 
-    def info(self) -> dict[str, object]:
-        """As :meth:`D3rlpyLearner.info`; ``data/transitions_used`` = steps of the chosen trajectories."""
-        total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
-                    for p in m.parameters())
-        return {**{f"data/{k}": v for k, v in self.data.summary().items()},
-                "data/transitions_used": int(len(self.steps)),
-                "params/total": int(total), contract.DEVICE: str(self.device)}
+    @property
+    def transitions_used(self) -> int:
+        """Steps of the chosen trajectories (every one is a transition)."""
+        return int(len(self.steps))
 
 
 def make_baseline_learner(cfg: TrialConfig, data_dir: Path, device: torch.device) -> D3rlpyLearner:
