@@ -56,7 +56,8 @@ def run(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: SQLite in storage)"),
     storage: Optional[Path] = typer.Option(None, "--storage", help="directory for runs, data, MLflow store"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory (default <storage>/data)"),
-    prepare_only: bool = typer.Option(False, "--prepare-only", help="make missing datasets/LMs, then stop"),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="download and make every input it can, "
+                                      "list every one it cannot, then stop"),
     no_analysis: bool = typer.Option(False, "--no-analysis", help="skip the table/plot at the end"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="cap parallel trials"),
 ) -> None:
@@ -117,7 +118,7 @@ def run(
 
         dd = data_dir or sweep.data_dir
         try:
-            ensure_inputs(sweep.trials, dd)
+            ensure_inputs(sweep.trials, dd, keep_going=True)
         except (InputsUnavailable, DownloadError) as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             raise typer.Exit(3) from None

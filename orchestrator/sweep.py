@@ -71,6 +71,8 @@ class _MlflowTuneReporter:
         self.tags.update({k: info[k] for k in (C.DATA_SUBSET_HASH, C.DEVICE, C.DATA_SOURCE)})
         if info.get(C.TEXT_SOURCE):
             self.tags[C.TEXT_SOURCE] = str(info[C.TEXT_SOURCE])[:5000]
+        if info.get(C.DATASET_SHA256):
+            self.tags[C.DATASET_SHA256] = str(info[C.DATASET_SHA256])
         if info.get("resumed_at_step", 0) == 0:
             self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(C.STATIC_PREFIXES)}))
 

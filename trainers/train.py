@@ -18,7 +18,9 @@ from typing import Protocol
 from trainers import contract
 from trainers.checkpoint import LoopState, TrialCheckpoint, seed_everything
 from trainers.config import TrialConfig
+from trainers.downloads import dataset_file_sha256
 from trainers.inputs import text_source_of
+from trainers.paths import trial_dataset_path
 from trainers.learner import resolve_device
 from trainers.methods import make_learner
 
@@ -98,6 +100,7 @@ def run_trial(cfg: TrialConfig, workdir: Path, data_dir: Path, reporter: Reporte
     reporter.start(cfg, {contract.DATA_SUBSET_HASH: learner.data.subset_hash, **learner.info(),
                          "resumed_at_step": loop.step, contract.CONFIG_HASH: cfg.config_hash(),
                          contract.DATA_SOURCE: cfg.data_source,
+                         contract.DATASET_SHA256: dataset_file_sha256(trial_dataset_path(cfg, data_dir)),
                          contract.TEXT_SOURCE: text_source_of(cfg, Path(data_dir))})
 
     def evaluate_and_checkpoint() -> dict[str, float]:

@@ -177,14 +177,20 @@ class Domain:
             return Path(data_dir) / "d4rl" / f"{src.name}.hdf5"
         return None
 
+    def dataset_downloads(self, cfg, path: Path) -> list[tuple[str, Path]]:
+        """Where ``prepare`` downloads the trial's published (``d4rl``) dataset from: ``[(url, file), ...]``
+        (empty: no canonical download). Default: the task's ``dataset.url`` into ``path``."""
+        url = cfg.task_spec.dataset.url
+        return [(url, Path(path))] if url else []
+
     def missing_dataset_fix(self, cfg, path: Path) -> tuple[str, str] | None:
         """For a trial whose ``d4rl`` dataset is absent: ``(what, fix)`` for the missing-input message, or
         ``None`` when it is present. Default: a D4RL-layout HDF5 file at ``path``."""
         if path.exists():
             return None
         task = cfg.task_spec
-        fetch = (f"`wget {task.dataset.url} -O {path}`" if task.dataset.url else
-                 f"D4RL's {task.dataset.name}.hdf5 (gym_mujoco_v2 release)")
+        fetch = (f"`lamo-trial fetch --sweep <sweep file>` (or `wget {task.dataset.url} -O {path}`)"
+                 if task.dataset.url else f"D4RL's {task.dataset.name}.hdf5")
         return (f"D4RL dataset {task.dataset.name!r} for task {cfg.task!r}",
                 f"download {fetch} on a machine with internet and copy it to {path} (or point LAMO_DATA_DIR "
                 f"at a directory holding d4rl/{task.dataset.name}.hdf5). The old `d4rl` package does not "

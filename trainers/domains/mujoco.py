@@ -9,7 +9,8 @@ Sources of the constants (explained in ``docs/lamo_recipe.md``):
   github.com/Farama-Foundation/D4RL); normalised score = D4RL's ``get_normalized_score`` x 100.
 * Sample ratios of the medium datasets: LaMo ``data/mujoco/ratio_dataset.py`` and the paper's Appendix B
   (lamo_recipe §4.2).
-* Datasets: D4RL's ``<env>_<level>-v2`` files (read with h5py), Minari's ``mujoco/<env>/<level>-v0``, or
+* Datasets: D4RL's ``<env>_<level>-v2`` files (read with h5py; published at
+  ``.../offline_rl/gym_mujoco_v2/<env>_<level>-v2.hdf5``, D4RL ``d4rl/infos.py``), Minari's ``mujoco/<env>/<level>-v0``, or
   D4RL-style data collected here from RL-Zoo agents (``sb3:<algo>/<Env>-v3``,
   :mod:`trainers.data.policies`): D4RL's "medium" is about one third of expert: with mean actions, Hopper
   SAC scores 34 normalised, HalfCheetah ARS 42, Walker2d ARS 31; TQC is expert level on all three
@@ -21,6 +22,7 @@ Sources of the constants (explained in ``docs/lamo_recipe.md``):
 from __future__ import annotations
 
 from trainers.domains.base import DatasetSource, TaskSpec, register_domain
+from trainers.downloads import D4RL_BASE_URL
 from trainers.domains.state import StateDomain
 
 # D4RL reference returns, d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE); docs/lamo_recipe.md §5.3.
@@ -65,7 +67,8 @@ class MujocoDomain(StateDomain):
                     dataset=DatasetSource(
                         kind="d4rl_hdf5", name=f"{env}_{_D4RL_LEVEL[level]}-v2", behaviour_policy=pol[level],
                         transitions=1_000_000, collected_name=f"{env}-{level}-sb3-v0",
-                        minari_id=f"mujoco/{env}/{level}-v0"),
+                        minari_id=f"mujoco/{env}/{level}-v0",
+                        url=f"{D4RL_BASE_URL}gym_mujoco_v2/{env}_{_D4RL_LEVEL[level]}-v2.hdf5"),
                     paper_sample_ratios=(0.005, 0.01, 0.1, 1.0) if level == "medium" else (),
                     domain=self.name, display=f"{_GYM_NAMES[env]}-{_LEVEL_DISPLAY[level]}",
                     order=order if level == "medium" else 50))

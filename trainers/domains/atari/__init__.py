@@ -73,6 +73,16 @@ class AtariDomain(Domain):
             return Path(data_dir) / "dqn_replay" / (game[:1].upper() + game[1:]) / "1" / "replay_logs"
         return super().dataset_path(task, data_dir, source)
 
+    def dataset_downloads(self, cfg, path: Path) -> list[tuple[str, Path]]:
+        """The four files of the "medium" DQN Replay checkpoint of run 1 (d4rl-atari's ``<game>-medium-v0``)
+        from the dataset's public bucket over HTTPS (:data:`trainers.downloads.DQN_REPLAY_BASE_URL`)."""
+        from trainers.domains.atari.data import dqn_replay_files
+        from trainers.downloads import DQN_REPLAY_BASE_URL
+
+        game = game_of(cfg.task_spec)
+        base = f"{DQN_REPLAY_BASE_URL}{game[:1].upper() + game[1:]}/1/replay_logs/"
+        return [(base + f.name, f) for f in dqn_replay_files(path).values()]
+
     def missing_dataset_fix(self, cfg, path: Path) -> tuple[str, str] | None:
         """DQN Replay: absent when any of the checkpoint's four files is; the fix is the loader's message."""
         from trainers.domains.atari.data import DatasetError, dqn_replay_files, load_dqn_replay

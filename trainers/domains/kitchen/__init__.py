@@ -16,12 +16,13 @@
 from __future__ import annotations
 
 from trainers.domains.base import DatasetSource, TaskSpec, register_domain
+from trainers.downloads import D4RL_BASE_URL
 from trainers.domains.state import StateDomain
 
 KITCHEN_ID = "lamo/FrankaKitchen-complete-v0"
 KITCHEN_MAX_STEPS = 280  # D4RL kitchen-*-v0 and FrankaKitchen-v1 max_episode_steps
 
-_D4RL_KITCHEN_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/kitchen/"
+_D4RL_KITCHEN_URL = D4RL_BASE_URL + "kitchen/"
 _KITCHEN_FILES = {"complete": "mini_kitchen_microwave_kettle_light_slider-v0",
                   "partial": "kitchen_microwave_kettle_light_slider-v0"}
 _KITCHEN_EPISODES = {"complete": 20, "partial": 60}  # D4RL: 19 complete demos, partial ~600 (CPU-sized here)
