@@ -189,3 +189,31 @@ grid: {{task: [hopper-medium, kitchen-partial], sample_ratio: [1.0], seed: [0], 
     assert r.exit_code == 3, r.output  # kitchen-partial's file is not on the stand-in server: a failed download
     assert (tmp_path / "st" / "data" / "d4rl" / "hopper_medium-v2.hdf5").read_bytes() == body
     assert "kitchen_microwave_kettle_light_slider-v0" in r.output
+
+
+def test_minari_dataset_is_planned_as_a_download_when_its_remote_answers(tmp_path, monkeypatch):
+    """Minari's default remote is the Hugging Face hub: with a hub that answers, an absent Minari dataset
+    is a ``prepare`` download (``minari.load_dataset(download=True)``), not a missing input. (The download
+    itself needs Minari's real hub repositories and is not run here.)"""
+    import huggingface_hub.constants
+
+    from trainers.inputs import inputs_to_prepare, missing_inputs
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty-store"))
+    monkeypatch.delenv("MINARI_REMOTE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # tests/conftest.py sets it; this hub is local
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    cfg = TrialConfig.model_validate({"task": "hopper-medium", "data": {"source": "minari"}, "variant": "dt",
+                                      "model": {"lm": None, "init": "random"}, "language": {"weight": 0}})
+    srv = FileServer({})
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url.rstrip("/"))
+        assert missing_inputs([cfg], tmp_path) == []
+        (line,) = inputs_to_prepare([cfg], tmp_path)
+        assert "Minari dataset mujoco/hopper/medium-v0" in line and "hf://farama-minari" in line
+    finally:
+        srv.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    (m,) = missing_inputs([cfg], tmp_path)
+    assert "minari download mujoco/hopper/medium-v0" in m.fix and "download impossible here" in m.fix

@@ -511,7 +511,11 @@ class PublishedData(_Dataset):
 
 
 class MinariData(_Dataset):
-    """A dataset in Minari's local store (``data.source: minari``)."""
+    """A dataset in Minari's local store (``data.source: minari``). ``prepare`` downloads it with
+    ``minari.load_dataset(id, download=True)`` (Minari's API; its default remote is the Hugging Face hub,
+    ``hf://farama-minari``, or ``$MINARI_REMOTE``) when that remote answers."""
+
+    kind, rank = "fetch-minari", 4
 
     @property
     def minari_id(self) -> str | None:
@@ -521,14 +525,44 @@ class MinariData(_Dataset):
     def where(self) -> str:
         return f"minari:{self.minari_id}"
 
+    @property
+    def label(self) -> str:
+        return self.where
+
+    @staticmethod
+    def remote() -> str:
+        """Minari's remote (``$MINARI_REMOTE``, default ``hf://farama-minari``, minari 0.5)."""
+        import os
+
+        return os.environ.get("MINARI_REMOTE", "hf://farama-minari")
+
     def present(self) -> bool:
         return minari_available(self.minari_id) is None
 
     def unavailable(self) -> str | None:
-        return minari_available(self.minari_id)
+        if not self.minari_id:
+            return minari_available(self.minari_id)
+        if self.remote().startswith("hf://"):
+            return downloads.hub_unreachable()
+        return None  # another remote (gcp://...): tried by the download itself
 
     def missing(self, why: str) -> MissingInput:
-        return MissingInput(f"Minari dataset {self.minari_id!r}", "Minari's local store", why)
+        return MissingInput(f"Minari dataset {self.minari_id!r}", "Minari's local store",
+                            f"{minari_available(self.minari_id)} (download impossible here: {why})")
+
+    def plan(self) -> str:
+        return (f"download Minari dataset {self.minari_id} from {self.remote()} "
+                f"(minari.load_dataset(download=True)) into Minari's store")
+
+    def make(self, progress: bool, log) -> tuple[str, object]:
+        import minari
+
+        try:
+            minari.load_dataset(self.minari_id, download=True)
+        except Exception as e:  # noqa: BLE001 - network, HTTP and storage errors of any kind
+            raise downloads.DownloadError(f"downloading Minari dataset {self.minari_id} from {self.remote()} "
+                                          f"failed: {_short(e)}") from None
+        return "downloads", self.where
 
 
 class PickleData(_Dataset):
