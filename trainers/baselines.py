@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from trainers import contract
-from trainers.config import DISCRETE_BASELINES, TrialConfig
+from trainers.config import DISCRETE_BASELINES, AtariSettings, TrialConfig
 from trainers.data.atari import FRAME_SHAPE, STACK, stack_frames
 from trainers.data.trajectories import TrajectorySet
 from trainers.evaluate import evaluate_discrete_policy, evaluate_policy
@@ -255,7 +255,8 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
         return evaluate_discrete_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, seed=cfg.seed,
-                                        max_episode_steps=cfg.eval.max_episode_steps)
+                                        max_episode_steps=cfg.eval.max_episode_steps,
+                                        eval_env=(cfg.atari or AtariSettings()).eval_env)
 
     def info(self) -> dict[str, object]:
         total = sum(p.numel() for m in self._modules.values() if isinstance(m, torch.nn.Module)
