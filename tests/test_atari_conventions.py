@@ -146,3 +146,19 @@ def test_lamo_atari_uses_torchs_default_adamw_eps():
     cfg = TrialConfig.model_validate({**get_preset("lamo-atari"), "task": "breakout-medium"})
     assert cfg.train.adam_eps == 1e-8 == torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]).defaults["eps"]
     assert TrialConfig(task="reacher2d-medium").train.adam_eps == 1e-6  # the D4RL recipe keeps LaMo's 1e-6
+
+
+def test_official_token_schedule_oscillates_past_final_tokens():
+    """docs/deviations.md row 30: LaMo's ``CustomLRScheduler`` does not cap the cosine's progress, so with
+    the official quadratic token count the LR keeps cycling between 0.1x and 1x (mean ~0.53 over 100k steps)."""
+    from trainers.atari_learner import token_lr_multiplier
+
+    warm, final = 375e6, 260e9
+    assert token_lr_multiplier(final, warm, final) == pytest.approx(0.1)
+    assert token_lr_multiplier(2 * final - warm, warm, final) == pytest.approx(1.0)  # back at the top
+    per_step = 128 * 30  # every target a non-zero action id
+    steps = np.arange(1, 100_001, dtype=np.float64)
+    mult = np.array([token_lr_multiplier(t, warm, final) for t in per_step * (steps - 1) * steps / 2])
+    assert 0.5 < mult.mean() < 0.56
+    late = mult[50_000:]
+    assert late.max() > 0.99 and late.min() == pytest.approx(0.1)
