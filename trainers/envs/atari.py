@@ -144,7 +144,7 @@ def game_of(env_id_or_task_name: str) -> str:
         KeyError: neither names a game of :data:`GAMES`.
     """
     for game in GAMES:
-        if env_id_or_task_name in (env_id(game),) or env_id_or_task_name.split("-")[0] == game:
+        if env_id_or_task_name == env_id(game) or env_id_or_task_name.split("-")[0] == game:
             return game
     raise KeyError(f"{env_id_or_task_name!r} is not an Atari env id or task of {', '.join(GAMES)}")
 
