@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 def one(args) -> dict:
     import torch
 
-    from trainers.domains.atari.learner import AtariLearner, build_atari_parts
+    from trainers.learner import SequenceLearner, build_parts
     from trainers.checkpoint import seed_everything
     from trainers.config import TrialConfig
     from trainers.inputs import prepare_inputs
@@ -60,7 +60,7 @@ def one(args) -> dict:
     cfg = TrialConfig(**d)
     prepare_inputs([cfg], data_dir, progress=False, log=lambda *a: None)
     seed_everything(0)
-    learner = AtariLearner(cfg, build_atari_parts(cfg, data_dir, torch.device(args.device)))
+    learner = SequenceLearner(cfg, build_parts(cfg, data_dir, torch.device(args.device)))
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     for _ in range(2):
         learner.train_step()

@@ -1,7 +1,9 @@
 """Collect the locally generated Franka Kitchen datasets and measure them.
 
-Per dataset: trajectories, transitions, mean raw return (= subtasks completed, 0..4), normalised score
-(100 x return / 4, D4RL ``d4rl/infos.py`` reference 0..4), the share of episodes that completed each
+Per dataset: trajectories, transitions, mean env return (= subtasks completed, 0..4, what the env pays
+and evaluation reports), normalised score (100 x return / 4, D4RL ``d4rl/infos.py`` reference 0..4), the
+mean dataset return (the sum of the stored rows' rewards: D4RL's relabelled step rewards, in the
+hundreds; ``trainers.domains.kitchen.env.d4rl_kitchen_rewards``), the share of episodes that completed each
 target subtask (a subtask's joints within 0.3 of its goal at any step, the env's own rule:
 ``FrankaKitchen-v1`` / D4RL ``BONUS_THRESH``), the share that completed all four in D4RL's order, and
 the collection speed. Results: ``docs/benchmarks.md`` ("Kitchen").
@@ -52,13 +54,15 @@ def measure(path: Path) -> dict:
         steps = completion_steps(obs)
         done = [steps[t] for t in KITCHEN_TASKS]
         in_order = all(s is not None for s in done) and done == sorted(done)
-        rows.append((steps, float(np.sum(tr["rewards"])), in_order, len(tr["rewards"])))
+        env_return = sum(s is not None for s in done)  # the env pays +1 once per subtask
+        rows.append((steps, float(env_return), in_order, len(tr["rewards"]), float(np.sum(tr["rewards"]))))
     n = len(rows)
     ret = np.array([r[1] for r in rows])
     return {
         "file": str(path), "trajectories": n, "transitions": int(sum(r[3] for r in rows)),
         "mean_length": float(np.mean([r[3] for r in rows])),
         "mean_return": float(ret.mean()), "normalised_score": float(100.0 * ret.mean() / 4.0),
+        "mean_dataset_return": float(np.mean([r[4] for r in rows])),
         "subtask_success": {t: sum(r[0][t] is not None for r in rows) / n for t in KITCHEN_TASKS},
         "all_four_in_order": sum(r[2] for r in rows) / n,
     }

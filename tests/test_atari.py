@@ -162,7 +162,7 @@ def test_corrupt_or_missing_replay_files_get_clear_errors(tmp_path):
             np.save(f, good[k])
     assert len(load_dqn_replay(d, "breakout", 4).rewards) == n
     files["reward"].write_bytes(b"not a gzip file")
-    with pytest.raises(DatasetError, match=r"reward_ckpt\.9\.gz: corrupt DQN Replay file"):
+    with pytest.raises(DatasetError, match=r"reward_ckpt\.10\.gz: corrupt DQN Replay file"):
         load_dqn_replay(d, "breakout", 4)
     with gzip.open(files["reward"], "wb") as f:
         np.save(f, good["reward"])

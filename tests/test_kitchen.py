@@ -235,3 +235,85 @@ def test_minari_kitchen_dict_observations_load_in_the_d4rl_layout(tmp_path, monk
     with pytest.raises(DatasetError, match=r"\(T, 60\)"):
         load_trajectory_list(_dt_config("kitchen-partial", data={"source": "minari",
                                                                  "minari_id": "test/hopper/tiny-v0"}), tmp_path)
+
+
+def _kitchen_obs(solved=()) -> np.ndarray:
+    """A 60-d D4RL-layout observation with the subtasks in ``solved`` at their goal, the rest at rest
+    (zeros: every subtask's rest pose is >= 0.37 from its goal)."""
+    from trainers.domains.kitchen.env import _constants
+
+    indices, goals = _constants()
+    obs = np.zeros(60)
+    obs[30:] = goal_vector()
+    for t in solved:
+        obs[indices[t]] = goals[t]
+    return obs
+
+
+def test_d4rl_step_reward_counts_the_subtasks_solved_in_each_observation():
+    from trainers.domains.kitchen.env import D4RL_BONUS_THRESH, d4rl_kitchen_rewards
+
+    obs = np.stack([_kitchen_obs(), _kitchen_obs(["microwave"]), _kitchen_obs(["microwave", "kettle"]),
+                    _kitchen_obs(KITCHEN_TASKS)])
+    assert d4rl_kitchen_rewards(obs).tolist() == [0.0, 1.0, 2.0, 4.0]
+    near, far = obs[1].copy(), obs[1].copy()
+    near[22] += D4RL_BONUS_THRESH - 0.01  # microwave joint (index 22) just inside / outside 0.3
+    far[22] += D4RL_BONUS_THRESH + 0.01
+    assert d4rl_kitchen_rewards(np.stack([near, far])).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="60 wide"):
+        d4rl_kitchen_rewards(np.zeros((2, 59)))
+
+
+def test_collected_kitchen_rows_store_d4rl_relabelled_step_rewards(tmp_path, monkeypatch):
+    """The env pays +1 once per subtask (2 here); the file's rows count the subtasks solved in each row's
+    observation, as D4RL's kitchen files (0, 0, 1, 1, 2, 2: return 6); the reported return stays 2."""
+    import gymnasium
+
+    import trainers.data.collect as collect
+    from trainers.data.d4rl_hdf5 import load_d4rl_hdf5
+
+    solved_at = {"microwave": 2, "kettle": 4}  # the step whose observation first shows the subtask solved
+
+    class FakeKitchen(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (60,), np.float64)
+        action_space = gymnasium.spaces.Box(-1.0, 1.0, (9,), np.float32)
+
+        def _obs(self):
+            return _kitchen_obs([k for k, t in solved_at.items() if self.t >= t])
+
+        def reset(self, *, seed=None, options=None):
+            self.t = 0
+            return self._obs(), {}
+
+        def step(self, action):
+            self.t += 1
+            reward = float(sum(t == self.t for t in solved_at.values()))  # +1 once, as the env
+            return self._obs(), reward, False, self.t >= 6, {}
+
+    class Idle:
+        def __call__(self, obs):
+            return np.zeros(9, np.float32)
+
+    monkeypatch.setattr(collect, "make_env", lambda env_id, **kw: FakeKitchen())
+    monkeypatch.setattr(collect, "get_behaviour_policy", lambda name, seed, data_dir=None: Idle())
+    out = tmp_path / "k.hdf5"
+    summary = collect.collect_dataset("kitchen-complete", out, episodes=1, progress=False)
+    data = load_d4rl_hdf5(out)
+    assert data["rewards"].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    assert summary["mean_return"] == 2.0 and data.attrs["mean_return"] == 2.0  # env units: subtasks done
+    assert "relabelled" in data.attrs["rewards"]
+
+
+def test_a_kitchen_file_collected_with_env_rewards_is_refused(tmp_path):
+    from trainers.data.d4rl_hdf5 import DatasetError
+    from trainers.data.loaders import load_trajectory_list
+
+    cfg = _dt_config("kitchen-complete", data={"source": "collected"})
+    path = _write(tmp_path / "datasets" / "kitchen-complete-scripted-v0.hdf5")
+    with h5py.File(path, "a") as f:
+        f.attrs["created_by"] = "lamo-sweep"
+    with pytest.raises(DatasetError, match="relabelled step rewards.*delete it"):
+        load_trajectory_list(cfg, tmp_path)
+    with h5py.File(path, "a") as f:
+        f.attrs["rewards"] = "D4RL relabelled"
+    assert len(load_trajectory_list(cfg, tmp_path)) == 2

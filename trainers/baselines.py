@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from trainers import contract
-from trainers.config import DISCRETE_BASELINES, TrialConfig
+from trainers.config import DISCRETE_BASELINES, AtariSettings, TrialConfig
 from trainers.domains.atari.data import FRAME_SHAPE, STACK, stack_frames
 from trainers.data.trajectories import TrajectorySet
 from trainers.evaluate import evaluate_discrete_policy, evaluate_policy
@@ -279,7 +279,8 @@ class DiscreteD3rlpyLearner(D3rlpyLearner):
         ``eval/policy/<field>`` keys (raw return, length, gamer-normalised score)."""
         cfg = self.cfg
         return evaluate_discrete_policy(self.algo.predict, cfg.task_spec, cfg.eval.episodes, seed=cfg.seed,
-                                        max_episode_steps=cfg.eval.max_episode_steps)
+                                        max_episode_steps=cfg.eval.max_episode_steps,
+                                        eval_env=(cfg.atari or AtariSettings()).eval_env)
 
     @property
     def transitions_used(self) -> int:

@@ -319,11 +319,17 @@ class AtariSettings(_Strict):
             the effective count grows quadratically (warm-up ends after a few hundred steps;
             docs/deviations.md).
         warmup_tokens / final_tokens: in tokens (action targets).
+        eval_env: the env evaluation runs in (:func:`trainers.domains.atari.env.make_atari_eval_env`):
+            ``d4rl-atari`` (default): LaMo's, d4rl-atari's ``AtariEnv`` defaults (no sticky actions, 1-30
+            no-op starts, frame stack filled with the first frame; LaMo ``experiment-atari/core.py``);
+            ``dopamine``: the data-collection env (sticky actions 0.25, no no-op starts, zero padding).
+            Left out of the canonical JSON while at its default, so existing trials keep their hash.
     """
 
     lr_schedule: Literal["tokens", "tokens-official"] = "tokens"
     warmup_tokens: float = Field(375e6, ge=0)
     final_tokens: float = Field(260e9, gt=0)
+    eval_env: Literal["d4rl-atari", "dopamine"] = later("d4rl-atari")
 
 
 class TrialConfig(_Strict):

@@ -175,14 +175,17 @@ def evaluate_policy(act, task: TaskSpec, episodes: int, state_mean: np.ndarray, 
 
 
 def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
-                             max_episode_steps: int | None = None) -> dict[str, float]:
+                             max_episode_steps: int | None = None, eval_env: str = "d4rl-atari") -> dict[str, float]:
     """Roll out a Markov policy on an Atari task (the discrete baselines) for ``episodes`` episodes in
     parallel, with the envs, env seeds (episode i: ``seed * 100_003 + i``), horizon (default
     ``task.max_ep_len``) and gamer-normalised score of :func:`trainers.domains.atari.learner.evaluate_atari`.
 
     Args:
-        act: ``(b, 4, 84, 84)`` float32 stacked frames, values 0-255 (oldest first, zeros before an
-            episode's first frame) -> ``(b,)`` action ids (NumPy); greedy, no epsilon.
+        act: ``(b, 4, 84, 84)`` float32 stacked frames, values 0-255 (oldest first; at an episode's
+            start the stack holds copies of the first frame in the default env, zeros in ``dopamine``)
+            -> ``(b,)`` action ids (NumPy); greedy, no epsilon.
+        eval_env: ``atari.eval_env``, the env of :func:`trainers.domains.atari.env.make_atari_eval_env`
+            (default ``d4rl-atari``, LaMo's evaluation env).
 
     Returns:
         as :func:`evaluate_policy`: ``eval/policy/<field>`` keys (raw return, length, gamer-normalised
@@ -191,15 +194,19 @@ def evaluate_discrete_policy(act, task: TaskSpec, episodes: int, seed: int,
     def choose(obs: np.ndarray) -> list[int]:
         return [int(a) for a in np.asarray(act(obs.astype(np.float32))).reshape(-1)]
 
-    return _markov_rollouts(choose, task, episodes, seed, max_episode_steps)
+    from trainers.domains.atari.env import game_of, make_atari_eval_env
+
+    return _markov_rollouts(choose, task, episodes, seed, max_episode_steps,
+                            make=lambda: make_atari_eval_env(game_of(task.env_id), eval_env))
 
 
 def _markov_rollouts(choose, task: TaskSpec, episodes: int, seed: int,
-                     max_episode_steps: int | None) -> dict[str, float]:
+                     max_episode_steps: int | None, make=None) -> dict[str, float]:
     """The rollout loop of :func:`evaluate_policy` and :func:`evaluate_discrete_policy`: ``episodes``
     envs of ``task`` (episode i reset with ``seed * 100_003 + i``), stepped together until each ends or
     reaches the horizon (``max_episode_steps`` or ``task.max_ep_len``); ``choose`` maps the raw
-    observations of the active episodes ``(b, *obs_shape)`` (the env's dtype) to their ``b`` actions.
+    observations of the active episodes ``(b, *obs_shape)`` (the env's dtype) to their ``b`` actions;
+    ``make`` builds one env (default: ``make_env(task.env_id)``).
 
     Returns:
         :func:`evaluation_metrics` with no RTG target (``eval/policy/<field>`` keys).
@@ -207,7 +214,7 @@ def _markov_rollouts(choose, task: TaskSpec, episodes: int, seed: int,
     from trainers.envs import make_env
 
     horizon = max_episode_steps or task.max_ep_len
-    envs = [make_env(task.env_id) for _ in range(episodes)]
+    envs = [make() if make is not None else make_env(task.env_id) for _ in range(episodes)]
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     done = np.zeros(episodes, dtype=bool)

@@ -1,10 +1,8 @@
-"""What every learner built around one torch model has in common (:class:`ModelLearner`): construction,
-the static facts logged once, and the learner part of the checkpoint.
+"""What a learner built around one torch model has: construction, the static facts logged once, and the
+learner part of the checkpoint (:class:`ModelLearner`).
 
-:class:`trainers.learner.SequenceLearner` (LaMo, DT, the ablations) and
-:class:`trainers.domains.atari.learner.AtariLearner` derive from it and add their own step, learning rate and
-evaluation. It lives in its own module so that both can import it while :mod:`trainers.learner` imports
-the Atari learner (in :func:`trainers.learner.make_learner`) without an import cycle.
+:class:`trainers.learner.SequenceLearner` (LaMo, DT, Wiki-RL, the ablations, on every domain) derives from
+it and adds its step, learning rate and evaluation.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ class ModelLearner:
 
     Attributes:
         cfg: the trial config.
-        parts: the built parts (``SequenceParts`` or ``AtariParts``).
+        parts: the built parts (:class:`trainers.learner.SequenceParts`).
         data: the trajectory subset trained on (its hash is part of the checkpoint's identity).
         fingerprint: fingerprint of the frozen weights (they never change, so computed once; frozen
             weights are rebuilt on resume, not stored, and checked against it).

@@ -87,7 +87,8 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   :mod:`trainers.domains.atari`; these two carry the official Atari hyperparameters, and on an Atari task
   ``lamo`` and ``dt`` mean them, :data:`DOMAIN_VARIANTS`):
   ``lamo-atari`` = srzer/LaMo-2023 ``experiment-atari/run.sh``: LoRA r = alpha = 32 (alpha is the default) with peft's defaults
-  (dropout 0, bias frozen), lr 1e-3, weight decay 0.01, batch 128, gradient clip 1.0 (``core.py``), no
+  (dropout 0, bias frozen), lr 1e-3, weight decay 0.01, batch 128, gradient clip 1.0, AdamW eps 1e-8
+  (``core.py`` builds ``torch.optim.AdamW`` without ``eps``: torch's default, not the D4RL code's 1e-6), no
   language loss (``co_training=0``), evaluation every 200 steps with 5 episodes per target
   (``cfgs/config.yaml``). ``dt-atari`` = ``dt`` with the ``cfgs/config.yaml`` optimiser (lr 3e-4,
   weight decay 0.1, batch 128, clip 1.0, AdamW eps 1e-8 = torch's default) and GELU blocks of GPT-2's
@@ -158,7 +159,7 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-atari": {
         "model": {"lora": {"rank": 32, "dropout": 0.0, "train_bias": False}},
         "language": {"weight": 0.0},
-        "train": {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "grad_clip": 1.0},
+        "train": {"lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "grad_clip": 1.0, "adam_eps": 1e-8},
         "eval": {"every_steps": 200, "episodes": 5},
     },
     "dt-atari": {

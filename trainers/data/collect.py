@@ -31,6 +31,12 @@ boundary ``timeouts`` flag above).
 
 Writes are atomic (temporary file + rename, :func:`trainers.data.d4rl_hdf5.write_d4rl_hdf5`): an
 interrupted collection leaves no partial file and is simply re-run.
+
+Reward semantics: rows store the env's reward, except on Franka Kitchen, whose rows store D4RL's
+relabelled dataset reward (the number of target subtasks solved in the row's observation,
+:func:`trainers.domains.kitchen.env.d4rl_kitchen_rewards`; D4RL ``scripts/generation/generate_kitchen_datasets.py``),
+as D4RL's kitchen files do; the reported returns and scores stay in the env's units (subtasks
+completed, 0-4), the units of evaluation.
 """
 
 from __future__ import annotations
@@ -251,6 +257,33 @@ def _stats(task, returns: list[float]) -> dict[str, float]:
             "mean_normalised_score": task.normalised_score(mean)}
 
 
+#: File attribute ``rewards`` of collected kitchen files (absent elsewhere: rows hold the env's reward).
+KITCHEN_REWARDS_NOTE = ("D4RL relabelled: subtasks solved in the row's observation "
+                        "(REMOVE_TASKS_WHEN_COMPLETE=False, d4rl generate_kitchen_datasets.py)")
+
+
+def relabel_dataset_rewards(task, data: dict[str, np.ndarray]) -> str | None:
+    """Give ``data["rewards"]`` the reward semantics of the task's reference dataset, in place.
+
+    Franka Kitchen (``task.env_id == trainers.envs.KITCHEN_ID``): D4RL's relabelled step reward, the
+    number of target subtasks solved in each row's observation
+    (:func:`trainers.domains.kitchen.env.d4rl_kitchen_rewards`), instead of the env's +1 once per subtask.
+    Every other task keeps the env's reward.
+
+    Returns:
+        the file attribute describing the rewards (:data:`KITCHEN_REWARDS_NOTE`), or ``None`` when
+        unchanged.
+    """
+    from trainers.envs import KITCHEN_ID
+
+    if task.env_id != KITCHEN_ID:
+        return None
+    from trainers.domains.kitchen.env import d4rl_kitchen_rewards
+
+    data["rewards"] = d4rl_kitchen_rewards(data["observations"]).astype(_DTYPES["rewards"])
+    return KITCHEN_REWARDS_NOTE
+
+
 def collect_dataset(
     task_name: str,
     out_path: str | os.PathLike,
@@ -279,8 +312,12 @@ def collect_dataset(
         data_dir: the data directory whose agent cache ``sb3_agents/`` SB3 policies are looked up in
             (:func:`trainers.paths.sb3_agent_roots`); ``None``: ``$LAMO_SB3_AGENTS_DIR`` or the mirror.
 
+    Rows store the env's rewards, except kitchen: D4RL's relabelled step rewards
+    (:func:`relabel_dataset_rewards`; returns in the hundreds, as D4RL's kitchen files).
+
     File attributes: env_id, task, behaviour_policy, seed, episodes (trajectories in the file, a cut
-    one included), mean_return and mean_normalised_score (over the complete episodes of all parts),
+    one included), mean_return and mean_normalised_score (env-reward returns, the evaluation's units,
+    over the complete episodes of all parts), ``rewards`` (kitchen only, :data:`KITCHEN_REWARDS_NOTE`),
     created_by, transitions, n_envs, and ``policies``: one dict per part with name, transitions,
     trajectories, complete_episodes, mean_return, std_return, mean_normalised_score.
 
@@ -342,6 +379,7 @@ def collect_dataset(
         if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
             part.arrays["timeouts"][-1] = True
     data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
+    reward_note = relabel_dataset_rewards(task, data)
     per_policy = [
         {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
          "complete_episodes": len(p.returns), **_stats(task, p.returns)}
@@ -367,6 +405,7 @@ def collect_dataset(
             "transitions": n_rows,
             "n_envs": int(used_envs),
             "policies": per_policy,
+            **({"rewards": reward_note} if reward_note else {}),
         },
     )
     return {

@@ -2,8 +2,18 @@
 
 Layout of a dataset in memory (:class:`AtariDataset`) and on disk (HDF5, ``<data_dir>/datasets/<name>.hdf5``):
 ``observations (N, 84, 84)`` uint8 single frames (the newest frame of each step, as d4rl-atari returns
-with ``stack=False``), ``actions (N,)`` int64 action ids, ``rewards (N,)`` float32 raw (unclipped) rewards,
+with ``stack=False``), ``actions (N,)`` int64 action ids, ``rewards (N,)`` float32 training rewards,
 ``terminals (N,)`` bool, True at the last step of each episode (a cut last episode is closed too).
+
+Reward units: the training rewards (and so the return-to-go the model is trained on) are what DQN Replay
+stores, the game's reward **clipped to [-1, 1]**: Dopamine's runner clips before a transition enters the
+replay buffer (github.com/google/dopamine ``dopamine/discrete_domains/run_experiment.py``
+``_run_one_episode``: ``reward = np.clip(reward, -1, 1)`` before ``agent.step``/``_end_episode``), and
+d4rl-atari serves the buffer's ``reward`` array unchanged (d4rl-atari ``d4rl_atari/offline_env.py``).
+Collected data store the same (:data:`REWARD_CLIP`); their raw game return is kept only for the
+dataset's reported score (HDF5 attributes ``raw_mean_return`` / ``gamer_normalised``). Evaluation
+returns and RTG targets are raw game scores (LaMo ``experiment-atari/core.py``), so, as in LaMo, the
+model is conditioned on raw targets after training on clipped returns-to-go (docs/lamo_recipe.md §4.6).
 
 Sources:
 
@@ -14,7 +24,8 @@ Sources:
   the DQN Replay data of the paper** (the file's ``provenance`` attribute says so).
 * **d4rl** (DQN Replay, Agarwal et al. 2020, the data d4rl-atari serves): the Dopamine replay-buffer
   checkpoint files ``$store$_{observation,action,reward,terminal}_ckpt.<i>.gz`` (gzip-compressed ``.npy``)
-  under ``<data_dir>/dqn_replay/<Game>/1/replay_logs`` (:func:`load_dqn_replay`).
+  under ``<data_dir>/dqn_replay/<Game>/1/replay_logs`` (:func:`load_dqn_replay`); "medium" is checkpoint
+  10 of run 1 (:data:`DQN_REPLAY_MEDIUM_CKPT`).
 * **minari**: Minari's ``atari/<game>/expert-v0`` (:func:`load_minari_atari`).
 
 Subsampling and batches follow srzer/LaMo-2023 ``experiment-atari/buffer.py`` (docs/lamo_recipe.md §4):
@@ -44,8 +55,16 @@ STACK = 4
 PROVENANCE_COLLECTED = "locally generated: scripted RAM policy with epsilon noise (not DQN Replay)"
 #: the DQN Replay bucket (Agarwal et al. 2020, github.com/google-research/batch_rl); run 1 as d4rl-atari.
 DQN_REPLAY_URI = "gs://atari-replay-datasets/dqn/{game}/1/replay_logs/"
-#: replay checkpoint of ``[game]-medium-v0`` (the buffer of agent steps 9M-10M; docs/deviations.md).
-DQN_REPLAY_MEDIUM_CKPT = 9
+#: replay checkpoint of ``[game]-medium-v0``: d4rl-atari registers ``<game>-medium-v{i}`` with
+#: ``index = i + 1`` and ``start_epoch = last_epoch = 10`` (``d4rl_atari/__init__.py``) and downloads
+#: ``$store$_<name>_ckpt.<epoch>.gz`` (``d4rl_atari/offline_env.py`` ``_download``), so ``-v0`` is
+#: ``ckpt.10`` of run 1.
+DQN_REPLAY_MEDIUM_CKPT = 10
+#: (low, high) the collector clips the stored training rewards to: Dopamine's ``np.clip(reward, -1, 1)``.
+REWARD_CLIP = (-1.0, 1.0)
+#: HDF5 attribute of collected files saying their rewards are clipped (files without it predate clipping).
+REWARDS_ATTR = "rewards"
+REWARDS_CLIPPED = "clipped to [-1, 1] as DQN Replay (Dopamine run_experiment.py); raw return in raw_mean_return"
 
 
 @dataclass
@@ -53,7 +72,8 @@ class AtariDataset:
     """A whole Atari dataset, frames stored once.
 
     Attributes:
-        frames: ``(N, 84, 84)`` uint8. actions: ``(N,)`` int64. rewards: ``(N,)`` float32 raw.
+        frames: ``(N, 84, 84)`` uint8. actions: ``(N,)`` int64. rewards: ``(N,)`` float32 training
+            rewards (clipped to [-1, 1] for DQN Replay and collected data; module docstring).
         terminals: ``(N,)`` bool, last step of each episode (the final step is always True).
         where: the file or dataset id (for messages).
     """
@@ -72,7 +92,7 @@ class AtariDataset:
         self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
         self.lengths = self.ends - self.starts + 1
         self.returns = np.add.reduceat(self.rewards.astype(np.float64), self.starts) if len(self.starts) else np.zeros(0)
-        # return-to-go within each episode (raw units)
+        # return-to-go within each episode (units of ``rewards``)
         csum = np.cumsum(self.rewards[::-1].astype(np.float64))[::-1]
         nxt = np.zeros(len(self.rewards))
         for s, e in zip(self.starts, self.ends):
@@ -127,8 +147,9 @@ def load_atari_hdf5(path: Path, n_actions: int) -> AtariDataset:
     """Read a dataset written by :func:`save_atari_hdf5`.
 
     Raises:
-        DatasetError: missing file (run ``lamo-trial prepare``), unreadable HDF5, missing keys or bad
-            content (:meth:`AtariDataset.check`).
+        DatasetError: missing file (run ``lamo-trial prepare``), unreadable HDF5, missing keys, bad
+            content (:meth:`AtariDataset.check`), or a locally collected file from before the training
+            rewards were clipped (rewards outside [-1, 1] and no :data:`REWARDS_ATTR` attribute).
     """
     import h5py
 
@@ -143,11 +164,16 @@ def load_atari_hdf5(path: Path, n_actions: int) -> AtariDataset:
                                    f"trainers/domains/atari/data.py")
             ds = AtariDataset(f["observations"][...], f["actions"][...].astype(np.int64),
                               f["rewards"][...].astype(np.float32), f["terminals"][...], str(path))
+            stale = (f.attrs.get("provenance") == PROVENANCE_COLLECTED and REWARDS_ATTR not in f.attrs
+                     and len(ds.rewards) and np.abs(ds.rewards).max() > REWARD_CLIP[1])
     except DatasetError:
         raise
     except Exception as e:  # noqa: BLE001 - h5py raises OSError/KeyError for truncated files
         raise DatasetError(f"{path}: not a readable HDF5 file ({type(e).__name__}: {e}); delete it and run "
                            f"`lamo-trial prepare` again") from e
+    if stale:
+        raise DatasetError(f"{path}: collected before training rewards were clipped to [-1, 1] (raw rewards up "
+                           f"to {np.abs(ds.rewards).max():g}); delete it and run `lamo-trial prepare` again")
     return ds.check(n_actions)
 
 
@@ -277,7 +303,8 @@ class AtariSubset:
         return indices_hash(self.indices)
 
     def summary(self) -> dict[str, float]:
-        """Size and mean raw return of the subset."""
+        """Size and mean return of the subset (units of the dataset's rewards: clipped for DQN Replay and
+        collected data)."""
         return {"n_trajectories": len(self.indices), "n_transitions": int(self.lengths.sum()),
                 "mean_return": float(self.dataset.returns[self.indices].mean())}
 
@@ -312,8 +339,8 @@ class AtariBatchSampler:
         """Returns CPU tensors, B = ``batch_size``:
 
         * ``states`` ``(B, K, 4, 84, 84)`` uint8 (oldest frame first, zeros before the trajectory start);
-        * ``actions`` ``(B, K)`` int64 (0 at padding); ``returns_to_go`` ``(B, K, 1)`` float32 raw RTG /
-          ``rtg_scale``; ``timesteps`` ``(B, K)`` int64 from the trajectory start;
+        * ``actions`` ``(B, K)`` int64 (0 at padding); ``returns_to_go`` ``(B, K, 1)`` float32 RTG in the
+          dataset's reward units (clipped for DQN Replay and collected data) / ``rtg_scale``; ``timesteps`` ``(B, K)`` int64 from the trajectory start;
           ``attention_mask`` ``(B, K)`` float32, 1 real step, 0 right padding.
         """
         K, d, ds = self.K, self.data, self.data.dataset
@@ -526,12 +553,17 @@ def measure_ram_policy(game: str, episodes: int, epsilon: float | None = None, s
 def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0, progress: bool = True,
                           log=print) -> dict:
     """Roll out the epsilon-noisy RAM policy of ``game`` for ``transitions`` agent steps (the last episode
-    is cut and closed, as D4RL) in :func:`trainers.domains.atari.env.make_atari_env` (``stack=False``), and write
-    the single frames with :func:`save_atari_hdf5` (atomic).
+    is cut and closed, as D4RL) in :func:`trainers.domains.atari.env.make_atari_env` (``stack=False``, Dopamine's
+    collection convention), and write the single frames with :func:`save_atari_hdf5` (atomic). The
+    stored rewards are the game's rewards clipped to :data:`REWARD_CLIP`, as DQN Replay's (module
+    docstring); the reported returns are raw game scores.
 
     Returns:
-        summary: ``episodes``, ``transitions``, ``mean_return`` (raw, complete episodes),
-        ``gamer_normalised`` (100 (R - random) / (human - random) of the task), ``seconds``, ``provenance``.
+        summary: ``episodes``, ``transitions``, ``mean_return`` (raw game score, complete episodes),
+        ``mean_clipped_return`` (the stored rewards' units, same episodes), ``gamer_normalised``
+        (100 (R - random) / (human - random) of the raw mean), ``seconds``, ``provenance``. The file's
+        attributes: ``provenance``, ``policy``, ``seed``, ``env``, :data:`REWARDS_ATTR`,
+        ``raw_mean_return``, ``gamer_normalised``.
 
     Raises:
         ValueError: no scripted policy for ``game`` (use ``data.source: d4rl`` or ``minari`` then).
@@ -547,7 +579,7 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
     actions = np.empty(transitions, np.int64)
     rewards = np.empty(transitions, np.float32)
     terms = np.zeros(transitions, bool)
-    returns, ep_ret, episode = [], 0.0, 0
+    returns, clipped, ep_ret, ep_clip, episode = [], [], 0.0, 0.0, 0
     obs, _ = env.reset(seed=seed)
     _reset_policy(policy, seed)
     t0 = time.perf_counter()
@@ -555,12 +587,14 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
         a = policy(env.unwrapped.ale.getRAM()) if rng.random() >= eps else int(rng.integers(n_act))
         frames[i], actions[i] = obs, a
         obs, r, term, trunc, _ = env.step(a)
-        rewards[i] = r
+        rewards[i] = np.clip(r, *REWARD_CLIP)  # what Dopamine stores in the replay buffer
         ep_ret += r
+        ep_clip += float(rewards[i])
         if term or trunc:
             terms[i] = True
             returns.append(ep_ret)
-            ep_ret, episode = 0.0, episode + 1
+            clipped.append(ep_clip)
+            ep_ret, ep_clip, episode = 0.0, 0.0, episode + 1
             obs, _ = env.reset(seed=seed + episode)
             _reset_policy(policy, seed + episode)
         if progress and (i + 1) % 10_000 == 0:
@@ -568,13 +602,15 @@ def collect_atari_dataset(game: str, path: Path, transitions: int, seed: int = 0
                 f"{(i + 1) / (time.perf_counter() - t0):.0f} steps/s")
     env.close()
     if not returns:
-        returns = [ep_ret]
+        returns, clipped = [ep_ret], [ep_clip]
     task = get_task(f"{game}-medium")
     mean = float(np.mean(returns))
     summary = {"episodes": int(terms.sum() + (0 if terms[-1] else 1)), "transitions": transitions,
-               "mean_return": mean, "gamer_normalised": task.normalised_score(mean),
+               "mean_return": mean, "mean_clipped_return": float(np.mean(clipped)),
+               "gamer_normalised": task.normalised_score(mean),
                "seconds": time.perf_counter() - t0, "provenance": PROVENANCE_COLLECTED}
     save_atari_hdf5(AtariDataset(frames, actions, rewards, terms, str(path)), path,
                     {"provenance": PROVENANCE_COLLECTED, "policy": f"{_policy_name(policy)} eps={eps}", "seed": seed,
-                     "env": f"lamo/{game}-dqn-v0 (trainers/domains/atari/env.py)"})
+                     "env": f"lamo/{game}-dqn-v0 (trainers/domains/atari/env.py)", REWARDS_ATTR: REWARDS_CLIPPED,
+                     "raw_mean_return": mean, "gamer_normalised": summary["gamer_normalised"]})
     return summary

@@ -88,7 +88,7 @@ def action_loss(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor)
 @torch.no_grad()
 def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: list[float], episodes: int,
                    context_length: int, rtg_scale: float, seed: int, max_episode_steps: int | None = None,
-                   device: str | torch.device = "cpu") -> dict[str, float]:
+                   device: str | torch.device = "cpu", eval_env: str = "d4rl-atari") -> dict[str, float]:
     """Roll out ``len(targets) * episodes`` episodes in parallel (one batched forward per step).
 
     As LaMo's ``eval`` (``experiment-atari/core.py``): all episodes start together, the model sees the last
@@ -97,18 +97,21 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
     until the game ends, the env's cap or ``max_episode_steps`` (default ``task.max_ep_len``, LaMo's
     ``max_timestep``). Episode i of each target is reset with seed ``seed * 100_003 + i``. Each step's
     state embedding (the CNN) is computed once and reused while the step is in the context window.
+    The envs are :func:`trainers.domains.atari.env.make_atari_eval_env` with ``eval_env`` (``atari.eval_env``;
+    default ``d4rl-atari``, LaMo's evaluation env: no sticky actions, no-op starts, first-frame stacking,
+    raw rewards, so targets and returns are game scores).
 
     Returns:
         the contract's keys: per target ``return_mean``/``return_std``/``length_mean`` (raw) and
         ``normalised_score`` (gamer-normalised of the mean return), ``eval/best_normalised_score``,
         ``eval/episodes_per_s``.
     """
-    from trainers.envs import make_env
+    from trainers.domains.atari.env import game_of, make_atari_eval_env
 
     horizon = max_episode_steps or task.max_ep_len
     n, K = len(targets) * episodes, context_length
     start = time.perf_counter()
-    envs = [make_env(task.env_id) for _ in range(n)]
+    envs = [make_atari_eval_env(game_of(task.env_id), eval_env) for _ in range(n)]
     first = np.stack([env.reset(seed=seed * 100_003 + i % episodes)[0] for i, env in enumerate(envs)])
     acts = np.zeros((n, K), np.int64)  # the last K steps of each episode, newest last (rolling windows)
     rtg = np.zeros((n, K), np.float32)
@@ -197,4 +200,5 @@ class AtariHooks:
     def rollout(self, model: AtariDecisionTransformer, cfg: TrialConfig, data: AtariSubset,
                 device: torch.device) -> dict[str, float]:
         return evaluate_atari(model, cfg.task_spec, cfg.targets, cfg.eval.episodes, cfg.K, cfg.scale,
-                              seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps, device=device)
+                              seed=cfg.seed, max_episode_steps=cfg.eval.max_episode_steps, device=device,
+                              eval_env=(cfg.atari or AtariSettings()).eval_env)

@@ -7,9 +7,18 @@ robotics.farama.org/envs/franka_kitchen/franka_kitchen), the maintained successo
 
 Task: the four subtasks of D4RL's ``kitchen-complete-v0`` / ``kitchen-partial-v0``
 (:data:`KITCHEN_TASKS`: microwave, kettle, light switch, slide cabinet). LaMo evaluates both datasets on
-the complete task (``docs/lamo_recipe.md`` §4.1). Reward: +1 in the step a subtask first gets within
-0.3 (L2 over its joints) of its goal configuration, so a raw return is the number of subtasks
-completed, 0..4 (D4RL ``KitchenBase.compute_reward``; ``FrankaKitchen-v1`` docs "Rewards"). The episode
+the complete task (``docs/lamo_recipe.md`` §4.1). Env reward: +1 in the step a subtask first gets within
+0.3 (L2 over its joints) of its goal configuration, so an evaluation return is the number of subtasks
+completed, 0..4 (D4RL ``KitchenBase._get_reward_n_score`` with ``REMOVE_TASKS_WHEN_COMPLETE = True``;
+``FrankaKitchen-v1`` docs "Rewards").
+
+Dataset reward (not the env's): D4RL's kitchen files were relabelled with
+``REMOVE_TASKS_WHEN_COMPLETE = False`` ("This enables a Markovian reward", D4RL
+``scripts/generation/generate_kitchen_datasets.py``): row t's reward is the number of the task's
+subtasks within 0.3 of their goal in **row t's observation**, so a demo that finishes a subtask early
+collects +1 for it on every later step and returns are in the hundreds.
+:func:`d4rl_kitchen_rewards` computes exactly that, and the collector stores it
+(:mod:`trainers.data.collect`). The episode
 terminates when all four are done and is truncated at :data:`trainers.domains.kitchen.KITCHEN_MAX_STEPS` = 280 steps
 (D4RL's kitchen registrations and ``FrankaKitchen-v1``'s default), control dt 0.08 s.
 
@@ -94,6 +103,39 @@ class D4RLKitchenObservation(gymnasium.ObservationWrapper):
     def observation(self, observation: dict) -> np.ndarray:
         """Dict observation -> ``(60,)`` float64."""
         return flatten_dict_observation(observation, self.tasks)
+
+
+#: D4RL ``d4rl/kitchen/kitchen_envs.py`` ``BONUS_THRESH``: a subtask is solved within this L2 distance.
+D4RL_BONUS_THRESH = 0.3
+
+
+def d4rl_kitchen_rewards(observations: np.ndarray, tasks=KITCHEN_TASKS) -> np.ndarray:
+    """D4RL's relabelled kitchen dataset reward of each row: how many of ``tasks`` are solved in that row's
+    observation (D4RL ``scripts/generation/generate_kitchen_datasets.py`` with
+    ``REMOVE_TASKS_WHEN_COMPLETE = False``, scoring ``KitchenBase._get_reward_n_score`` on each stored
+    observation: ``||obs[idx] - goal[idx]|| < 0.3`` with the goal taken from the observation's own goal
+    part ``obs[30:]``, D4RL ``OBS_ELEMENT_INDICES``).
+
+    Args:
+        observations: ``(..., 60)`` D4RL-layout observations (module table).
+        tasks: the task's subtasks (default: the complete task's four).
+
+    Returns:
+        ``(...)`` float32 counts in ``0..len(tasks)``.
+
+    Raises:
+        ValueError: observations not 60 wide (names the width found).
+    """
+    obs = np.asarray(observations, dtype=np.float64)
+    if obs.shape[-1] != KITCHEN_OBS_DIM:
+        raise ValueError(f"kitchen observations must be {KITCHEN_OBS_DIM} wide (D4RL layout), got shape {obs.shape}")
+    indices, _ = _constants()
+    goal = obs[..., 30:]
+    count = np.zeros(obs.shape[:-1], dtype=np.float32)
+    for t in tasks:
+        idx = np.asarray(indices[t])
+        count += np.linalg.norm(obs[..., idx] - goal[..., idx], axis=-1) < D4RL_BONUS_THRESH
+    return count
 
 
 def make_kitchen(tasks=KITCHEN_TASKS, **kwargs) -> gymnasium.Env:
