@@ -78,7 +78,7 @@ def test_evaluation_env_is_d4rl_atari_and_collection_keeps_sticky_actions():
 def test_atari_evaluation_defaults_to_the_d4rl_atari_env(monkeypatch):
     import trainers.domains.atari.env as atari_envs
     from trainers.domains.atari.learner import evaluate_atari
-    from trainers.atari_model import AtariDecisionTransformer
+    from trainers.domains.atari.model import AtariDecisionTransformer
     from trainers.config import TrialConfig
     from trainers.evaluate import evaluate_discrete_policy
     from trainers.tasks import get_task
