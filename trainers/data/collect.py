@@ -55,6 +55,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
 from trainers.data.d4rl_hdf5 import write_d4rl_hdf5
 from trainers.data.policies import get_behaviour_policy
 from trainers.envs import make_env
+from trainers.domains.base import get_domain
 from trainers.tasks import get_task
 
 DEFAULT_N_ENVS = 8  # lockstep envs for batched policies: on 2 cores Hopper SAC ran 1.2-1.5x faster than 1 env
@@ -257,33 +258,6 @@ def _stats(task, returns: list[float]) -> dict[str, float]:
             "mean_normalised_score": task.normalised_score(mean)}
 
 
-#: File attribute ``rewards`` of collected kitchen files (absent elsewhere: rows hold the env's reward).
-KITCHEN_REWARDS_NOTE = ("D4RL relabelled: subtasks solved in the row's observation "
-                        "(REMOVE_TASKS_WHEN_COMPLETE=False, d4rl generate_kitchen_datasets.py)")
-
-
-def relabel_dataset_rewards(task, data: dict[str, np.ndarray]) -> str | None:
-    """Give ``data["rewards"]`` the reward semantics of the task's reference dataset, in place.
-
-    Franka Kitchen (``task.env_id == trainers.envs.KITCHEN_ID``): D4RL's relabelled step reward, the
-    number of target subtasks solved in each row's observation
-    (:func:`trainers.domains.kitchen.env.d4rl_kitchen_rewards`), instead of the env's +1 once per subtask.
-    Every other task keeps the env's reward.
-
-    Returns:
-        the file attribute describing the rewards (:data:`KITCHEN_REWARDS_NOTE`), or ``None`` when
-        unchanged.
-    """
-    from trainers.envs import KITCHEN_ID
-
-    if task.env_id != KITCHEN_ID:
-        return None
-    from trainers.domains.kitchen.env import d4rl_kitchen_rewards
-
-    data["rewards"] = d4rl_kitchen_rewards(data["observations"]).astype(_DTYPES["rewards"])
-    return KITCHEN_REWARDS_NOTE
-
-
 def collect_dataset(
     task_name: str,
     out_path: str | os.PathLike,
@@ -313,11 +287,11 @@ def collect_dataset(
             (:func:`trainers.paths.sb3_agent_roots`); ``None``: ``$LAMO_SB3_AGENTS_DIR`` or the mirror.
 
     Rows store the env's rewards, except kitchen: D4RL's relabelled step rewards
-    (:func:`relabel_dataset_rewards`; returns in the hundreds, as D4RL's kitchen files).
+    (the domain's :meth:`~trainers.domains.base.Domain.relabel_rewards`; Kitchen: returns in the hundreds, as D4RL's kitchen files).
 
     File attributes: env_id, task, behaviour_policy, seed, episodes (trajectories in the file, a cut
     one included), mean_return and mean_normalised_score (env-reward returns, the evaluation's units,
-    over the complete episodes of all parts), ``rewards`` (kitchen only, :data:`KITCHEN_REWARDS_NOTE`),
+    over the complete episodes of all parts), ``rewards`` (where the domain relabels them, its note),
     created_by, transitions, n_envs, and ``policies``: one dict per part with name, transitions,
     trajectories, complete_episodes, mean_return, std_return, mean_normalised_score.
 
@@ -379,7 +353,7 @@ def collect_dataset(
         if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
             part.arrays["timeouts"][-1] = True
     data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
-    reward_note = relabel_dataset_rewards(task, data)
+    reward_note = get_domain(task.domain).relabel_rewards(task, data)
     per_policy = [
         {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
          "complete_episodes": len(p.returns), **_stats(task, p.returns)}

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from trainers.config import TrialConfig
+from trainers.domains.base import get_domain
 from trainers.data.d4rl_hdf5 import DatasetError, load_d4rl_hdf5, split_trajectories
 from trainers.paths import trial_dataset_path
 
@@ -151,21 +152,6 @@ def load_minari_trajectories(dataset_id: str) -> list[dict]:
     return trajs
 
 
-def _refuse_stale_kitchen_rewards(task, attrs: dict, path: Path) -> None:
-    """A kitchen file this project collected before its rows got D4RL's relabelled step rewards
-    (:func:`trainers.data.collect.relabel_dataset_rewards`) has env rewards, another unit of
-    return-to-go: refuse it.
-
-    Raises:
-        DatasetError: naming the file and the fix (delete it, run ``lamo-trial prepare`` again).
-    """
-    from trainers.envs import KITCHEN_ID
-
-    if task.env_id == KITCHEN_ID and attrs.get("created_by") == "lamo-sweep" and "rewards" not in attrs:
-        raise DatasetError(f"{path}: collected before kitchen rows stored D4RL's relabelled step rewards "
-                           f"(subtasks solved per step); delete it and run `lamo-trial prepare` again")
-
-
 def load_trajectory_list(cfg: TrialConfig, data_dir: Path) -> list[dict]:
     """All trajectories of the trial's dataset, validated against the task.
 
@@ -184,7 +170,7 @@ def load_trajectory_list(cfg: TrialConfig, data_dir: Path) -> list[dict]:
     if source in ("d4rl", "collected"):
         path = trial_dataset_path(cfg, data_dir)
         data = load_d4rl_hdf5(path, obs_dim=task.obs_dim, act_dim=task.act_dim)
-        _refuse_stale_kitchen_rewards(task, data.attrs, path)
+        get_domain(task.domain).check_collected_file(task, data.attrs, path)
         return check_trajectories(split_trajectories(data), task.obs_dim, task.act_dim, str(path))
     if source == "pickle":
         path = trial_dataset_path(cfg, data_dir)

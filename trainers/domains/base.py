@@ -197,6 +197,20 @@ class Domain:
                 f"install on modern Python; the file is read directly with h5py. Offline, `data: {{source: "
                 f"collected}}` trains on D4RL-style data rolled out from trained behaviour policies instead.")
 
+    def relabel_rewards(self, task: TaskSpec, data: dict) -> str | None:
+        """Give a collected dataset's ``data["rewards"]`` ``(N,)`` the reward semantics of the task's
+        reference dataset, in place, before it is written; returns the file attribute ``rewards`` that
+        describes them, or ``None`` when rows keep the env's reward (the default)."""
+        return None
+
+    def check_collected_file(self, task: TaskSpec, attrs: dict, path: Path) -> None:
+        """Refuse a file this project collected under older conventions (``attrs``: its HDF5 attributes).
+        Default: every file is fine.
+
+        Raises:
+            trainers.data.d4rl_hdf5.DatasetError: naming the file and the fix.
+        """
+
     def load_dataset(self, cfg, data_dir):
         """The trial's whole dataset, validated against the task (:class:`trainers.domains.state.StateDomain`:
         a list of trajectory dicts).

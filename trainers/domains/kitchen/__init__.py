@@ -26,6 +26,9 @@ _D4RL_KITCHEN_URL = D4RL_BASE_URL + "kitchen/"
 _KITCHEN_FILES = {"complete": "mini_kitchen_microwave_kettle_light_slider-v0",
                   "partial": "kitchen_microwave_kettle_light_slider-v0"}
 _KITCHEN_EPISODES = {"complete": 20, "partial": 60}  # D4RL: 19 complete demos, partial ~600 (CPU-sized here)
+#: File attribute ``rewards`` of collected kitchen files (absent elsewhere: rows hold the env's reward).
+KITCHEN_REWARDS_NOTE = ("D4RL relabelled: subtasks solved in the row's observation "
+                        "(REMOVE_TASKS_WHEN_COMPLETE=False, d4rl generate_kitchen_datasets.py)")
 _PAPER_RATIOS = {"complete": (0.3, 0.5, 1.0), "partial": (0.01, 0.1, 1.0)}
 
 
@@ -50,6 +53,27 @@ class KitchenDomain(StateDomain):
             paper_sample_ratios=_PAPER_RATIOS[level], domain=self.name,
             display=f"Kitchen-{level.title()}", order=0 if level == "partial" else 1)
             for level in ("complete", "partial")]
+
+    def relabel_rewards(self, task: TaskSpec, data: dict) -> str | None:
+        """D4RL's relabelled step reward: the number of target subtasks solved in each row's observation
+        (:func:`trainers.domains.kitchen.env.d4rl_kitchen_rewards`; D4RL
+        ``scripts/generation/generate_kitchen_datasets.py``, ``REMOVE_TASKS_WHEN_COMPLETE = False``),
+        instead of the env's +1 once per subtask."""
+        import numpy as np
+
+        from trainers.domains.kitchen.env import d4rl_kitchen_rewards
+
+        data["rewards"] = d4rl_kitchen_rewards(data["observations"]).astype(np.float32)
+        return KITCHEN_REWARDS_NOTE
+
+    def check_collected_file(self, task: TaskSpec, attrs: dict, path) -> None:
+        """A kitchen file collected before rows got D4RL's relabelled step rewards has env rewards, another
+        unit of return-to-go: refused."""
+        if attrs.get("created_by") == "lamo-sweep" and "rewards" not in attrs:
+            from trainers.data.d4rl_hdf5 import DatasetError
+
+            raise DatasetError(f"{path}: collected before kitchen rows stored D4RL's relabelled step rewards "
+                               f"(subtasks solved per step); delete it and run `lamo-trial prepare` again")
 
     def register_envs(self) -> None:
         import gymnasium
