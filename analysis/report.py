@@ -151,7 +151,7 @@ def _paper_reference(paper_numbers: str | Path | None,
     return numbers, methods, method_map or {}
 
 
-def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, source: str,
+def _write_tables(w: _Writer, selected: pd.DataFrame, rule: SelectionRule | str, column: str, source: str,
                   paper_numbers: str | Path | None = None, method_map: dict[str, str] | None = None) -> None:
     w.notes += T.mixed_configurations(selected, column)
     numbers, methods, overrides = _paper_reference(paper_numbers, method_map)
@@ -294,16 +294,23 @@ def write_report(
     if unlabelled.any():
         w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
         selected = selected[~unlabelled]
+    # the paper-layout tables and the comparison: the paper's own rule unless a rule was chosen (tables.py)
+    paper_rule = T.paper_layout_rule(rule)
+    paper_sel = selected if paper_rule == rule else select_scores(tidy, paper_rule)
+    paper_sel = paper_sel[paper_sel[column].notna()]
+    paper_text = T.paper_rule_text(paper_rule)
+    if paper_rule != rule and {"tables", "paper"} & parts:
+        w.notes.append(f"Paper-layout tables and the paper comparison: {paper_text}")
     if "tables" in parts:
         md = markdown_table(score_table(selected, by=(*ROWS, column)), text, column)
         w.text("table.md", md + f"\n_Source: {source}._\n")
-        _write_tables(w, selected, text, column, source, paper_numbers, method_map)
+        _write_tables(w, paper_sel, paper_rule, column, source, paper_numbers, method_map)
     if "figures" in parts:
         _write_figures(w, tidy, selected, column, paper_numbers, method_map)
     if "rliable" in parts:
         _write_rliable(w, selected, column, reference, bootstrap, min_runs)
     if "paper" in parts:
-        _write_paper(w, selected, text, column, paper_numbers, method_map)
+        _write_paper(w, paper_sel, paper_text, column, paper_numbers, method_map)
     if "claims" in parts:
         _write_claims(w, selected, text, bootstrap, claims_min_runs)
     if parts == set(PARTS):
