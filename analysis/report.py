@@ -260,7 +260,10 @@ def write_report(
     run) and ``claims`` (:mod:`analysis.claims`: each of the paper's claims with rliable's probability
     of improvement, its CI under ``bootstrap``, the runs per side and a verdict; a side with fewer than
     ``claims_min_runs`` runs gives "not enough runs"). One score per trial
-    by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it.
+    by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it. The
+    paper-layout tables (``table_*``, ``ablation_*``) and the paper comparison use
+    :func:`analysis.tables.paper_layout_rule` of ``rule``: the paper's own rule (:data:`analysis.tables.PAPER_RULE`)
+    when ``rule`` is the default, else ``rule``; ``report.md`` notes which.
     Scores are normalised (0–100; Atari gamer-normalised × 100), probabilities of improvement 0–1.
     ``lamo-sweep`` calls this at the end of a sweep with the defaults, so its CIs equal those of
     ``lamo-analysis report`` on the same store.
