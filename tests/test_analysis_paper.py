@@ -363,7 +363,8 @@ MAIN_TABLES = {
     "Table 1": (SPARSE7, {"kitchen-partial": {0.01, 0.1, 1.0}, "kitchen-complete": {0.3, 0.5, 1.0},
                           "reacher2d-medium": {0.1, 0.3, 1.0}}),
     "Table 2": (ATARI7, {g: {0.1, 1.0} for g in ("breakout-medium", "qbert-medium", "pong-medium")}),
-    "Table 3": (SPARSE7, {t: {0.005, 0.01, 0.1, 1.0} for t in ("hopper-medium", "halfcheetah-medium", "walker2d-medium")}),
+    "Table 3": (SPARSE7, {t: {0.005, 0.01, 0.1, 1.0}
+                          for t in ("hopper-medium", "halfcheetah-medium", "walker2d-medium")}),
 }
 
 
@@ -476,7 +477,8 @@ def test_paper_comparison(selected):
     keys = numbers[["item", "domain", "task", "sample_ratio", "method"]].astype(str).drop_duplicates()
     assert len(comp) == len(keys)  # one row per distinct number of the YAML
     assert comp["provenance"].str.contains("https://").all()
-    truth = T.score_table(selected, by=("task", "sample_ratio", "variant")).set_index(["task", "sample_ratio", "variant"])
+    truth = T.score_table(selected, by=("task", "sample_ratio", "variant"))
+    truth = truth.set_index(["task", "sample_ratio", "variant"])
     # every per-task row with a counterpart cell of ours is filled, under the paper's own rule only
     filled = 0
     for r in comp[(comp["task"] != "") & (comp["our_method"] != "")].to_dict("records"):
@@ -516,7 +518,8 @@ def test_paper_numbers_errors_name_the_field(tmp_path):
     good = "sources: {s: {what: w, where: 'https://x', how: h}}\nnumbers:\n"
     cases = {
         "  - {item: T, task: hopper-medium, method: LaMo, value: 1, kind: paper, source: s}\n": "sample_ratio",
-        "  - {item: T, task: hopper-medium, sample_ratio: 1, method: LaMo, value: 1, kind: paper, source: t}\n": "unknown sources",
+        "  - {item: T, task: hopper-medium, sample_ratio: 1, method: LaMo, value: 1, kind: paper, source: t}\n":
+            "unknown sources",
         "  - {task: hopper-medium, sample_ratio: 1, method: LaMo, value: 1, kind: paper, source: s}\n": "item",
     }
     for body, msg in cases.items():
