@@ -1,12 +1,16 @@
-"""The paper beside us: known LaMo numbers (``paper_numbers.yaml``) next to the reproduced ones.
+"""The paper beside us: the LaMo paper's numbers (``paper_numbers.yaml``) next to the reproduced ones.
 
-The YAML holds the paper's numbers (LaMo, ICLR 2024, arXiv 2310.20587) that public sources show, each
-with its provenance (``sources:`` in the YAML; ``docs/analysis.md``): Figure 1's per-domain averages
-(read off the figure, also the official repository's README image ``assets/lamo-perf.png``), the
-sample-ratio-1 numbers of LaMo and of LaMo without the language loss (quoted from the paper's tables by a
-user in https://github.com/srzer/LaMo-2023/issues/1) and that user's reproduction with the official
-scripts (same thread; labelled ``reproduction``, not the paper). They are reference
-data only: they are put beside our numbers, never into our tables.
+The YAML holds the paper's numbers (LaMo, ICLR 2024, arXiv 2310.20587) cell by cell, each with its
+provenance (``sources:`` in the YAML; ``docs/analysis.md``): every cell of the camera-ready paper's
+Tables 1-4, 8-13, 15 and 16 (mean and the printed ``±`` std over its 3 seeds; read from the camera-ready
+PDF on the project page, github.com/lamo2023/lamo2023.github.io), Figure 1's per-domain averages (its bar
+labels, also the official repository's README image ``assets/lamo-perf.png``), and a third party's rerun
+with the official scripts (https://github.com/srzer/LaMo-2023/issues/1; labelled ``reproduction``, not
+the paper). They are reference data only: they are put beside our numbers, never into our tables.
+
+Every table number was produced by the paper's score rule (§5.1, :data:`analysis.tables.PAPER_RULE`)
+except Table 13's (``metric: top-3``: the mean of the 3 best checkpoints), which is listed in the
+comparison but never put beside our cells.
 
 Each comparison row says where *our* number comes from: ``D4RL`` when all trials behind it used real
 D4RL data, ``collected`` when they used this project's locally collected D4RL-style data (not
@@ -27,32 +31,69 @@ from analysis.tables import domain_averages, format_ratio, latex_escape, score_t
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 COMPARISON_COLUMNS = [
-    "item", "domain", "task", "sample_ratio", "paper_method", "our_method", "paper", "reproduction_3rd_party",
-    "ours_mean", "ours_std", "ours_n", "delta", "our_data_source", "comparable", "provenance",
+    "item", "domain", "task", "sample_ratio", "paper_method", "our_method", "paper", "paper_std", "paper_metric",
+    "reproduction_3rd_party", "ours_mean", "ours_std", "ours_n", "delta", "our_data_source", "comparable",
+    "provenance",
 ]
+#: Fields of a ``numbers`` entry (``std`` and ``metric`` are optional; ``domain``/``task``/``sample_ratio``
+#: depend on the kind of number, see the YAML's header).
+NUMBER_FIELDS = ("item", "domain", "task", "sample_ratio", "method", "value", "std", "metric", "kind", "source")
+#: ``metric`` value of Table 13 (mean of the 3 best checkpoints), the one table not under the paper's rule.
+TOP3_METRIC = "top-3"
 
 
 def load_paper_numbers(path: str | Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """``(numbers, sources, methods)`` from the YAML (default: the packaged ``paper_numbers.yaml``).
 
+    ``numbers`` has the columns :data:`NUMBER_FIELDS`: ``value`` and ``std`` are normalised scores
+    (0–100; Atari gamer-normalised × 100), ``std`` NaN where the paper prints none, ``metric`` NaN for
+    the paper's score rule (:data:`TOP3_METRIC` for Table 13), ``sample_ratio`` a fraction (NaN for
+    Figure-1 averages).
+
     Raises:
-        ValueError: a number refers to an unknown source, or lacks ``value``/``method``/``kind``.
+        ValueError: a number refers to an unknown source, lacks ``item``/``value``/``method``/``kind``, has
+            an unknown ``kind``, a per-task number lacks ``sample_ratio``, or a source lacks ``where``
+            (the fix: complete that entry of the YAML).
     """
     data = yaml.safe_load(Path(path or PAPER_NUMBERS).read_text(encoding="utf-8"))
     sources, methods = data.get("sources", {}), data.get("methods", {})
     numbers = pd.DataFrame(data.get("numbers", []))
-    for col in ("item", "domain", "task", "sample_ratio", "method", "value", "kind", "source"):
+    for col in NUMBER_FIELDS:
         if col not in numbers:
             numbers[col] = np.nan
-    bad = numbers[numbers["value"].isna() | numbers["method"].isna() | ~numbers["kind"].isin(["paper", "reproduction"])]
+    bad = numbers[numbers["value"].isna() | numbers["method"].isna() | numbers["item"].isna()
+                  | ~numbers["kind"].isin(["paper", "reproduction"])]
     if len(bad):
-        raise ValueError(f"paper numbers without value/method or with an unknown kind: {bad.to_dict('records')[:3]}")
+        raise ValueError(f"paper numbers without item/value/method or with a kind other than paper|reproduction: "
+                         f"{bad.to_dict('records')[:3]}")
     unknown = set(numbers["source"]) - set(sources)
     if unknown:
         raise ValueError(f"paper numbers cite unknown sources {sorted(unknown)}; known: {sorted(sources)}")
+    nowhere = sorted(k for k, v in sources.items() if not (v or {}).get("where"))
+    if nowhere:
+        raise ValueError(f"paper-number sources without `where` (the public address): {nowhere}")
     numbers["sample_ratio"] = pd.to_numeric(numbers["sample_ratio"], errors="coerce")
+    no_ratio = numbers[numbers["task"].notna() & numbers["sample_ratio"].isna()]
+    if len(no_ratio):
+        raise ValueError(f"per-task paper numbers need a sample_ratio: {no_ratio.to_dict('records')[:3]}")
     numbers["value"] = numbers["value"].astype(float)
+    numbers["std"] = pd.to_numeric(numbers["std"], errors="coerce")
     return numbers, sources, methods
+
+
+def load_printed_averages(path: str | Path | None = None) -> pd.DataFrame:
+    """The "Average" rows the paper's tables print (YAML ``printed_averages``), to check the transcription.
+
+    Returns:
+        Columns ``item`` (e.g. ``"Table 3"``), ``sample_ratios`` (tuple of the block's ratios),
+        ``method`` and ``value`` (normalised score, as printed, rounded to 0.1).
+    """
+    data = yaml.safe_load(Path(path or PAPER_NUMBERS).read_text(encoding="utf-8"))
+    rows = data.get("printed_averages", []) or []
+    frame = pd.DataFrame(rows, columns=["item", "sample_ratios", "method", "value"])
+    frame["sample_ratios"] = frame["sample_ratios"].map(lambda r: tuple(float(x) for x in r))
+    frame["value"] = frame["value"].astype(float)
+    return frame
 
 
 def parse_method_map(values: list[str] | None) -> dict[str, str]:
@@ -127,17 +168,20 @@ def paper_cells(
 
     Returns:
         ``({(task, sample_ratio, our column value): (value, source key)}, notes)`` for every paper
-        number whose method matches one of our ``column`` values (:func:`match_methods`); values are
+        number whose method matches one of our ``column`` values (:func:`match_methods`) and that was
+        scored by the paper's rule (no ``metric``: Table 13's top-3 numbers are left out); values are
         normalised scores (0–100). Used to print the paper's number beside ours in the paper tables
         (:attr:`analysis.tables.PaperTable.paper`).
     """
     mapping, notes = match_methods(selected, methods, column, overrides)
     out = {}
-    rows = numbers[(numbers["kind"] == "paper") & numbers["task"].notna() & numbers["sample_ratio"].notna()]
+    metric = numbers["metric"] if "metric" in numbers else pd.Series(np.nan, index=numbers.index)
+    rows = numbers[(numbers["kind"] == "paper") & numbers["task"].notna() & numbers["sample_ratio"].notna()
+                   & metric.isna()]
     for r in rows.to_dict("records"):
         ours = mapping.get(r["method"])
-        if ours is not None:
-            out[(str(r["task"]), float(r["sample_ratio"]), ours)] = (float(r["value"]), str(r["source"]))
+        if ours is not None:  # the first entry of a cell wins (the YAML lists the main tables first)
+            out.setdefault((str(r["task"]), float(r["sample_ratio"]), ours), (float(r["value"]), str(r["source"])))
     return out, notes
 
 
@@ -200,7 +244,18 @@ def compare(
 
     Our number for a Figure-1 domain average is :func:`analysis.tables.domain_averages` (same
     selection rule as the tables); for a task at a ratio it is the cell's mean ± std (n). ``delta``
-    = ours − paper. Rows without a number of ours keep empty ``ours_*`` cells.
+    = ours − paper. Rows without a number of ours keep empty ``ours_*`` cells; so do rows whose paper
+    number used another metric than the paper's rule (``paper_metric``, Table 13's ``top-3``), which
+    say so in ``comparable``. ``paper_std`` is the paper's printed ± (NaN where none).
+
+    Args:
+        selected: one row per trial (:func:`analysis.select.select_scores`), normalised scores 0–100.
+        numbers, sources, methods: :func:`load_paper_numbers`.
+        column: our method axis; overrides: ``{paper method: our value}`` (:func:`match_methods`).
+
+    Returns:
+        ``(frame with :data:`COMPARISON_COLUMNS`, notes)``: one row per distinct (item, domain, task,
+        sample ratio, paper method) of ``numbers``, in the YAML's order.
     """
     mapping, notes = match_methods(selected, methods, column, overrides)
     doms = domain_averages(selected, column) if len(selected) else pd.DataFrame(columns=["domain", "method"])
@@ -220,14 +275,18 @@ def compare(
             "sample_ratio": first["sample_ratio"], "paper_method": first["method"],
             "our_method": "" if ours is None else ours,
             "paper": float(paper["value"].iloc[0]) if len(paper) else np.nan,
+            "paper_std": float(paper["std"].iloc[0]) if len(paper) and "std" in paper else np.nan,
+            "paper_metric": _metric_of(first),
             "reproduction_3rd_party": float(repro["value"].iloc[0]) if len(repro) else np.nan,
             "ours_mean": np.nan, "ours_std": np.nan, "ours_n": 0, "delta": np.nan,
             "our_data_source": "", "comparable": "",
             "provenance": "; ".join(f"{s}: {sources[s].get('where', '')}" for s in dict.fromkeys(grp["source"])),
         }
-        if ours is not None and rec["task"]:
-            if not rec["domain"]:
-                rec["domain"] = task_info(rec["task"]).domain
+        if rec["task"] and not rec["domain"]:
+            rec["domain"] = task_info(rec["task"]).domain
+        if ours is not None and rec["task"] and rec["paper_metric"] != PAPER_METRIC_LABEL:
+            rec["comparable"] = f"no (paper metric: {rec['paper_metric']})"
+        elif ours is not None and rec["task"]:
             c = cells[(cells["task"] == rec["task"]) & np.isclose(cells["sample_ratio"], rec["sample_ratio"])
                       & (cells[column] == ours)] if cells is not None else []
             if len(c):
@@ -249,6 +308,24 @@ def compare(
     return pd.DataFrame(recs, columns=COMPARISON_COLUMNS), notes
 
 
+#: ``paper_metric`` of a comparison row scored by the paper's own rule (§5.1).
+PAPER_METRIC_LABEL = "paper rule"
+
+
+def _metric_of(row: pd.Series) -> str:
+    """``paper_metric`` of a number: :data:`PAPER_METRIC_LABEL`, or the YAML's ``metric`` (e.g. ``top-3``)."""
+    m = row.get("metric") if hasattr(row, "get") else None
+    return PAPER_METRIC_LABEL if m is None or (isinstance(m, float) and np.isnan(m)) else str(m)
+
+
+def _paper_text(r: dict) -> str:
+    """The paper's number as printed: ``46.6 ± 5.3``, ``56.4`` (no std), ``—`` (none)."""
+    if np.isnan(r["paper"]):
+        return "—"
+    std = r.get("paper_std", np.nan)
+    return f"{r['paper']:.1f}" + ("" if std is None or np.isnan(std) else f" ± {std:.1f}")
+
+
 def _num(x: float, digits: int = 1) -> str:
     return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
@@ -257,7 +334,10 @@ def comparison_markdown(comp: pd.DataFrame, sources: dict, rule: SelectionRule |
     """The comparison as Markdown: items with at least one number of ours first, then the rest."""
     lines = [
         "**The paper beside us.** Paper numbers (reference data, with provenance) next to ours: mean ± std "
-        f"over seeds (n) for a task cell, the domain average (n = cells averaged) for Figure 1. {rule_text(rule)} "
+        f"over seeds (n) for a task cell, the domain average (n = cells averaged) for Figure 1; the paper's "
+        "number as printed (mean ± std over its 3 seeds; its tables' score rule: the mean over the evaluations "
+        "of the last 20k of 100k training steps, paper §5.1; Table 13: the mean of the 3 best checkpoints, "
+        f"not compared). {rule_text(rule)} "
         "Our data source: `D4RL` = real D4RL data (comparable); `collected` = locally collected "
         "D4RL-style data (not comparable one to one).",
         "",
@@ -275,9 +355,11 @@ def comparison_markdown(comp: pd.DataFrame, sources: dict, rule: SelectionRule |
         else:
             ours = "—"
         delta = "—" if np.isnan(r["delta"]) else f"{r['delta']:+.1f}"
+        item = r["item"] if r.get("paper_metric", PAPER_METRIC_LABEL) == PAPER_METRIC_LABEL else (
+            f"{r['item']} ({r['paper_metric']})")
         lines.append(
-            f"| {r['item']} | {where} | {ratio} | {r['paper_method']} | {r['our_method'] or '—'} | "
-            f"{_num(r['paper'])} | {_num(r['reproduction_3rd_party'], 2)} | {ours} | {delta} | "
+            f"| {item} | {where} | {ratio} | {r['paper_method']} | {r['our_method'] or '—'} | "
+            f"{_paper_text(r)} | {_num(r['reproduction_3rd_party'], 2)} | {ours} | {delta} | "
             f"{r['our_data_source'] or '—'} | {r['comparable'] or '—'} |"
         )
     lines += ["", "Sources:", ""]
@@ -307,7 +389,7 @@ def comparison_latex(comp: pd.DataFrame, rule: SelectionRule | str) -> str:
         ours = "---" if not r["ours_n"] else (
             f"{r['ours_mean']:.1f} $\\pm$ {r['ours_std']:.1f}" if r["task"] else f"{r['ours_mean']:.1f}")
         cells = [latex_escape(r["item"]), latex_escape(where), latex_escape(r["paper_method"]),
-                 latex_escape(_num(r["paper"])), latex_escape(_num(r["reproduction_3rd_party"], 2)), ours,
+                 latex_escape(_paper_text(r)), latex_escape(_num(r["reproduction_3rd_party"], 2)), ours,
                  latex_escape(r["our_data_source"] or "—")]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]

@@ -151,7 +151,7 @@ def _paper_reference(paper_numbers: str | Path | None,
     return numbers, methods, method_map or {}
 
 
-def _write_tables(w: _Writer, selected: pd.DataFrame, rule: str, column: str, source: str,
+def _write_tables(w: _Writer, selected: pd.DataFrame, rule: SelectionRule | str, column: str, source: str,
                   paper_numbers: str | Path | None = None, method_map: dict[str, str] | None = None) -> None:
     w.notes += T.mixed_configurations(selected, column)
     numbers, methods, overrides = _paper_reference(paper_numbers, method_map)
@@ -260,7 +260,10 @@ def write_report(
     run) and ``claims`` (:mod:`analysis.claims`: each of the paper's claims with rliable's probability
     of improvement, its CI under ``bootstrap``, the runs per side and a verdict; a side with fewer than
     ``claims_min_runs`` runs gives "not enough runs"). One score per trial
-    by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it.
+    by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it. The
+    paper-layout tables (``table_*``, ``ablation_*``) and the paper comparison use
+    :func:`analysis.tables.paper_layout_rule` of ``rule``: the paper's own rule (:data:`analysis.tables.PAPER_RULE`)
+    when ``rule`` is the default, else ``rule``; ``report.md`` notes which.
     Scores are normalised (0–100; Atari gamer-normalised × 100), probabilities of improvement 0–1.
     ``lamo-sweep`` calls this at the end of a sweep with the defaults, so its CIs equal those of
     ``lamo-analysis report`` on the same store.
@@ -294,16 +297,23 @@ def write_report(
     if unlabelled.any():
         w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
         selected = selected[~unlabelled]
+    # the paper-layout tables and the comparison: the paper's own rule unless a rule was chosen (tables.py)
+    paper_rule = T.paper_layout_rule(rule)
+    paper_sel = selected if paper_rule == rule else select_scores(tidy, paper_rule)
+    paper_sel = paper_sel[paper_sel[column].notna()]
+    paper_text = T.paper_rule_text(paper_rule)
+    if paper_rule != rule and {"tables", "paper"} & parts:
+        w.notes.append(f"Paper-layout tables and the paper comparison: {paper_text}")
     if "tables" in parts:
         md = markdown_table(score_table(selected, by=(*ROWS, column)), text, column)
         w.text("table.md", md + f"\n_Source: {source}._\n")
-        _write_tables(w, selected, text, column, source, paper_numbers, method_map)
+        _write_tables(w, paper_sel, paper_rule, column, source, paper_numbers, method_map)
     if "figures" in parts:
         _write_figures(w, tidy, selected, column, paper_numbers, method_map)
     if "rliable" in parts:
         _write_rliable(w, selected, column, reference, bootstrap, min_runs)
     if "paper" in parts:
-        _write_paper(w, selected, text, column, paper_numbers, method_map)
+        _write_paper(w, paper_sel, paper_text, column, paper_numbers, method_map)
     if "claims" in parts:
         _write_claims(w, selected, text, bootstrap, claims_min_runs)
     if parts == set(PARTS):

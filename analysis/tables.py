@@ -11,6 +11,12 @@ domain. Tables:
 * ``ablation_<field>`` — one per ablation field (``embedding``, ``finetune``, ``language_weight``,
   ``init``, ``lm``) that varies *within otherwise-matching configurations*.
 
+Score rule: the paper-layout tables (``table_*``, ``ablation_*``) and the paper comparison default to the
+paper's own rule, :data:`PAPER_RULE` (LaMo §5.1: the mean over the evaluations of the last 20k of 100k
+training steps, one evaluation every 2,500 steps = the last 8 evaluations; the best RTG target per trial),
+and their caption says so (:func:`paper_rule_text`); an explicitly chosen rule replaces it
+(:func:`paper_layout_rule`; ``docs/deviations.md`` row 12).
+
 Statistics: per cell, mean and sample std (ddof=1; 0 for one seed) over the trials' selected
 normalised scores (:func:`analysis.select.select_scores`); an *average row* is the mean of the row
 means over the rows of that domain in which every method of the table that has any score in the
@@ -41,7 +47,7 @@ from analysis.domains import (
     task_sort_key,
 )
 from analysis.runs import ABLATION_FIELDS
-from analysis.select import SelectionRule, rule_text
+from analysis.select import DEFAULT_RULE, SelectionRule, rule_text
 from trainers import contract
 
 MISSING = "—"
@@ -61,6 +67,38 @@ ABLATION_TITLES: dict[str, str] = {
     "init": "Ablation: pre-trained vs random initialisation",
     "lm": "Ablation: language model",
 }
+
+
+#: Evaluations in the paper's score window: "the average performance over the last 20K training steps out
+#: of a total of 100K training steps with evaluations conducted every 2500 training steps" (LaMo, ICLR 2024
+#: camera-ready, §5.1) = 20,000 / 2,500 evaluations. (The paper's Appendix D names two exceptions: Reacher2d
+#: over the last 12.5K of 37.5K steps, Breakout over the last 10K of 50K; a run evaluated at another cadence
+#: than one evaluation per 2,500 steps gets 8 evaluations, not 20k steps.)
+PAPER_LAST_K = 20_000 // 2_500
+#: The paper's score rule: per trial, the mean normalised score over the last :data:`PAPER_LAST_K`
+#: evaluations of the best-performing RTG target (the target rule the paper does not state; LaMo's answer in
+#: github.com/srzer/LaMo-2023/issues/1 and :data:`analysis.select.DEFAULT_RULE` take the best target).
+PAPER_RULE = SelectionRule(target_rule="best", checkpoint="mean_last_k", last_k=PAPER_LAST_K)
+
+
+def paper_layout_rule(rule: SelectionRule | None = None) -> SelectionRule:
+    """The rule behind the paper-layout tables and the paper comparison.
+
+    :data:`PAPER_RULE` when ``rule`` is ``None`` or the analysis default (:data:`analysis.select.DEFAULT_RULE`,
+    i.e. no rule option was given); otherwise ``rule`` (an explicit choice applies to every output). To get
+    the final evaluation in these tables, ask for it with another spelling of the same rule, e.g.
+    ``--checkpoint mean_last_k --last-k 1``.
+    """
+    return PAPER_RULE if rule is None or rule == DEFAULT_RULE else rule
+
+
+def paper_rule_text(rule: SelectionRule | str) -> str:
+    """Caption text of the rule behind a paper-layout table: :meth:`SelectionRule.describe`, prefixed by
+    "Paper's score rule (...)" when ``rule`` is :data:`PAPER_RULE`; a string is returned as is."""
+    if isinstance(rule, SelectionRule) and rule == PAPER_RULE:
+        return ("Paper's score rule (LaMo §5.1: mean over the evaluations of the last 20k of 100k training "
+                f"steps, one every 2,500 steps = the last {PAPER_LAST_K} evaluations). " + rule.describe())
+    return rule_text(rule)
 
 
 def format_ratio(ratio: float) -> str:
@@ -207,7 +245,7 @@ def build_table(
     Cells are normalised scores in the unit ``score_name`` (default: the tasks' unit,
     :func:`analysis.domains.score_unit`): mean ± sample std over seeds.
     """
-    rule = rule_text(rule)
+    rule = paper_rule_text(rule)
     if score_name is None:
         score_name = score_unit(selected["task"].unique())
     sel = selected.dropna(subset=[column]).copy()
@@ -459,6 +497,7 @@ _LATEX_SPECIAL = {
     "“": "``",
     "”": "''",
     "…": r"\ldots{}",
+    "§": r"\S{}",
     "`": "",
 }
 

@@ -31,14 +31,24 @@ from analysis import stats as S
 from analysis import tables as T
 from analysis.cli import app
 from analysis.domains import task_info
-from analysis.paper import compare, load_paper_numbers, match_methods
+from analysis.paper import (
+    COMPARISON_COLUMNS,
+    PAPER_METRIC_LABEL,
+    compare,
+    comparison_markdown,
+    load_paper_numbers,
+    load_printed_averages,
+    annotate_tables,
+    match_methods,
+    paper_cells,
+)
 from analysis.report import write_report
 from analysis.runs import load_trial_runs
-from analysis.select import SelectionRule, select_scores
+from analysis.select import DEFAULT_RULE, SelectionRule, select_scores
 from orchestrator import tracking
 from trainers import contract
 from trainers.config import TrialConfig, flatten
-from trainers.tasks import get_task
+from trainers.tasks import TASKS, get_task
 
 from tests.test_analysis import new_sqlite_uri
 
@@ -345,39 +355,190 @@ def test_too_few_runs_is_skipped_with_a_message(selected):
 
 
 # --- paper comparison --------------------------------------------------------------------------------
-def test_paper_numbers_file():
+#: The paper's tables: methods (columns) and, per task, the sample ratios (rows) of each (LaMo, ICLR 2024).
+#: Kitchen-Partial 1/10/100 %, Kitchen-Complete 30/50/100 %, MuJoCo 0.5/1/10/100 % (paper §5, Appendix C).
+SPARSE7 = {"LaMo", "DT", "Wiki-RL", "CQL", "IQL", "TD3+BC", "BC"}
+ATARI7 = {"LaMo", "DT", "Wiki-RL", "CQL", "BCQ", "NFQ", "BC"}
+MAIN_TABLES = {
+    "Table 1": (SPARSE7, {"kitchen-partial": {0.01, 0.1, 1.0}, "kitchen-complete": {0.3, 0.5, 1.0},
+                          "reacher2d-medium": {0.1, 0.3, 1.0}}),
+    "Table 2": (ATARI7, {g: {0.1, 1.0} for g in ("breakout-medium", "qbert-medium", "pong-medium")}),
+    "Table 3": (SPARSE7, {t: {0.005, 0.01, 0.1, 1.0}
+                          for t in ("hopper-medium", "halfcheetah-medium", "walker2d-medium")}),
+}
+
+
+def test_paper_numbers_structure_and_provenance():
     numbers, sources, methods = load_paper_numbers()
+    # provenance: every number cites a source that says what, where (a public address) and how
+    assert set(numbers["source"]) == set(sources)
+    for key, src in sources.items():
+        assert src.get("what") and src.get("how") and src["where"].startswith("https://"), key
+    paper = numbers[numbers["kind"] == "paper"]
+    assert paper["item"].str.match(r"^(Figure 1|Table \d+)$").all()
+    # Figure 1: 3 domains x 5 methods; no per-task fields
     fig1 = numbers[numbers["item"] == "Figure 1"]
-    assert len(fig1) == 15 and set(fig1["domain"]) == {"Kitchen", "Atari", "MuJoCo"}
-    lamo = numbers[(numbers["method"] == "LaMo") & (numbers["kind"] == "paper") & numbers["task"].notna()]
-    assert dict(zip(lamo["task"], lamo["value"])) == {
-        "hopper-medium": 74.1, "halfcheetah-medium": 42.5, "walker2d-medium": 73.3,
-        "kitchen-partial": 46.6, "kitchen-complete": 64.2, "reacher2d-medium": 33.0}
-    assert set(numbers["source"]) == set(sources) and all(s.get("where") for s in sources.values())
-    assert set(numbers["kind"]) == {"paper", "reproduction"}
-    assert all(task_info(t).domain != "Other" for t in numbers["task"].dropna())
+    assert len(fig1) == 15 and fig1["task"].isna().all() and set(fig1["domain"]) == {"Kitchen", "Atari", "MuJoCo"}
+    # the main tables are full rectangles: every method at every (task, ratio) of the paper, with its ±
+    for item, (meths, ratios) in MAIN_TABLES.items():
+        t = paper[paper["item"] == item]
+        assert set(t["method"]) == meths, item
+        assert {task: set(g["sample_ratio"]) for task, g in t.groupby("task")} == ratios, item
+        assert len(t) == len(meths) * sum(map(len, ratios.values())), item  # no cell twice, none missing
+        assert t["std"].notna().all() and (t["std"] >= 0).all(), item
+        assert all(task_info(task).domain != "Other" and task in TASKS for task in t["task"]), item
+    # no (item, task, ratio, method) twice anywhere; every per-task number has a ratio in (0, 1]
+    per_task = paper[paper["task"].notna()]
+    assert not per_task.duplicated(["item", "task", "sample_ratio", "method"]).any()
+    assert per_task["sample_ratio"].between(0, 1, inclusive="right").all()
+    # every paper method has an entry in `methods` (so the comparison can name it); Table 13 is the one
+    # table under another metric
+    assert set(paper["method"]) <= set(methods)
+    assert set(paper.loc[paper["metric"].notna(), "item"]) == {"Table 13"}
+    # the ablation tables enter only their own column (their LaMo / DT columns repeat Tables 1-3)
+    for item, own in {"Table 4": "LaMo (ImageGPT pre-training)", "Table 12": "Diffusion-QL",
+                      "Table 15": "LaMo w/o pre-training", "Table 16": "LaMo w/o pre-training"}.items():
+        assert set(paper.loc[paper["item"] == item, "method"]) == {own}, item
+    # the paper has no number for LaMo without the language loss: only the third-party rerun
+    assert set(numbers.loc[numbers["method"] == "LaMo w/o language loss", "kind"]) == {"reproduction"}
+
+
+def _cell_values(numbers: pd.DataFrame) -> dict[tuple[str, float, str], float]:
+    """(task, ratio, method) -> value of the paper's tables under its own rule (first entry wins)."""
+    rows = numbers[(numbers["kind"] == "paper") & numbers["task"].notna() & numbers["metric"].isna()]
+    out: dict = {}
+    for r in rows.to_dict("records"):
+        out.setdefault((r["task"], r["sample_ratio"], r["method"]), r["value"])
+    return out
+
+
+def test_transcription_agrees_with_the_printed_average_rows():
+    """Every "Average" row the paper prints is the mean of the entered cells of its block (to the paper's
+    rounding): a mistyped cell would break its block's average."""
+    numbers, _sources, _methods = load_paper_numbers()
+    averages = load_printed_averages()
+    assert len(averages) == 84 and set(averages["item"]) == {
+        f"Table {i}" for i in (1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 15, 16)}
+    main = _cell_values(numbers)
+    for a in averages.to_dict("records"):
+        item = numbers[(numbers["item"] == a["item"]) & numbers["sample_ratio"].isin(a["sample_ratios"])
+                       & (numbers["kind"] == "paper")]
+        keys = sorted(set(zip(item["task"], item["sample_ratio"])))
+        own = {(r["task"], r["sample_ratio"], r["method"]): r["value"] for r in item.to_dict("records")}
+        vals = [own.get((t, r, a["method"]), main.get((t, r, a["method"]))) for t, r in keys]
+        assert keys and None not in vals, a
+        assert abs(np.mean(vals) - a["value"]) <= 0.1 + 1e-9, (a, np.mean(vals))
+
+
+def test_figure1_kitchen_and_atari_bars_are_the_tables_means():
+    """Figure 1's bar labels are the means of Table 1's Kitchen cells and of Table 2's cells, rounded down;
+    its MuJoCo bars do not follow Table 3 (the YAML header says so)."""
+    numbers, _sources, _methods = load_paper_numbers()
+    fig1 = numbers[numbers["item"] == "Figure 1"].set_index(["domain", "method"])["value"]
+    paper = numbers[(numbers["kind"] == "paper") & numbers["metric"].isna()]
+    for domain, item, tasks in (("Kitchen", "Table 1", ("kitchen-partial", "kitchen-complete")),
+                                ("Atari", "Table 2", ("breakout-medium", "qbert-medium", "pong-medium"))):
+        for method in ("LaMo", "DT", "Wiki-RL", "CQL", "BC"):
+            cells = paper[(paper["item"] == item) & paper["task"].isin(tasks) & (paper["method"] == method)]
+            assert math.floor(cells["value"].mean()) == fig1[(domain, method)], (domain, method)
+    mujoco = paper[(paper["item"] == "Table 3") & (paper["method"] == "LaMo")]["value"].mean()
+    assert abs(mujoco - fig1[("MuJoCo", "LaMo")]) > 5  # 58.8 over Table 3's twelve cells vs the bar's 52
+
+
+def test_paper_cells_take_the_main_tables_not_the_top3_metric(selected):
+    numbers, _sources, methods = load_paper_numbers()
+    cells, _ = paper_cells(selected, numbers, methods)
+    main = numbers[(numbers["kind"] == "paper") & numbers["metric"].isna() & numbers["task"].notna()]
+    table1 = main[(main["item"] == "Table 1") & (main["task"] == "kitchen-partial") & (main["sample_ratio"] == 1.0)
+                  & (main["method"] == "LaMo")]["value"].iloc[0]
+    top3 = numbers[(numbers["metric"] == "top-3") & (numbers["task"] == "kitchen-partial")
+                   & (numbers["method"] == "LaMo")]["value"].iloc[0]
+    assert top3 != table1 and cells[("kitchen-partial", 1.0, "lamo")] == (table1, "iclr2024")
+    # every paper cell (own rule) of a method we ran is offered; the tables keep those of our cells
+    mapping, _ = match_methods(selected, methods)
+    wanted = {(r["task"], r["sample_ratio"], mapping[r["method"]]) for r in main.to_dict("records")
+              if r["method"] in mapping}
+    assert set(cells) == wanted
+    tabs = T.paper_tables(selected, "RULE")
+    annotate_tables(tabs, cells)
+    dense = next(t for t in tabs if t.name == "table_dense")
+    ours = {(r.task, r.sample_ratio, c) for r in dense.rows if r.kind == "cell" for c in r.cells}
+    assert set(dense.paper) == ours & wanted and ("hopper-medium", 0.01, "dt") in dense.paper
+    row = next(r for r in dense.rows if r.kind == "cell" and r.sample_ratio == 0.01)
+    dt = main[(main["item"] == "Table 3") & (main["task"] == "hopper-medium") & (main["sample_ratio"] == 0.01)
+              & (main["method"] == "DT")]["value"].iloc[0]
+    assert dense.paper_value(row, "dt") == dt and f"[paper {dt:.1f}]" in T.to_markdown(dense)
 
 
 def test_paper_comparison(selected):
     numbers, sources, methods = load_paper_numbers()
     comp, notes = compare(selected, numbers, sources, methods)
-    row = comp[(comp["task"] == "hopper-medium") & (comp["paper_method"] == "LaMo")].iloc[0]
-    assert (row["paper"], row["reproduction_3rd_party"], row["our_method"]) == (74.1, 46.04, "lamo")
-    assert row["ours_mean"] == 50 + 33 and row["ours_n"] == 3 and math.isclose(row["delta"], 83 - 74.1)
+    assert list(comp.columns) == COMPARISON_COLUMNS
+    keys = numbers[["item", "domain", "task", "sample_ratio", "method"]].astype(str).drop_duplicates()
+    assert len(comp) == len(keys)  # one row per distinct number of the YAML
+    assert comp["provenance"].str.contains("https://").all()
+    truth = T.score_table(selected, by=("task", "sample_ratio", "variant"))
+    truth = truth.set_index(["task", "sample_ratio", "variant"])
+    # every per-task row with a counterpart cell of ours is filled, under the paper's own rule only
+    filled = 0
+    for r in comp[(comp["task"] != "") & (comp["our_method"] != "")].to_dict("records"):
+        key = (r["task"], r["sample_ratio"], r["our_method"])
+        if r["paper_metric"] != PAPER_METRIC_LABEL:
+            assert r["ours_n"] == 0 and r["comparable"].startswith("no (paper metric"), r
+        elif key in truth.index:
+            assert (r["ours_mean"], r["ours_n"]) == (truth.loc[key, "mean"], truth.loc[key, "n"]), r
+            if not math.isnan(r["paper"]):
+                assert math.isclose(r["delta"], r["ours_mean"] - r["paper"])
+            filled += 1
+        else:
+            assert r["ours_n"] == 0, r
+    assert filled >= 10
+    row = comp[(comp["item"] == "Table 3") & (comp["task"] == "hopper-medium") & (comp["sample_ratio"] == 1.0)
+               & (comp["paper_method"] == "LaMo")].iloc[0]
+    assert row["reproduction_3rd_party"] == 46.04 and row["our_method"] == "lamo" and row["paper_std"] > 0
     assert (row["our_data_source"], row["comparable"]) == ("D4RL", "yes")
     row = comp[(comp["task"] == "reacher2d-medium") & (comp["paper_method"] == "LaMo w/o language loss")].iloc[0]
-    assert row["our_method"] == "lamo-nolang" and row["ours_mean"] == 8 + 30
+    assert row["our_method"] == "lamo-nolang" and row["ours_mean"] == 8 + 30 and math.isnan(row["paper"])
     assert row["comparable"].startswith("no")
     fig = comp[(comp["item"] == "Figure 1") & (comp["domain"] == "Kitchen") & (comp["paper_method"] == "DT")].iloc[0]
     assert fig["ours_mean"] == 25 + 25 + 2 and fig["our_data_source"] == "D4RL"  # the registry's default source
     fig = comp[(comp["item"] == "Figure 1") & (comp["domain"] == "MuJoCo") & (comp["paper_method"] == "LaMo")].iloc[0]
     assert fig["ours_mean"] == (40 + 50) / 2 + 33 and fig["ours_n"] == 2
+    md = comparison_markdown(comp, sources, "RULE", notes)
+    assert "| Table 13 (top-3) |" in md and " ± " in md.split("Sources:")[0]
     # config matching when the label is unknown; explicit overrides win
     renamed = selected.replace({"variant": {"lamo-nolang": "ablate-lm-loss"}})
     mapping, notes = match_methods(renamed, methods)
     assert mapping["LaMo w/o language loss"] == "ablate-lm-loss" and any("matched by config" in n for n in notes)
     mapping, _ = match_methods(selected, methods, overrides={"LaMo": "lamo-linear"})
     assert mapping["LaMo"] == "lamo-linear"
+
+
+def test_paper_numbers_errors_name_the_field(tmp_path):
+    good = "sources: {s: {what: w, where: 'https://x', how: h}}\nnumbers:\n"
+    cases = {
+        "  - {item: T, task: hopper-medium, method: LaMo, value: 1, kind: paper, source: s}\n": "sample_ratio",
+        "  - {item: T, task: hopper-medium, sample_ratio: 1, method: LaMo, value: 1, kind: paper, source: t}\n":
+            "unknown sources",
+        "  - {task: hopper-medium, sample_ratio: 1, method: LaMo, value: 1, kind: paper, source: s}\n": "item",
+    }
+    for body, msg in cases.items():
+        path = tmp_path / "p.yaml"
+        path.write_text(good + body, encoding="utf-8")
+        with pytest.raises(ValueError, match=msg):
+            load_paper_numbers(path)
+    path.write_text("sources: {s: {what: w}}\nnumbers: []\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="where"):
+        load_paper_numbers(path)
+
+
+def test_paper_rule_is_the_default_of_the_paper_layout_only():
+    assert T.PAPER_RULE.checkpoint == "mean_last_k" and T.PAPER_RULE.last_k * 2_500 == 20_000
+    assert T.paper_layout_rule() == T.PAPER_RULE == T.paper_layout_rule(DEFAULT_RULE)
+    other = SelectionRule(checkpoint="best")
+    assert T.paper_layout_rule(other) == other
+    assert T.paper_rule_text(T.PAPER_RULE).startswith("Paper's score rule (LaMo §5.1")
+    assert "Paper's score rule" not in T.paper_rule_text(other) and T.paper_rule_text("X") == "X"
 
 
 # --- write_report / CLI ------------------------------------------------------------------------------
@@ -407,17 +568,25 @@ def test_every_output_file(report):
     assert "best-performing RTG target" in index and "ablation" in index.lower()
 
 
-def test_csv_round_trip(report, selected):
+@pytest.fixture(scope="module")
+def paper_selected(tidy):
+    """The finished trials under the paper's rule (what the paper-layout tables show by default)."""
+    return select_scores(tidy[tidy["status"] == "FINISHED"], T.PAPER_RULE)
+
+
+def test_csv_round_trip(report, selected, paper_selected):
     out, _ = report
     scores = pd.read_csv(out / "scores.csv")
     mine = selected.set_index("run_id")["normalised_score"]
     assert np.allclose(scores.set_index("run_id")["normalised_score"].loc[mine.index], mine)
-    truth = T.score_table(selected, by=("task", "sample_ratio", "variant"))
+    # the paper-layout tables: the paper's rule by default (mean of both evaluations here), not scores.csv's
+    truth = T.score_table(paper_selected, by=("task", "sample_ratio", "variant"))
+    assert not np.allclose(truth["mean"], T.score_table(selected, by=("task", "sample_ratio", "variant"))["mean"])
     truth = truth.set_index(["task", "sample_ratio", "variant"])
     seen = 0
     for name in ("table_sparse", "table_dense", "table_atari", "table_other"):
         csv = pd.read_csv(out / f"{name}.csv", keep_default_na=False, na_values=[""])
-        assert set(csv["selection_rule"]) == set(selected["selection_rule"])
+        assert set(csv["selection_rule"]) == {T.paper_rule_text(T.PAPER_RULE)}
         for r in csv[csv["row_kind"] == "cell"].to_dict("records"):
             cell = truth.loc[(r["task"], r["sample_ratio"], r["method"])]
             assert (r["mean"], r["std"], r["n"]) == (cell["mean"], cell["std"], cell["n"])  # exact
@@ -428,7 +597,26 @@ def test_csv_round_trip(report, selected):
     agg = pd.read_csv(out / "rliable_aggregates.csv")
     assert set(agg["reps"]) == {200} and set(agg["seed"]) == {0}
     comp = pd.read_csv(out / "paper_comparison.csv")
-    assert comp.loc[(comp["task"] == "hopper-medium") & (comp["paper_method"] == "LaMo"), "ours_mean"].iloc[0] == 83
+    lamo = comp[(comp["task"] == "hopper-medium") & (comp["sample_ratio"] == 1.0) & (comp["paper_method"] == "LaMo")]
+    assert lamo["ours_mean"].iloc[0] == truth.loc[("hopper-medium", 1.0, "lamo"), "mean"] == 50 + 25 + 5
+
+
+def test_paper_layout_captions_state_the_rule(report, store, tmp_path):
+    out, _ = report
+    paper_text = T.paper_rule_text(T.PAPER_RULE)
+    for name in ("table_dense.md", "table_sparse.md", "ablation_embedding.md"):
+        first = (out / name).read_text(encoding="utf-8").splitlines()[0]
+        assert paper_text in first and "last 20k of 100k" in first, name
+    assert "\\S{}5.1" in (out / "table_dense.tex").read_text(encoding="utf-8")  # LaTeX caption, escaped
+    quick = (out / "table.md").read_text(encoding="utf-8").splitlines()[0]
+    assert DEFAULT_RULE.describe() in quick and "Paper's score rule" not in quick  # other outputs: unchanged
+    assert paper_text in (out / "paper_comparison.md").read_text(encoding="utf-8")
+    assert f"Paper-layout tables and the paper comparison: {paper_text}" in (out / "report.md").read_text()
+    # an explicit rule applies to the paper-layout tables too
+    rule = SelectionRule(checkpoint="best")
+    write_report(store["uri"], EXP, tmp_path, rule=rule, parts=("tables",))
+    first = (tmp_path / "table_dense.md").read_text(encoding="utf-8").splitlines()[0]
+    assert rule.describe() in first and "Paper's score rule" not in first
 
 
 @pytest.fixture(scope="module")
@@ -472,7 +660,8 @@ def test_cli_subcommands(store, tiny, tmp_path):
     res = runner.invoke(app, ["paper", *base, "--out", str(tmp_path / "p"), "--method-map", "LaMo=lamo-linear"])
     assert res.exit_code == 0, res.output
     comp = pd.read_csv(tmp_path / "p" / "paper_comparison.csv")
-    assert comp.loc[(comp["task"] == "hopper-medium") & (comp["paper_method"] == "LaMo"), "ours_mean"].iloc[0] == 81
+    hit = comp[(comp["task"] == "hopper-medium") & (comp["sample_ratio"] == 1.0) & (comp["paper_method"] == "LaMo")]
+    assert hit["ours_mean"].iloc[0] == 48 + 25 + 5  # lamo-linear under the paper's rule (mean of both evaluations)
     res = runner.invoke(app, ["rliable", *base, "--out", str(tmp_path / "r"), "--reps", "50", "--poi-reps", "20",
                               "--reference", "dt"])
     assert res.exit_code == 0, res.output
