@@ -32,8 +32,9 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   74.1: https://github.com/srzer/LaMo-2023/issues/1). The script is ``run.sh`` without
   ``--mlp_embedding``: linear embeddings with the tanh action head and, like ``run.sh``, no
   ``--co_training`` (language loss off); everything else is LaMo's (pre-trained LM, LoRA, lr, wd,
-  warm-up, eps). It equals ``lamo-linear`` + ``lamo-no-lm-loss``. Which recipe the paper's Hopper numbers
-  used is not published; docs/deviations.md (row 14) gives the evidence.
+  warm-up, eps). It equals ``lamo-linear`` + ``lamo-no-lm-loss``. The paper's appendix ("Network architecture for
+  LaMo") makes Hopper the one task with linear embeddings, i.e. ``lamo-linear``; whether its Hopper runs
+  used the language loss is not stated (docs/deviations.md, row 14).
 * ``wiki-rl``: Reid et al. 2022, "Can Wikipedia Help Offline Reinforcement Learning?" (arXiv 2201.12122;
   github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh`` and ``code/experiment.py``, itself
   kzl/decision-transformer's code): the pre-trained LM fully fine-tuned (``model.finetune: full``),
