@@ -84,7 +84,20 @@ class ModelConfig(_Strict):
         finetune: ``lora`` (backbone frozen, LoRA on attention), ``full`` or ``frozen`` (only
             embeddings and heads train).
         n_blocks: keep only the first n transformer blocks of the LM (``None`` = all).
-        dropout: residual/attention/embedding dropout of the backbone.
+        dropout: residual/attention/embedding dropout of the backbone (probability); the two fields
+            below override its attention and embedding parts.
+        attn_dropout: dropout on the attention weights (GPT-2 ``attn_pdrop``); ``None`` = :attr:`dropout`.
+        embd_dropout: dropout on the input token embeddings (GPT-2 ``embd_pdrop``); ``None`` =
+            :attr:`dropout`. Wiki-RL (github.com/machelreid/can-wikipedia-help-offline-rl
+            ``code/experiment.py`` and ``decision_transformer/models/decision_transformer.py``) sets
+            residual dropout from ``--dropout`` (0.2 in ``run.sh``), attention dropout to 0.1 and keeps the
+            pre-trained config's embedding dropout (GPT-2: 0.1).
+        tied_action_head: with ``embedding: linear``, predict actions as ``tanh(h @ W_a)`` where ``W_a``
+            ``(H, act_dim)`` is the action embedding's weight (``embed_action.weight``), i.e. the action
+            embedding transposed, without bias and without weights of its own (Wiki-RL's
+            ``--share_input_output_proj``, passed by every command of its ``code/run.sh``).
+        The three fields above are left out of the logged / hashed config while at their defaults
+        (:meth:`TrialConfig.record`), so configs written before they existed keep their hash.
     """
 
     lm: str | None = "gpt2"
@@ -95,9 +108,23 @@ class ModelConfig(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     n_blocks: int | None = Field(None, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
+    attn_dropout: float | None = Field(None, ge=0, lt=1)
+    embd_dropout: float | None = Field(None, ge=0, lt=1)
+    tied_action_head: bool = False
+
+    @property
+    def dropouts(self) -> tuple[float, float, float]:
+        """``(residual, attention, embedding)`` dropout probabilities actually used."""
+        attn = self.dropout if self.attn_dropout is None else self.attn_dropout
+        embd = self.dropout if self.embd_dropout is None else self.embd_dropout
+        return self.dropout, attn, embd
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelConfig":
+        if self.tied_action_head and self.embedding != "linear":
+            raise ValueError("model.tied_action_head ties the action head to the linear action embedding; "
+                             f"it needs model.embedding: linear (got {self.embedding!r}), or set "
+                             "tied_action_head: false")
         if self.lm is None and self.init == "pretrained":
             raise ValueError("init='pretrained' needs an `lm` (hub id, local dir or project LM name); "
                              "set model.lm, or use init: random (the DT baseline is `preset: dt`)")
@@ -180,7 +207,9 @@ class DataConfig(_Strict):
 BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
     "cql": ("actor_learning_rate", "critic_learning_rate", "temp_learning_rate", "alpha_learning_rate",
             "n_action_samples", "conservative_weight"),
-    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight"),
+    # ``actor_dropout`` is not an IQLConfig field: it builds the actor's encoder factory
+    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight",
+            "actor_dropout"),
     "td3bc": ("actor_learning_rate", "critic_learning_rate", "alpha", "target_smoothing_sigma",
               "target_smoothing_clip", "update_actor_interval"),
     "bc": ("learning_rate",),
@@ -192,9 +221,12 @@ BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
 #: Baseline algorithms for discrete actions (Atari tasks: registry ``domain == "atari"``); the others act
 #: in continuous action spaces.
 DISCRETE_BASELINES = ("discrete_cql", "discrete_bc")
-#: Baseline fields added with the discrete baselines: left out of the logged / hashed config while unset,
-#: so the continuous baselines' trials keep their hash.
-_LATER_BASELINE_FIELDS = ("target_update_interval", "n_quantiles", "adam_eps", "beta")
+#: Baseline fields added with the discrete baselines (and ``actor_dropout``, with the per-domain recipes):
+#: left out of the logged / hashed config while unset, so earlier baselines' trials keep their hash.
+_LATER_BASELINE_FIELDS = ("target_update_interval", "n_quantiles", "adam_eps", "beta", "actor_dropout")
+#: Model fields added after the first sweeps, with their defaults: left out of the logged / hashed config
+#: while at these defaults (:meth:`TrialConfig.record`).
+_LATER_MODEL_FIELDS = {"attn_dropout": None, "embd_dropout": None, "tied_action_head": False}
 
 
 class BaselineConfig(_Strict):
@@ -223,7 +255,12 @@ class BaselineConfig(_Strict):
             ``None`` = d3rlpy's default. ``n_quantiles``: discrete CQL's Q-function is quantile
             regression with that many quantiles (``QRQFunctionFactory``; ``None`` = d3rlpy's mean
             Q-function). ``adam_eps``: Adam's epsilon (``AdamFactory(eps=...)``; ``None`` = torch's 1e-8).
-            Unset, the four fields added with the discrete baselines are left out of the logged config.
+            ``actor_dropout`` (IQL): dropout probability after each hidden layer of the actor's MLP
+            (``VectorEncoderFactory(dropout_rate=...)`` as ``actor_encoder_factory``; ``None`` = none), as
+            the IQL paper's policy on Kitchen and Adroit (github.com/ikostrikov/implicit_q_learning
+            ``configs/kitchen_config.py`` ``dropout_rate = 0.1``; CORL ``algorithms/offline/iql.py``
+            ``actor_dropout``).
+            Unset, the five fields added after the first baselines are left out of the logged config.
             Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
 
     ``train.batch_size`` and ``train.steps`` apply; the sequence-model optimiser fields of
@@ -253,12 +290,13 @@ class BaselineConfig(_Strict):
     n_quantiles: int | None = Field(None, ge=1)
     adam_eps: float | None = Field(None, gt=0)
     beta: float | None = Field(None, ge=0)
+    actor_dropout: float | None = Field(None, ge=0, lt=1)
 
     def d3rlpy_kwargs(self) -> dict[str, float | int]:
         """The set d3rlpy config fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names
-        (``n_quantiles`` and ``adam_eps`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
+        (``n_quantiles``, ``adam_eps`` and ``actor_dropout`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
         return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ())
-                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps")}
+                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps", "actor_dropout")}
 
     @model_validator(mode="after")
     def _fields_fit_algo(self) -> "BaselineConfig":
@@ -418,6 +456,9 @@ class TrialConfig(_Strict):
             for f in _LATER_BASELINE_FIELDS:
                 if d["baseline"][f] is None:
                     d["baseline"].pop(f)
+        for f, default in _LATER_MODEL_FIELDS.items():
+            if d["model"][f] == default:
+                d["model"].pop(f)
         if d.get("atari") is None:
             d.pop("atari", None)
         return d

@@ -10,7 +10,7 @@ What it computes (``docs/lamo_recipe.md`` §1; the official LaMo code, github.co
   embedding (``Embedding(max_ep_len, H)``, absolute env timestep, clipped to ``max_ep_len - 1``) is added
   to all three tokens of its step. (The original DT adds the timestep before the LayerNorm; LaMo after.)
 * The action for step t is read from the hidden state at the state token s_t. Action head: ``linear``
-  mode ``Linear(H, act_dim) + Tanh``; ``mlp`` mode ``Linear(H, H) -> GELU -> Linear(H, act_dim)`` with no
+  mode ``Linear(H, act_dim) + Tanh`` (with ``model.tied_action_head``, Wiki-RL's: :class:`TiedActionHead`); ``mlp`` mode ``Linear(H, H) -> GELU -> Linear(H, act_dim)`` with no
   tanh.
 * GPT-2 family: the learned absolute position table ``wpe`` is zeroed and frozen, which is exactly
   LaMo's D4RL behaviour (its GPT-2 copy never adds ``wpe``, for RL tokens and language tokens alike,
@@ -69,6 +69,25 @@ class ResidualBlock(nn.Module):
         return self.fc2(self.act(u)) + u
 
 
+class TiedActionHead(nn.Module):
+    """Action head tied to the linear action embedding: ``tanh(h @ W)`` with ``W = embed.weight``
+    ``(H, act_dim)``, i.e. the embedding's map transposed, no bias and no weights of its own.
+
+    Wiki-RL's ``--share_input_output_proj`` (github.com/machelreid/can-wikipedia-help-offline-rl
+    ``code/decision_transformer/models/decision_transformer.py``: ``tanh(F.linear(x, embed_action.weight.t()))``),
+    passed by every command of its ``code/run.sh``. Gradients of the action loss flow into the
+    embedding's weight. Input ``(..., H)`` -> output ``(..., act_dim)`` in (-1, 1).
+    """
+
+    def __init__(self, embed: nn.Linear):
+        super().__init__()
+        self.embed = [embed]  # a list: the embedding stays registered once, under ``embed_action``
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(..., H) -> (..., act_dim)``: ``tanh(h @ embed.weight)``."""
+        return torch.tanh(torch.nn.functional.linear(h, self.embed[0].weight.t()))
+
+
 def default_lora_targets(lm: nn.Module) -> list[str]:
     """LoRA target modules per architecture: GPT-2's fused ``c_attn`` (Q, K, V, as LaMo);
     ``q_proj``/``k_proj``/``v_proj`` for Llama-style models.
@@ -113,20 +132,22 @@ def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None, keep_position
 
     hf_logging.disable_progress_bar()
 
-    drop = mcfg.dropout
+    resid, attn, embd = mcfg.dropouts  # all = model.dropout unless attn_dropout / embd_dropout are set
     if lm_path is None:
         a = mcfg.arch
         conf = GPT2Config(
             vocab_size=1, n_positions=1024, n_embd=a.n_embd, n_layer=a.n_layer, n_head=a.n_head,
             n_inner=a.n_inner, activation_function=a.activation,
-            resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop, bos_token_id=0, eos_token_id=0,
+            resid_pdrop=resid, embd_pdrop=embd, attn_pdrop=attn, bos_token_id=0, eos_token_id=0,
         )
         lm = GPT2LMHeadModel(conf)
     else:
         conf = AutoConfig.from_pretrained(lm_path)
-        for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"):
+        # GPT-2 keys; Llama-style configs have only ``attention_dropout``
+        for key, p in (("resid_pdrop", resid), ("embd_pdrop", embd), ("attn_pdrop", attn),
+                       ("attention_dropout", attn)):
             if hasattr(conf, key):
-                setattr(conf, key, drop)
+                setattr(conf, key, p)
         if mcfg.init == "pretrained":
             lm = AutoModelForCausalLM.from_pretrained(lm_path, config=conf, dtype=torch.float32)
         else:
@@ -198,7 +219,10 @@ class DecisionTransformer(nn.Module):
             self.embed_return = nn.Linear(1, hidden)
             self.embed_state = nn.Linear(obs_dim, hidden)
             self.embed_action = nn.Linear(act_dim, hidden)
-            self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
+            if m.tied_action_head:
+                self.predict_action = TiedActionHead(self.embed_action)
+            else:
+                self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
         self.embed_timestep = nn.Embedding(max_ep_len, hidden)
         self.embed_ln = nn.LayerNorm(hidden)
 

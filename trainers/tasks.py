@@ -78,9 +78,12 @@ class TaskSpec:
         ref_min_return / ref_max_return: raw returns mapped to normalised scores 0 and 100.
         dataset: where the offline data comes from.
         paper_sample_ratios: the sample ratios LaMo uses for this task (``docs/lamo_recipe.md`` §4.2).
-        domain: ``"state"`` (vector observations, continuous actions: the MuJoCo-style model) or
-            ``"atari"`` (stacked 84x84 frames, discrete actions: :mod:`trainers.atari`). For ``atari``,
-            ``obs_dim`` is the flattened frame stack (4*84*84) and ``act_dim`` the number of actions.
+        domain: the task family: ``"mujoco"`` (Hopper, HalfCheetah, Walker2d), ``"reacher2d"``,
+            ``"kitchen"`` (these three: vector observations, continuous actions, the MuJoCo-style model)
+            or ``"atari"`` (stacked 84x84 frames, discrete actions: :mod:`trainers.atari`). Code branches
+            only on ``"atari"``; the other names select per-domain recipes
+            (:data:`trainers.presets.DOMAIN_PRESETS`). For ``atari``, ``obs_dim`` is the flattened frame
+            stack (4*84*84) and ``act_dim`` the number of actions.
     """
 
     name: str
@@ -95,7 +98,7 @@ class TaskSpec:
     ref_max_return: float
     dataset: DatasetSource
     paper_sample_ratios: tuple[float, ...] = field(default=())
-    domain: str = "state"
+    domain: str = "mujoco"
 
     def normalised_score(self, raw_return: float) -> float:
         """Map a raw episode return to the normalised score (0 = reference min, 100 = reference max).
@@ -146,6 +149,7 @@ _register(
             behaviour_policy="reacher2d-ik-medium",
             episodes=1000,
         ),
+        domain="reacher2d",
     )
 )
 
@@ -183,6 +187,7 @@ for _env in ("hopper", "halfcheetah", "walker2d"):
                     collected_name=f"{_env}-{_level}-sb3-v0", minari_id=f"mujoco/{_env}/{_level}-v0",
                 ),
                 paper_sample_ratios=(0.005, 0.01, 0.1, 1.0) if _level == "medium" else (),
+                domain="mujoco",
             )
         )
 
@@ -214,6 +219,7 @@ for _level in ("complete", "partial"):
                 collect_max_steps=280,  # the env's own episode length (D4RL, FrankaKitchen-v1)
             ),
             paper_sample_ratios=(0.3, 0.5, 1.0) if _level == "complete" else (0.01, 0.1, 1.0),
+            domain="kitchen",
         )
     )
 # Atari (pixels, discrete actions; trainers/envs/atari.py, trainers/atari.py). LaMo's Atari setup
