@@ -96,7 +96,11 @@ class ModelConfig(_Strict):
             ``(H, act_dim)`` is the action embedding's weight (``embed_action.weight``), i.e. the action
             embedding transposed, without bias and without weights of its own (Wiki-RL's
             ``--share_input_output_proj``, passed by every command of its ``code/run.sh``).
-        The three fields above are left out of the logged / hashed config while at their defaults
+        extend_positions: initialise the timestep embedding ``(max_ep_len, H)`` from the pre-trained LM's
+            absolute position table ``wpe`` (extended by repetition beyond its length,
+            :func:`trainers.alignment.extend_positions`) instead of at random: Wiki-RL's
+            ``--extend_positions`` (``run.sh``). GPT-2-family LMs only; the trunk still adds no positions.
+        The four fields above are left out of the logged / hashed config while at their defaults
         (:meth:`TrialConfig.record`), so configs written before they existed keep their hash.
     """
 
@@ -111,6 +115,7 @@ class ModelConfig(_Strict):
     attn_dropout: float | None = Field(None, ge=0, lt=1)
     embd_dropout: float | None = Field(None, ge=0, lt=1)
     tied_action_head: bool = False
+    extend_positions: bool = False
 
     @property
     def dropouts(self) -> tuple[float, float, float]:
@@ -148,6 +153,31 @@ class LanguageConfig(_Strict):
     corpus: str = "wikitext-103-local"
     block_size: int = Field(1024, ge=8)
     batch_size: int = Field(2, ge=1)
+
+
+class AlignmentConfig(_Strict):
+    """Wiki-RL's k-means alignment loss (:mod:`trainers.alignment`; Reid et al. 2022, arXiv 2201.12122 §3.2,
+    github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh``: ``--gpt_kmeans 1000
+    --gpt_kmeans_const 0.1``; schedule ``seq_trainer.py`` ``kmeans_anneal``).
+
+    Total loss = action MSE (+ language loss) + ``weight * anneal(step) * alignment_loss``, with the
+    centres a cosine k-means of the LM's token embeddings computed once when the trial is built.
+
+    Attributes:
+        weight: ``--gpt_kmeans_const`` (Wiki-RL: 0.1); 0 turns the loss off (no k-means is computed).
+        clusters: ``--gpt_kmeans``, the number of k-means centres (Wiki-RL: 1,000).
+        anneal_steps: the 5,000 of ``kmeans_anneal``: the weight factor falls from 0.993 to 0.5 at half of it
+            and 0.0067 at it.
+        form: ``code`` (the official code's per-dimension max) or ``paper`` (the paper's cosine formula);
+            :func:`trainers.alignment.alignment_loss`.
+        kmeans_iters: at most this many k-means rounds (``kmeans_pytorch`` runs until its tolerance 1e-4).
+    """
+
+    weight: float = Field(0.1, ge=0)
+    clusters: int = Field(1000, ge=1)
+    anneal_steps: int = Field(5000, ge=1)
+    form: Literal["code", "paper"] = "code"
+    kmeans_iters: int = Field(100, ge=1)
 
 
 class TrainConfig(_Strict):
@@ -226,7 +256,8 @@ DISCRETE_BASELINES = ("discrete_cql", "discrete_bc")
 _LATER_BASELINE_FIELDS = ("target_update_interval", "n_quantiles", "adam_eps", "beta", "actor_dropout")
 #: Model fields added after the first sweeps, with their defaults: left out of the logged / hashed config
 #: while at these defaults (:meth:`TrialConfig.record`).
-_LATER_MODEL_FIELDS = {"attn_dropout": None, "embd_dropout": None, "tied_action_head": False}
+_LATER_MODEL_FIELDS = {"attn_dropout": None, "embd_dropout": None, "tied_action_head": False,
+                       "extend_positions": False}
 
 
 class BaselineConfig(_Strict):
@@ -356,6 +387,8 @@ class TrialConfig(_Strict):
             default, so configs written before the field existed keep their hash.
         atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. Left out of the
             canonical JSON while ``None``, so configs written before it existed keep their hash.
+        alignment: Wiki-RL's k-means alignment loss (:class:`AlignmentConfig`); ``None`` (the default) = none.
+            Left out of the canonical JSON while ``None``.
     """
 
     task: str
@@ -372,6 +405,25 @@ class TrialConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     atari: AtariSettings | None = None
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    alignment: AlignmentConfig | None = None
+
+    @model_validator(mode="after")
+    def _wiki_rl_options_fit(self) -> "TrialConfig":
+        atari = self.task_spec.domain == "atari"
+        if self.alignment is not None and self.alignment.weight > 0:
+            if self.model.lm is None:
+                raise ValueError("alignment (Wiki-RL's k-means alignment loss) clusters the LM's token "
+                                 "embeddings and needs model.lm; set model.lm, or remove alignment")
+            if atari or self.baseline.algo != "none":
+                raise ValueError("alignment applies to the sequence model on vector-state tasks only; remove "
+                                 "alignment for Atari tasks and d3rlpy baselines")
+        if atari and (self.model.tied_action_head or self.model.extend_positions):
+            raise ValueError("model.tied_action_head / model.extend_positions apply to the vector-state "
+                             "model (continuous actions); set them false for Atari tasks")
+        if self.model.extend_positions and self.model.lm is None:
+            raise ValueError("model.extend_positions copies the pre-trained LM's position table and needs "
+                             "model.lm; set model.lm, or extend_positions: false")
+        return self
 
     @model_validator(mode="after")
     def _baseline_has_no_lm(self) -> "TrialConfig":
@@ -447,8 +499,9 @@ class TrialConfig(_Strict):
 
     def record(self) -> dict:
         """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
-        at its default (a sequence model) and without ``atari`` while it is unset, so trials from before
-        these fields existed keep their hash and params."""
+        at its default (a sequence model), without ``atari`` and ``alignment`` while they are unset, without
+        the later model fields while at their defaults (``_LATER_MODEL_FIELDS``) and without the later
+        baseline fields while unset, so trials from before these fields existed keep their hash and params."""
         d = self.model_dump(mode="json")
         if self.baseline == BaselineConfig():
             d.pop("baseline")
@@ -461,6 +514,8 @@ class TrialConfig(_Strict):
                 d["model"].pop(f)
         if d.get("atari") is None:
             d.pop("atari", None)
+        if d.get("alignment") is None:
+            d.pop("alignment", None)
         return d
 
     def config_hash(self) -> str:

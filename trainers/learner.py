@@ -106,6 +106,9 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     * ``LambdaLR`` with factor ``min((step + 1) / warmup_steps, 1)``: linear warm-up, then constant
       (``experiment-d4rl/experiment.py``).
     * The language batcher only when ``language.weight > 0``: otherwise no corpus is read at all.
+    * With ``alignment`` (Wiki-RL), the k-means centres of the LM's token embeddings
+      (:func:`trainers.alignment.cosine_kmeans`, seeded with ``cfg.seed`` through a private generator, so
+      the global RNG stream is unchanged), computed on ``device`` right after the model is built.
 
     Inputs must exist (``prepare`` makes them; :mod:`trainers.inputs`).
 
@@ -118,6 +121,12 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     sampler = BatchSampler(data, cfg.K, cfg.scale, task.max_ep_len, seed=cfg.seed)
     lm_path = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
     model = DecisionTransformer(cfg, task.obs_dim, task.act_dim, task.max_ep_len, lm_path).to(device)
+    if hasattr(model, "alignment_centres"):  # Wiki-RL's alignment loss: k-means of the LM's token embeddings
+        from trainers.alignment import cosine_kmeans
+
+        a = cfg.alignment
+        centres, _ = cosine_kmeans(model.lm.get_input_embeddings().weight, a.clusters, cfg.seed, a.kmeans_iters)
+        model.alignment_centres.copy_(centres)
     params = [p for p in model.parameters() if p.requires_grad]
     tc = cfg.train
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
@@ -137,19 +146,31 @@ class SequenceLearner(ModelLearner):
     Loss per step (docs/lamo_recipe.md §3): mean squared error between predicted and dataset actions
     over the real (unpadded) positions of a batch of ``train.batch_size`` K-step windows, plus
     ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
-    trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
+    trunk, plus, with ``alignment`` (Wiki-RL), ``alignment.weight x anneal(step) x`` the k-means alignment
+    loss of the step's input tokens (:mod:`trainers.alignment`; ``step`` counts updates from 1, read from
+    the schedule, so it resumes with it); backward; global-norm gradient clipping at ``train.grad_clip``;
+    AdamW step; schedule step.
     """
 
     def train_step(self) -> dict[str, float]:
         """One step (class docstring). Returns ``{"action_loss": MSE in normalised action units,
-        "language_loss": nats per token}`` (the latter only with the language loss on)."""
+        "language_loss": nats per token}`` (the latter only with the language loss on; with the alignment
+        loss also ``"alignment_loss"``, unweighted, in [-1, 1])."""
         p, cfg = self.parts, self.cfg
         batch = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        pred = p.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
-                       batch["attention_mask"])
+        centres = getattr(p.model, "alignment_centres", None)
+        out = p.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                      batch["attention_mask"], return_tokens=centres is not None)
+        pred, tokens = out if centres is not None else (out, None)
         m = batch["attention_mask"].bool()
         action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
-        loss, lang = action_loss, None
+        loss, lang, align = action_loss, None, None
+        if centres is not None:
+            from trainers.alignment import alignment_loss, anneal
+
+            a = cfg.alignment
+            align = alignment_loss(tokens, centres, a.form)
+            loss = loss + a.weight * anneal(p.scheduler.last_epoch + 1, a.anneal_steps) * align
         if p.batcher is not None:
             lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
             loss = loss + cfg.language.weight * lang
@@ -161,6 +182,8 @@ class SequenceLearner(ModelLearner):
         out = {"action_loss": float(action_loss.detach())}
         if lang is not None:
             out["language_loss"] = float(lang.detach())
+        if align is not None:
+            out["alignment_loss"] = float(align.detach())
         return out
 
     def current_lr(self) -> float:

@@ -191,9 +191,23 @@ class DecisionTransformer(nn.Module):
         super().__init__()
         m = cfg.model
         self.obs_dim, self.act_dim, self.max_ep_len = obs_dim, act_dim, max_ep_len
-        lm = build_causal_lm(m, lm_path, keep_positions=self.keep_positions)
+        lm = build_causal_lm(m, lm_path, keep_positions=self.keep_positions or m.extend_positions)
         trunk = lm.base_model  # modules are modified in place by peft, so this handle stays valid
         hidden = lm.config.hidden_size
+        timestep_init = None
+        if m.extend_positions:  # Wiki-RL: the pre-trained position table initialises the timestep table
+            wpe = getattr(trunk, "wpe", None)
+            if not isinstance(wpe, nn.Embedding):
+                raise ValueError(f"model.extend_positions needs an LM with a learned absolute position table "
+                                 f"(GPT-2 family: wpe); {type(trunk).__name__} has none: set "
+                                 f"extend_positions: false")
+            from trainers.alignment import extend_positions
+
+            timestep_init = extend_positions(wpe.weight, max_ep_len)[:max_ep_len]
+            if not self.keep_positions:  # then drop it from the trunk, as build_causal_lm does
+                with torch.no_grad():
+                    wpe.weight.zero_()
+                wpe.weight.requires_grad_(False)
         if m.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -224,10 +238,18 @@ class DecisionTransformer(nn.Module):
             else:
                 self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
         self.embed_timestep = nn.Embedding(max_ep_len, hidden)
+        if timestep_init is not None:
+            with torch.no_grad():
+                self.embed_timestep.weight.copy_(timestep_init)
         self.embed_ln = nn.LayerNorm(hidden)
+        if cfg.alignment is not None and cfg.alignment.weight > 0:
+            # Wiki-RL's k-means centres of the LM's token embeddings (trainers.alignment); filled by the
+            # learner (trainers.learner.build_parts) and stored with the checkpoint, never trained
+            self.register_buffer("alignment_centres", torch.zeros(cfg.alignment.clusters, hidden))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
-                timesteps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+                timesteps: torch.Tensor, attention_mask: torch.Tensor,
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict actions.
 
         Args:
@@ -237,20 +259,25 @@ class DecisionTransformer(nn.Module):
             timesteps: ``(B, K)`` long, absolute env timesteps (clipped to ``max_ep_len - 1``).
             attention_mask: ``(B, K)``, 1 for real steps, 0 for left padding.
 
+            return_tokens: also return the input token embeddings after ``embed_ln`` and before the
+                timestep embedding, ``(B, 3K, H)`` (Wiki-RL's alignment loss reads them).
+
         Returns:
-            ``(B, K, act_dim)`` action predictions, read at the state tokens.
+            ``(B, K, act_dim)`` action predictions, read at the state tokens (with ``return_tokens``: the
+            pair ``(predictions, tokens)``).
         """
         B, K, _ = states.shape
         tokens = torch.stack(
             (self.embed_return(returns_to_go), self.embed_state(states), self.embed_action(actions)), dim=2
         ).reshape(B, 3 * K, self.hidden)
-        tokens = self.embed_ln(tokens)
+        normed = self.embed_ln(tokens)
         t = self.embed_timestep(timesteps.clamp(0, self.max_ep_len - 1))  # (B, K, H)
-        tokens = tokens + t.repeat_interleave(3, dim=1)
+        tokens = normed + t.repeat_interleave(3, dim=1)
         mask = attention_mask.repeat_interleave(3, dim=1).to(tokens.dtype)
         h = self.trunk(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
         h = h.reshape(B, K, 3, self.hidden)[:, :, 1]  # state tokens
-        return self.predict_action(h)
+        pred = self.predict_action(h)
+        return (pred, normed) if return_tokens else pred
 
     def language_loss(self, input_ids: torch.Tensor,
                       chunk_rows: int | None = LANGUAGE_LOSS_CHUNK_ROWS) -> torch.Tensor:

@@ -46,9 +46,12 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   selects modules whose type name contains "transformers", which its own GPT-2 copy's does not, so the
   group is empty and every weight decays, as one group here), gradient clip 0.25 (``seq_trainer.py``),
   no language loss (the co-training loss exists only in ``code/lm_cotraining/``, with weight 0.1
-  hard-coded; ``run.sh`` runs the main code). Not implemented (docs/deviations.md row 26): the k-means
-  cosine alignment loss (``--gpt_kmeans 1000 --gpt_kmeans_const 0.1``, annealed to about 0 after 5k
-  steps) and extended positions (``--extend_positions``). How LaMo configured Wiki-RL is not published.
+  hard-coded; ``run.sh`` runs the main code), the timestep embedding initialised from the pre-trained
+  position table (``--extend_positions``, ``model.extend_positions``) and the k-means alignment loss
+  (``--gpt_kmeans 1000 --gpt_kmeans_const 0.1``: 1,000 cosine k-means centres of the LM's token
+  embeddings, weight 0.1 annealed to about 0 after 5,000 steps; ``alignment``, :mod:`trainers.alignment`,
+  with the official code's per-dimension form). What differs is in docs/deviations.md row 26 (the
+  ChibiT LM, the k-means initialisation). How LaMo configured Wiki-RL is not published.
 * ``cql``, ``iql``, ``td3bc``, ``bc``: value-based and imitation baselines of the paper's tables (paper
   §5; which implementation LaMo ran is not published), trained with d3rlpy 2.8.0's algorithms
   (:mod:`trainers.baselines`) on the same data subset, state normalisation, evaluation and budget as
@@ -176,7 +179,11 @@ VARIANT_PRESETS: dict[str, dict] = {
                           "dropout": 0.2,  # run.sh --dropout 0.2 -> resid_pdrop
                           "attn_dropout": 0.1,  # decision_transformer.py: config.attn_pdrop = 0.1
                           "embd_dropout": 0.1,  # the pre-trained GPT-2 config's embd_pdrop, kept
-                          "tied_action_head": True},  # run.sh --share_input_output_proj
+                          "tied_action_head": True,  # run.sh --share_input_output_proj
+                          "extend_positions": True},  # run.sh --extend_positions
+                # run.sh --gpt_kmeans 1000 --gpt_kmeans_const 0.1, seq_trainer.py kmeans_anneal (5,000 steps):
+                # AlignmentConfig's defaults are these values
+                "alignment": {},
                 "language": {"weight": 0.0},  # co-training only in lm_cotraining/, not in run.sh
                 "train": {"weight_decay": 1e-4, "warmup_steps": 10_000}},  # experiment.py argument defaults
     **{name: {**copy.deepcopy(_BASELINE_COMMON), **copy.deepcopy(_ATARI_BASELINE.get(name, {})),
