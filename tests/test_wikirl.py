@@ -6,6 +6,7 @@ and the k-means alignment loss; the new config fields leave existing trial hashe
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from trainers.config import TrialConfig
 from trainers.learner import SequenceLearner, build_parts
 from trainers.model import DecisionTransformer
 from trainers.presets import get_preset
+from trainers.train import ConsoleReporter, run_trial
 
 OBS, ACT, MAX_EP = 12, 2, 100  # Reacher2d
 
@@ -174,3 +176,43 @@ def test_learner_adds_the_alignment_loss(lm_dir, tmp_path):
     assert not hasattr(DecisionTransformer(off, OBS, ACT, MAX_EP, lm_dir), "alignment_centres")
     with pytest.raises(ValidationError, match="alignment.*needs model.lm"):
         TrialConfig(task="reacher2d-medium", **{**get_preset("dt"), "alignment": {}})
+
+
+class _StopAfterCheckpoint(ConsoleReporter):
+    """Raises right after the checkpoint of ``step`` is written: a trial killed there."""
+
+    def __init__(self, workdir, step):
+        super().__init__(workdir, quiet=True)
+        self.step = step
+
+    def checkpoint(self, step, path, metrics):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_is_bit_exact_with_the_alignment_loss(lm_dir, tmp_path):
+    """The centres and the anneal step resume with the checkpoint: a trial killed after step 4 and resumed
+    ends with the uninterrupted run's metrics (CPU)."""
+    from trainers.data.collect import collect_dataset
+    from trainers.paths import dataset_path
+    collect_dataset("reacher2d-medium", dataset_path("reacher2d-medium", tmp_path), episodes=4, seed=0,
+                    progress=False)
+    torch.set_num_threads(1)
+    cfg = wiki_cfg(lm_dir, eval={"every_steps": 8, "episodes": 1, "max_episode_steps": 5})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 8, "log_every": 2,
+                                                                       "checkpoint_every": 4})})
+    ref = run_trial(cfg, tmp_path / "ref", tmp_path, ConsoleReporter(tmp_path / "ref", quiet=True))
+    wd = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(cfg, wd, tmp_path, _StopAfterCheckpoint(wd, 4))
+    out = run_trial(cfg, wd, tmp_path, ConsoleReporter(wd, quiet=True))
+    drop = {"eval/episodes_per_s", "train/steps_per_s"}
+    assert {k: v for k, v in out.items() if k not in drop} == {k: v for k, v in ref.items() if k not in drop}
+
+    def train_lines(d):
+        lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        return {m["step"]: {k: v for k, v in m.items() if k not in drop} for m in lines if "train/lr" in m}
+
+    ref_train, resumed = train_lines(tmp_path / "ref"), train_lines(wd)
+    assert [ref_train[s]["train/alignment_loss"] for s in (6, 8)] == [resumed[s]["train/alignment_loss"] for s in (6, 8)]
+    assert ref_train[8] == resumed[8]
