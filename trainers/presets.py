@@ -152,7 +152,8 @@ _ATARI_EVAL = {"eval": {"every_steps": 200, "episodes": 5}}
 #: Presets that mean another preset on a task of a registry domain: ``{domain: {preset: preset there}}``.
 #: The baselines' algorithms depend on the action space (d3rlpy's CQL/BC for continuous actions, its
 #: DiscreteCQL/DiscreteBC for Atari), so ``cql`` and ``bc`` switch on Atari tasks and one sweep can span
-#: domains; the sequence-model presets run on every domain unchanged.
+#: domains; the sequence-model presets run on every domain unchanged, except ``wiki-rl``, whose tied action
+#: head, extended positions and alignment loss are for vector-state tasks (refused on Atari, with the fix).
 #: On Kitchen, ``iql`` is IQL's published Kitchen recipe (``iql-kitchen``); the other baselines have no
 #: published Kitchen or Reacher2d recipe in their sources (d3rlpy reproductions, CORL configs: locomotion,
 #: AntMaze, Maze2d, Adroit only), so they keep their locomotion recipe there (docs/deviations.md).
