@@ -129,3 +129,36 @@ def test_bad_baseline_settings_name_the_field():
     assert "baseline" not in TrialConfig(task="hopper-medium").canonical_json()
     assert "baseline" not in TrialConfig(task="hopper-medium").record()  # nor in the logged params
     assert "baseline" in TrialConfig(task="hopper-medium", **presets.get_preset("iql")).canonical_json()
+
+
+def test_registry_domains_name_the_task_family():
+    """Each task's registry domain (trainers/tasks.py): the key of the per-domain recipes."""
+    from trainers.tasks import TASKS
+
+    assert {n: t.domain for n, t in TASKS.items() if not n.startswith(("hopper", "halfcheetah", "walker2d"))} == {
+        "reacher2d-medium": "reacher2d", "kitchen-partial": "kitchen", "kitchen-complete": "kitchen",
+        "breakout-medium": "atari", "pong-medium": "atari", "qbert-medium": "atari"}
+    assert {t.domain for n, t in TASKS.items() if n.startswith(("hopper", "halfcheetah", "walker2d"))} == {"mujoco"}
+
+
+def test_iql_on_kitchen_is_the_iql_papers_kitchen_recipe():
+    """IQL paper App. B / github.com/ikostrikov/implicit_q_learning configs/kitchen_config.py: temperature
+    0.5, dropout 0.1 on the policy, raw rewards; the locomotion recipe elsewhere."""
+    import d3rlpy
+    from trainers.baselines import d3rlpy_algorithm
+
+    kitchen = TrialConfig(task="kitchen-partial", **presets.get_preset("iql", "kitchen"))
+    b = kitchen.baseline
+    assert (b.weight_temp, b.actor_dropout, b.expectile, b.reward_scale) == (0.5, 0.1, 0.7, "none")
+    for task, domain in (("hopper-medium", "mujoco"), ("reacher2d-medium", "reacher2d")):
+        loco = TrialConfig(task=task, **presets.get_preset("iql", domain)).baseline
+        assert (loco.weight_temp, loco.actor_dropout, loco.reward_scale) == (3.0, None, "return_range_1000")
+    assert presets.get_preset("cql", "kitchen") == presets.get_preset("cql")  # no published kitchen recipe
+    algo = d3rlpy_algorithm(kitchen, None, torch.device("cpu"))
+    drops = [m.p for m in algo.impl.modules.policy.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops == [0.1, 0.1]  # after each of the two hidden layers (d3rlpy VectorEncoder)
+    assert not any(isinstance(m, torch.nn.Dropout) for q in algo.impl.modules.q_funcs for m in q.modules())
+    assert isinstance(algo.config, d3rlpy.algos.IQLConfig) and algo.config.weight_temp == 0.5
+    with pytest.raises(ValidationError, match="baseline.algo 'cql' has no field"):
+        TrialConfig(task="kitchen-partial", **{**presets.get_preset("cql"),
+                                               "baseline": {"algo": "cql", "actor_dropout": 0.1}})

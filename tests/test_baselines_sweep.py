@@ -51,7 +51,7 @@ variants:
   wiki-rl:
     preset: wiki-rl
     model: {{lm: {lm}}}
-    language: {{block_size: 32, batch_size: 2}}
+    alignment: {{clusters: 16}}   # the tiny LM has 300 tokens; Wiki-RL's 1,000 centres need more
     train: {{batch_size: 8, warmup_steps: 5}}
 grid: {{task: [reacher2d-medium], sample_ratio: [0.5], seed: [0], variant: [td3bc, cql, iql, bc, wiki-rl]}}  # td3bc first: it starts at once
 """

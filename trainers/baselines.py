@@ -121,6 +121,9 @@ def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
     if b.hidden_units is not None:
         enc = d3rlpy.models.VectorEncoderFactory(list(b.hidden_units))
         kw |= {f: enc for f in fields if f.endswith("encoder_factory")}
+    if b.actor_dropout is not None:  # d3rlpy 2.8.0 VectorEncoder: Linear -> ReLU -> Dropout per hidden layer
+        kw["actor_encoder_factory"] = d3rlpy.models.VectorEncoderFactory(
+            list(b.hidden_units) if b.hidden_units is not None else [256, 256], dropout_rate=b.actor_dropout)
     if b.reward_scale == "return_range_1000":
         returns = [float(t["rewards"].sum()) for t in data.trajectories]
         span = max(returns) - min(returns)

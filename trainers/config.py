@@ -110,7 +110,24 @@ class ModelConfig(_Strict):
         finetune: ``lora`` (backbone frozen, LoRA on attention), ``full`` or ``frozen`` (only
             embeddings and heads train).
         n_blocks: keep only the first n transformer blocks of the LM (``None`` = all).
-        dropout: residual/attention/embedding dropout of the backbone.
+        dropout: residual/attention/embedding dropout of the backbone (probability); the two fields
+            below override its attention and embedding parts.
+        attn_dropout: dropout on the attention weights (GPT-2 ``attn_pdrop``); ``None`` = :attr:`dropout`.
+        embd_dropout: dropout on the input token embeddings (GPT-2 ``embd_pdrop``); ``None`` =
+            :attr:`dropout`. Wiki-RL (github.com/machelreid/can-wikipedia-help-offline-rl
+            ``code/experiment.py`` and ``decision_transformer/models/decision_transformer.py``) sets
+            residual dropout from ``--dropout`` (0.2 in ``run.sh``), attention dropout to 0.1 and keeps the
+            pre-trained config's embedding dropout (GPT-2: 0.1).
+        tied_action_head: with ``embedding: linear``, predict actions as ``tanh(h @ W_a)`` where ``W_a``
+            ``(H, act_dim)`` is the action embedding's weight (``embed_action.weight``), i.e. the action
+            embedding transposed, without bias and without weights of its own (Wiki-RL's
+            ``--share_input_output_proj``, passed by every command of its ``code/run.sh``).
+        extend_positions: initialise the timestep embedding ``(max_ep_len, H)`` from the pre-trained LM's
+            absolute position table ``wpe`` (extended by repetition beyond its length,
+            :func:`trainers.alignment.extend_positions`) instead of at random: Wiki-RL's
+            ``--extend_positions`` (``run.sh``). GPT-2-family LMs only; the trunk still adds no positions.
+        The four fields above are left out of the logged / hashed config while at their defaults
+        (:meth:`TrialConfig.record`), so configs written before they existed keep their hash.
     """
 
     lm: str | None = "gpt2"
@@ -121,9 +138,24 @@ class ModelConfig(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     n_blocks: int | None = Field(None, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
+    attn_dropout: float | None = later(None, ge=0, lt=1)
+    embd_dropout: float | None = later(None, ge=0, lt=1)
+    tied_action_head: bool = later(False)
+    extend_positions: bool = later(False)
+
+    @property
+    def dropouts(self) -> tuple[float, float, float]:
+        """``(residual, attention, embedding)`` dropout probabilities actually used."""
+        attn = self.dropout if self.attn_dropout is None else self.attn_dropout
+        embd = self.dropout if self.embd_dropout is None else self.embd_dropout
+        return self.dropout, attn, embd
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelConfig":
+        if self.tied_action_head and self.embedding != "linear":
+            raise ValueError("model.tied_action_head ties the action head to the linear action embedding; "
+                             f"it needs model.embedding: linear (got {self.embedding!r}), or set "
+                             "tied_action_head: false")
         if self.lm is None and self.init == "pretrained":
             raise ValueError("init='pretrained' needs an `lm` (hub id, local dir or project LM name); "
                              "set model.lm, or use init: random (the DT baseline is `preset: dt`)")
@@ -147,6 +179,31 @@ class LanguageConfig(_Strict):
     corpus: str = "wikitext-103-local"
     block_size: int = Field(1024, ge=8)
     batch_size: int = Field(2, ge=1)
+
+
+class AlignmentConfig(_Strict):
+    """Wiki-RL's k-means alignment loss (:mod:`trainers.alignment`; Reid et al. 2022, arXiv 2201.12122 §3.2,
+    github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh``: ``--gpt_kmeans 1000
+    --gpt_kmeans_const 0.1``; schedule ``seq_trainer.py`` ``kmeans_anneal``).
+
+    Total loss = action MSE (+ language loss) + ``weight * anneal(step) * alignment_loss``, with the
+    centres a cosine k-means of the LM's token embeddings computed once when the trial is built.
+
+    Attributes:
+        weight: ``--gpt_kmeans_const`` (Wiki-RL: 0.1); 0 turns the loss off (no k-means is computed).
+        clusters: ``--gpt_kmeans``, the number of k-means centres (Wiki-RL: 1,000).
+        anneal_steps: the 5,000 of ``kmeans_anneal``: the weight factor falls from 0.993 to 0.5 at half of it
+            and 0.0067 at it.
+        form: ``code`` (the official code's per-dimension max) or ``paper`` (the paper's cosine formula);
+            :func:`trainers.alignment.alignment_loss`.
+        kmeans_iters: at most this many k-means rounds (``kmeans_pytorch`` runs until its tolerance 1e-4).
+    """
+
+    weight: float = Field(0.1, ge=0)
+    clusters: int = Field(1000, ge=1)
+    anneal_steps: int = Field(5000, ge=1)
+    form: Literal["code", "paper"] = "code"
+    kmeans_iters: int = Field(100, ge=1)
 
 
 class TrainConfig(_Strict):
@@ -206,7 +263,9 @@ class DataConfig(_Strict):
 BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
     "cql": ("actor_learning_rate", "critic_learning_rate", "temp_learning_rate", "alpha_learning_rate",
             "n_action_samples", "conservative_weight"),
-    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight"),
+    # ``actor_dropout`` is not an IQLConfig field: it builds the actor's encoder factory
+    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight",
+            "actor_dropout"),
     "td3bc": ("actor_learning_rate", "critic_learning_rate", "alpha", "target_smoothing_sigma",
               "target_smoothing_clip", "update_actor_interval"),
     "bc": ("learning_rate",),
@@ -246,7 +305,12 @@ class BaselineConfig(_Strict):
             ``None`` = d3rlpy's default. ``n_quantiles``: discrete CQL's Q-function is quantile
             regression with that many quantiles (``QRQFunctionFactory``; ``None`` = d3rlpy's mean
             Q-function). ``adam_eps``: Adam's epsilon (``AdamFactory(eps=...)``; ``None`` = torch's 1e-8).
-            The four fields added with the discrete baselines are :func:`later` fields (left out of the
+            ``actor_dropout`` (IQL): dropout probability after each hidden layer of the actor's MLP
+            (``VectorEncoderFactory(dropout_rate=...)`` as ``actor_encoder_factory``; ``None`` = none), as
+            the IQL paper's policy on Kitchen and Adroit (github.com/ikostrikov/implicit_q_learning
+            ``configs/kitchen_config.py`` ``dropout_rate = 0.1``; CORL ``algorithms/offline/iql.py``
+            ``actor_dropout``).
+            The five fields added after the first baselines are :func:`later` fields (left out of the
             logged and hashed config while unset).
             Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
 
@@ -277,12 +341,13 @@ class BaselineConfig(_Strict):
     n_quantiles: int | None = later(None, ge=1)
     adam_eps: float | None = later(None, gt=0)
     beta: float | None = later(None, ge=0)
+    actor_dropout: float | None = later(None, ge=0, lt=1)
 
     def d3rlpy_kwargs(self) -> dict[str, float | int]:
         """The set d3rlpy config fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names
-        (``n_quantiles`` and ``adam_eps`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
+        (``n_quantiles``, ``adam_eps`` and ``actor_dropout`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
         return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ())
-                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps")}
+                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps", "actor_dropout")}
 
     @model_validator(mode="after")
     def _fields_fit_algo(self) -> "BaselineConfig":
@@ -347,6 +412,9 @@ class TrialConfig(_Strict):
             sequence model, LaMo, DT, ablations). A :func:`later` field.
         atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. A :func:`later` field.
 
+        alignment: Wiki-RL's k-means alignment loss (:class:`AlignmentConfig`); ``None`` (the default) = none.
+            A :func:`later` field.
+
     Fields added after trials were first hashed are :func:`later` fields: left out of the logged and hashed
     record while at their default, so adding one changes no existing trial's identity.
     """
@@ -365,6 +433,25 @@ class TrialConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     atari: AtariSettings | None = later(None)
     baseline: BaselineConfig = later(default_factory=BaselineConfig)
+    alignment: AlignmentConfig | None = later(None)
+
+    @model_validator(mode="after")
+    def _wiki_rl_options_fit(self) -> "TrialConfig":
+        discrete = domain_of(self.task).discrete_actions
+        if self.alignment is not None and self.alignment.weight > 0:
+            if self.model.lm is None:
+                raise ValueError("alignment (Wiki-RL's k-means alignment loss) clusters the LM's token "
+                                 "embeddings and needs model.lm; set model.lm, or remove alignment")
+            if discrete or self.baseline.algo != "none":
+                raise ValueError("alignment applies to the sequence model on vector-state tasks only; remove "
+                                 "alignment for tasks with discrete actions (Atari) and d3rlpy baselines")
+        if discrete and (self.model.tied_action_head or self.model.extend_positions):
+            raise ValueError("model.tied_action_head / model.extend_positions apply to the vector-state "
+                             "model (continuous actions); set them false for Atari tasks")
+        if self.model.extend_positions and self.model.lm is None:
+            raise ValueError("model.extend_positions copies the pre-trained LM's position table and needs "
+                             "model.lm; set model.lm, or extend_positions: false")
+        return self
 
     @model_validator(mode="after")
     def _baseline_has_no_lm(self) -> "TrialConfig":

@@ -114,8 +114,11 @@ class SequenceHooks(Protocol):
     def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> Schedule:
         """The learning-rate schedule."""
 
-    def action_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The action loss of one batch (a scalar tensor, logged as ``train/action_loss``)."""
+    def losses(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrialConfig,
+               schedule: Schedule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The domain's loss of one batch: ``(total, {name: scalar tensor})``, the dict holding at least
+        ``action_loss`` (each logged as ``train/<name>``); ``total`` is what is back-propagated (before the
+        language loss, which the learner adds)."""
 
     def rollout(self, model: torch.nn.Module, cfg: TrialConfig, data, device: torch.device) -> dict[str, float]:
         """One evaluation round; metric keys of :mod:`trainers.contract`."""
@@ -132,6 +135,11 @@ class WarmupSchedule:
     def step(self, batch: dict[str, torch.Tensor]) -> None:
         self.sched.step()
 
+    @property
+    def updates(self) -> int:
+        """Optimiser steps taken so far (restored with the schedule's state on resume)."""
+        return self.sched.last_epoch
+
     def lr(self) -> float:
         return self.sched.get_last_lr()[0]
 
@@ -147,8 +155,8 @@ class StateHooks:
 
     * model: :class:`trainers.model.DecisionTransformer` over ``(obs_dim,)`` states and ``(act_dim,)`` actions;
     * sampler: :class:`trainers.data.trajectories.BatchSampler` (K-step windows, RTG / ``rtg_scale``);
-    * action loss: mean squared error between predicted and dataset actions over the real (unpadded)
-      positions, in normalised action units;
+    * losses: mean squared error between predicted and dataset actions over the real (unpadded)
+      positions, in normalised action units (plus Wiki-RL's alignment loss when configured);
     * schedule: :class:`WarmupSchedule` over ``train.warmup_steps``;
     * rollout: :func:`trainers.evaluate.evaluate` with the trial's RTG targets, episodes, K, RTG scale and
       the training subset's state statistics.
@@ -164,11 +172,25 @@ class StateHooks:
     def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> WarmupSchedule:
         return WarmupSchedule(optimizer, cfg.train.warmup_steps)
 
-    def action_loss(self, model: DecisionTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        pred = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
-                     batch["attention_mask"])
+    def losses(self, model: DecisionTransformer, batch: dict[str, torch.Tensor], cfg: TrialConfig,
+               schedule: WarmupSchedule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Action MSE over the real positions; with Wiki-RL's alignment loss (the model holds
+        ``alignment_centres``) plus ``alignment.weight x anneal(step) x`` it, ``step`` counting updates from
+        1 (read from the schedule, so it resumes with it; :mod:`trainers.alignment`)."""
+        centres = getattr(model, "alignment_centres", None)
+        out = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                    batch["attention_mask"], return_tokens=centres is not None)
+        pred, tokens = out if centres is not None else (out, None)
         m = batch["attention_mask"].bool()
-        return torch.mean((pred[m] - batch["actions"][m]) ** 2)
+        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
+        if centres is None:
+            return action_loss, {"action_loss": action_loss}
+        from trainers.alignment import alignment_loss, anneal
+
+        a = cfg.alignment
+        align = alignment_loss(tokens, centres, a.form)
+        total = action_loss + a.weight * anneal(schedule.updates + 1, a.anneal_steps) * align
+        return total, {"action_loss": action_loss, "alignment_loss": align}
 
     def rollout(self, model: DecisionTransformer, cfg: TrialConfig, data: TrajectorySet,
                 device: torch.device) -> dict[str, float]:
@@ -205,6 +227,9 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
       it runs; the Atari code's ``AdamW(model.parameters())`` is the same group.
     * The language batcher only when :attr:`trainers.config.TrialConfig.language_loss_on`: otherwise no
       corpus is read at all.
+    * With ``alignment`` (Wiki-RL), the k-means centres of the LM's token embeddings
+      (:func:`trainers.alignment.cosine_kmeans`, seeded with ``cfg.seed`` through a private generator, so
+      the global RNG stream is unchanged), computed on ``device`` right after the model is built.
 
     Inputs must exist (``prepare`` makes them; :mod:`trainers.inputs`).
 
@@ -220,6 +245,12 @@ def build_parts(cfg: TrialConfig, data_dir: Path, device: torch.device | None = 
     sampler = hooks.sampler(data, cfg)
     lm_path = lm_location(cfg.model.lm, data_dir) if cfg.model.lm else None
     model = hooks.model(cfg, lm_path).to(device)
+    if hasattr(model, "alignment_centres"):  # Wiki-RL's alignment loss: k-means of the LM's token embeddings
+        from trainers.alignment import cosine_kmeans
+
+        a = cfg.alignment
+        centres, _ = cosine_kmeans(model.lm.get_input_embeddings().weight, a.clusters, cfg.seed, a.kmeans_iters)
+        model.alignment_centres.copy_(centres)
     params = [p for p in model.parameters() if p.requires_grad]
     tc = cfg.train
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps)
@@ -236,20 +267,22 @@ class SequenceLearner(ModelLearner):
     """LaMo / DT / Wiki-RL and the ablations, on every domain: return-conditioned action prediction with a
     Decision Transformer (the domain's, :func:`build_parts`).
 
-    Loss per step (docs/lamo_recipe.md §3): the domain's action loss (MSE for continuous actions,
-    cross-entropy for discrete ones) over the real (unpadded) positions of a batch of ``train.batch_size``
-    K-step windows, plus ``language.weight`` x next-token cross-entropy of one batch of text blocks through
-    the same adapted trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step;
-    schedule step.
+    Loss per step (docs/lamo_recipe.md §3): the domain's losses of a batch of ``train.batch_size`` K-step
+    windows (:meth:`SequenceHooks.losses`: the action loss, MSE for continuous actions and cross-entropy for
+    discrete ones, over the real (unpadded) positions; with ``alignment`` (Wiki-RL) plus
+    ``alignment.weight x anneal(step) x`` the k-means alignment loss of the step's input tokens), plus
+    ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
+    trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
     """
 
     def train_step(self) -> dict[str, float]:
-        """One step (class docstring). Returns ``{"action_loss": the domain's action loss,
-        "language_loss": nats per token}`` (the latter only with the language loss on)."""
+        """One step (class docstring). Returns the step's losses by name: ``action_loss`` (the domain's),
+        ``language_loss`` (nats per token, with the language loss on), ``alignment_loss`` (unweighted, in
+        [-1, 1], with Wiki-RL's alignment loss)."""
         p, cfg = self.parts, self.cfg
         batch = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        action_loss = p.hooks.action_loss(p.model, batch)
-        loss, lang = action_loss, None
+        loss, parts = p.hooks.losses(p.model, batch, cfg, p.scheduler)
+        lang = None
         if p.batcher is not None:
             lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
             loss = loss + cfg.language.weight * lang
@@ -258,10 +291,9 @@ class SequenceLearner(ModelLearner):
         torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
         p.optimizer.step()
         p.scheduler.step(batch)
-        out = {"action_loss": float(action_loss.detach())}
         if lang is not None:
-            out["language_loss"] = float(lang.detach())
-        return out
+            parts["language_loss"] = lang
+        return {name: float(v.detach()) for name, v in parts.items()}
 
     def current_lr(self) -> float:
         return self.parts.scheduler.lr()

@@ -10,7 +10,7 @@ What it computes (``docs/lamo_recipe.md`` §1; the official LaMo code, github.co
   embedding (``Embedding(max_ep_len, H)``, absolute env timestep, clipped to ``max_ep_len - 1``) is added
   to all three tokens of its step. (The original DT adds the timestep before the LayerNorm; LaMo after.)
 * The action for step t is read from the hidden state at the state token s_t. Action head: ``linear``
-  mode ``Linear(H, act_dim) + Tanh``; ``mlp`` mode ``Linear(H, H) -> GELU -> Linear(H, act_dim)`` with no
+  mode ``Linear(H, act_dim) + Tanh`` (with ``model.tied_action_head``, Wiki-RL's: :class:`TiedActionHead`); ``mlp`` mode ``Linear(H, H) -> GELU -> Linear(H, act_dim)`` with no
   tanh.
 * GPT-2 family: the learned absolute position table ``wpe`` is zeroed and frozen, which is exactly
   LaMo's D4RL behaviour (its GPT-2 copy never adds ``wpe``, for RL tokens and language tokens alike,
@@ -71,6 +71,25 @@ class ResidualBlock(nn.Module):
         return self.fc2(self.act(u)) + u
 
 
+class TiedActionHead(nn.Module):
+    """Action head tied to the linear action embedding: ``tanh(h @ W)`` with ``W = embed.weight``
+    ``(H, act_dim)``, i.e. the embedding's map transposed, no bias and no weights of its own.
+
+    Wiki-RL's ``--share_input_output_proj`` (github.com/machelreid/can-wikipedia-help-offline-rl
+    ``code/decision_transformer/models/decision_transformer.py``: ``tanh(F.linear(x, embed_action.weight.t()))``),
+    passed by every command of its ``code/run.sh``. Gradients of the action loss flow into the
+    embedding's weight. Input ``(..., H)`` -> output ``(..., act_dim)`` in (-1, 1).
+    """
+
+    def __init__(self, embed: nn.Linear):
+        super().__init__()
+        self.embed = [embed]  # a list: the embedding stays registered once, under ``embed_action``
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(..., H) -> (..., act_dim)``: ``tanh(h @ embed.weight)``."""
+        return torch.tanh(torch.nn.functional.linear(h, self.embed[0].weight.t()))
+
+
 def default_lora_targets(lm: nn.Module) -> list[str]:
     """LoRA target modules per architecture: GPT-2's fused ``c_attn`` (Q, K, V, as LaMo);
     ``q_proj``/``k_proj``/``v_proj`` for Llama-style models.
@@ -115,20 +134,22 @@ def build_causal_lm(mcfg: ModelConfig, lm_path: str | Path | None, keep_position
 
     hf_logging.disable_progress_bar()
 
-    drop = mcfg.dropout
+    resid, attn, embd = mcfg.dropouts  # all = model.dropout unless attn_dropout / embd_dropout are set
     if lm_path is None:
         a = mcfg.arch
         conf = GPT2Config(
             vocab_size=1, n_positions=1024, n_embd=a.n_embd, n_layer=a.n_layer, n_head=a.n_head,
             n_inner=a.n_inner, activation_function=a.activation,
-            resid_pdrop=drop, embd_pdrop=drop, attn_pdrop=drop, bos_token_id=0, eos_token_id=0,
+            resid_pdrop=resid, embd_pdrop=embd, attn_pdrop=attn, bos_token_id=0, eos_token_id=0,
         )
         lm = GPT2LMHeadModel(conf)
     else:
         conf = AutoConfig.from_pretrained(lm_path)
-        for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"):
+        # GPT-2 keys; Llama-style configs have only ``attention_dropout``
+        for key, p in (("resid_pdrop", resid), ("embd_pdrop", embd), ("attn_pdrop", attn),
+                       ("attention_dropout", attn)):
             if hasattr(conf, key):
-                setattr(conf, key, drop)
+                setattr(conf, key, p)
         if mcfg.init == "pretrained":
             lm = AutoModelForCausalLM.from_pretrained(lm_path, config=conf, dtype=torch.float32)
         else:
@@ -172,9 +193,23 @@ class DecisionTransformer(nn.Module):
         super().__init__()
         m = cfg.model
         self.obs_dim, self.act_dim, self.max_ep_len = obs_dim, act_dim, max_ep_len
-        lm = build_causal_lm(m, lm_path, keep_positions=self.keep_positions)
+        lm = build_causal_lm(m, lm_path, keep_positions=self.keep_positions or m.extend_positions)
         trunk = lm.base_model  # modules are modified in place by peft, so this handle stays valid
         hidden = lm.config.hidden_size
+        timestep_init = None
+        if m.extend_positions:  # Wiki-RL: the pre-trained position table initialises the timestep table
+            wpe = getattr(trunk, "wpe", None)
+            if not isinstance(wpe, nn.Embedding):
+                raise ValueError(f"model.extend_positions needs an LM with a learned absolute position table "
+                                 f"(GPT-2 family: wpe); {type(trunk).__name__} has none: set "
+                                 f"extend_positions: false")
+            from trainers.alignment import extend_positions
+
+            timestep_init = extend_positions(wpe.weight, max_ep_len)[:max_ep_len]
+            if not self.keep_positions:  # then drop it from the trunk, as build_causal_lm does
+                with torch.no_grad():
+                    wpe.weight.zero_()
+                wpe.weight.requires_grad_(False)
         if m.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -200,12 +235,23 @@ class DecisionTransformer(nn.Module):
             self.embed_return = nn.Linear(1, hidden)
             self.embed_state = nn.Linear(obs_dim, hidden)
             self.embed_action = nn.Linear(act_dim, hidden)
-            self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
+            if m.tied_action_head:
+                self.predict_action = TiedActionHead(self.embed_action)
+            else:
+                self.predict_action = nn.Sequential(nn.Linear(hidden, act_dim), nn.Tanh())
         self.embed_timestep = nn.Embedding(max_ep_len, hidden)
+        if timestep_init is not None:
+            with torch.no_grad():
+                self.embed_timestep.weight.copy_(timestep_init)
         self.embed_ln = nn.LayerNorm(hidden)
+        if cfg.alignment is not None and cfg.alignment.weight > 0:
+            # Wiki-RL's k-means centres of the LM's token embeddings (trainers.alignment); filled by the
+            # learner (trainers.learner.build_parts) and stored with the checkpoint, never trained
+            self.register_buffer("alignment_centres", torch.zeros(cfg.alignment.clusters, hidden))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
-                timesteps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+                timesteps: torch.Tensor, attention_mask: torch.Tensor,
+                return_tokens: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict actions.
 
         Args:
@@ -215,20 +261,25 @@ class DecisionTransformer(nn.Module):
             timesteps: ``(B, K)`` long, absolute env timesteps (clipped to ``max_ep_len - 1``).
             attention_mask: ``(B, K)``, 1 for real steps, 0 for left padding.
 
+            return_tokens: also return the input token embeddings after ``embed_ln`` and before the
+                timestep embedding, ``(B, 3K, H)`` (Wiki-RL's alignment loss reads them).
+
         Returns:
-            ``(B, K, act_dim)`` action predictions, read at the state tokens.
+            ``(B, K, act_dim)`` action predictions, read at the state tokens (with ``return_tokens``: the
+            pair ``(predictions, tokens)``).
         """
         B, K, _ = states.shape
         tokens = torch.stack(
             (self.embed_return(returns_to_go), self.embed_state(states), self.embed_action(actions)), dim=2
         ).reshape(B, 3 * K, self.hidden)
-        tokens = self.embed_ln(tokens)
+        normed = self.embed_ln(tokens)
         t = self.embed_timestep(timesteps.clamp(0, self.max_ep_len - 1))  # (B, K, H)
-        tokens = tokens + t.repeat_interleave(3, dim=1)
+        tokens = normed + t.repeat_interleave(3, dim=1)
         mask = attention_mask.repeat_interleave(3, dim=1).to(tokens.dtype)
         h = self.trunk(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
         h = h.reshape(B, K, 3, self.hidden)[:, :, 1]  # state tokens
-        return self.predict_action(h)
+        pred = self.predict_action(h)
+        return (pred, normed) if return_tokens else pred
 
     def language_loss(self, input_ids: torch.Tensor,
                       chunk_rows: int | None = LANGUAGE_LOSS_CHUNK_ROWS) -> torch.Tensor:

@@ -36,16 +36,23 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   LaMo") makes Hopper the one task with linear embeddings, i.e. ``lamo-linear``; whether its Hopper runs
   used the language loss is not stated (docs/deviations.md, row 14).
 * ``wiki-rl``: Reid et al. 2022, "Can Wikipedia Help Offline Reinforcement Learning?" (arXiv 2201.12122;
-  github.com/machelreid/can-wikipedia-help-offline-rl ``code/run.sh`` and ``code/experiment.py``, itself
-  kzl/decision-transformer's code): the pre-trained LM fully fine-tuned (``model.finetune: full``),
-  linear embeddings with DT's tanh action head, dropout 0.2 (``run.sh``), AdamW lr 1e-4, weight decay
-  1e-4, warm-up 10,000 steps, eps 1e-8 (the script's argument defaults, as ``dt``), and the auxiliary
-  language-modelling loss on WikiText (the repository's ``lm_cotraining`` variant) with LaMo's weight
-  lambda = 0.1 (the default of ``language.weight``; the Wiki-RL argument list sets no other value).
-  Not implemented: the k-means cosine alignment loss (1,000 k-means centres of the LM's token
-  embeddings, weight 0.1, ``--gpt_kmeans``) and extended positions: both change the model's forward
-  pass (:mod:`trainers.model`), which this preset does not touch. How LaMo configured Wiki-RL is not
-  published (docs/deviations.md).
+  github.com/machelreid/can-wikipedia-help-offline-rl, its main recipe: every command of ``code/run.sh``,
+  with ``code/experiment.py``, ``code/utils.py`` and ``code/decision_transformer/models/decision_transformer.py``):
+  the pre-trained LM fully fine-tuned (``model.finetune: full``), linear embeddings, the action head tied
+  to the action embedding (``--share_input_output_proj``: ``tanh(h @ W_action)``, no bias,
+  ``model.tied_action_head``), residual dropout 0.2 (``--dropout 0.2``), attention dropout 0.1 (set in
+  ``decision_transformer.py``), embedding dropout 0.1 (the pre-trained GPT-2 config's, kept), AdamW
+  lr 1e-4 with eps 1e-6 (``utils.py`` uses eps 1e-6 whenever a pre-trained LM is loaded), weight decay
+  1e-4 and warm-up 10,000 steps (argument defaults; ``utils.py``'s separate LM group with weight decay 0
+  selects modules whose type name contains "transformers", which its own GPT-2 copy's does not, so the
+  group is empty and every weight decays, as one group here), gradient clip 0.25 (``seq_trainer.py``),
+  no language loss (the co-training loss exists only in ``code/lm_cotraining/``, with weight 0.1
+  hard-coded; ``run.sh`` runs the main code), the timestep embedding initialised from the pre-trained
+  position table (``--extend_positions``, ``model.extend_positions``) and the k-means alignment loss
+  (``--gpt_kmeans 1000 --gpt_kmeans_const 0.1``: 1,000 cosine k-means centres of the LM's token
+  embeddings, weight 0.1 annealed to about 0 after 5,000 steps; ``alignment``, :mod:`trainers.alignment`,
+  with the official code's per-dimension form). What differs is in docs/deviations.md row 26 (the
+  ChibiT LM, the k-means initialisation). How LaMo configured Wiki-RL is not published.
 * ``cql``, ``iql``, ``td3bc``, ``bc``: value-based and imitation baselines of the paper's tables (paper
   §5; which implementation LaMo ran is not published), trained with d3rlpy 2.8.0's algorithms
   (:mod:`trainers.baselines`) on the same data subset, state normalisation, evaluation and budget as
@@ -66,6 +73,14 @@ Sources (docs/lamo_recipe.md, which cites the official code):
   - ``bc``: d3rlpy has no BC reproduction script; CORL's BC (github.com/corl-team/CORL
     ``algorithms/offline/any_percent_bc.py`` with ``configs/offline/bc/*/medium_v2.yaml``, frac 1.0):
     deterministic tanh policy, 2 x 256 MLP, Adam lr 3e-4, batch 256, standardised states, MSE.
+
+  On Kitchen tasks (:data:`DOMAIN_VARIANTS`) ``iql`` means ``iql-kitchen``, the IQL paper's Kitchen recipe
+  (App. B; github.com/ikostrikov/implicit_q_learning ``configs/kitchen_config.py``): expectile 0.7,
+  inverse temperature 0.5, dropout 0.1 on the policy MLP (d3rlpy's ``VectorEncoderFactory(dropout_rate)``
+  as the actor encoder, ``baseline.actor_dropout``), lr 3e-4, cosine-annealed actor lr, raw rewards
+  (``train_offline.py`` normalises only the locomotion tasks). The other baselines have no published
+  Kitchen or Reacher2d recipe in d3rlpy's reproductions or CORL's configs (CORL configures locomotion,
+  AntMaze, Maze2d and Adroit only), so they keep the recipes above there (docs/deviations.md).
 
   Every baseline standardises states with the training subset's mean and std (+1e-6), the rule LaMo and
   DT use, rather than d3rlpy's/CORL's eps 1e-3 (docs/deviations.md). The step budget is the sweep's
@@ -116,6 +131,16 @@ BASELINE_RECIPES: dict[str, dict] = {
     "td3bc": {"algo": "td3bc", "actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "alpha": 2.5,
               "target_smoothing_sigma": 0.2, "target_smoothing_clip": 0.5, "update_actor_interval": 2},
     "bc": {"algo": "bc", "hidden_units": [256, 256], "learning_rate": 3e-4},
+    # IQL on Kitchen (``iql`` on a kitchen task, DOMAIN_VARIANTS): github.com/ikostrikov/implicit_q_learning
+    # configs/kitchen_config.py = IQL paper (arXiv 2110.06169) App. B for Kitchen; d3rlpy / CORL have no
+    # kitchen config. Rewards raw (train_offline.py normalises only hopper/halfcheetah/walker2d).
+    "iql-kitchen": {"algo": "iql",
+                    "actor_cosine_schedule": True,  # learner.py opt_decay_schedule="cosine" (every task)
+                    "actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4,  # kitchen_config.py
+                    "expectile": 0.7,  # kitchen_config.py expectile
+                    "weight_temp": 0.5,  # kitchen_config.py temperature (inverse temperature beta)
+                    "max_weight": 100.0,  # actor.py: exp_a clipped at 100
+                    "actor_dropout": 0.1},  # kitchen_config.py dropout_rate (policy MLP only)
     "cql-atari": {"algo": "discrete_cql", "learning_rate": 5e-5, "adam_eps": 1e-2 / 32, "alpha": 4.0,
                   "n_quantiles": 200, "target_update_interval": 2000, "reward_scale": "clip"},
     "bc-atari": {"algo": "discrete_bc", "learning_rate": 1e-3, "beta": 0.5},
@@ -131,12 +156,18 @@ _ATARI_EVAL = {"eval": {"every_steps": 200, "episodes": 5}}
 #: :func:`get_preset` and :meth:`trainers.methods.Method.preset_for`). The baselines' algorithms depend on
 #: the action space (d3rlpy's CQL/BC for continuous actions, its DiscreteCQL/DiscreteBC for Atari), and
 #: LaMo's and DT's official Atari scripts use other optimiser settings than their D4RL ones, so on an Atari
-#: task ``lamo``, ``dt``, ``cql`` and ``bc`` mean their Atari recipes and one sweep can span domains.
+#: task ``lamo``, ``dt``, ``cql`` and ``bc`` mean their Atari recipes and one sweep can span domains. On
+#: Kitchen, ``iql`` is IQL's published Kitchen recipe (``iql-kitchen``); the other baselines have no
+#: published Kitchen or Reacher2d recipe in their sources (d3rlpy reproductions, CORL configs: locomotion,
+#: AntMaze, Maze2d, Adroit only), so they keep their locomotion recipe there (docs/deviations.md).
+#: ``wiki-rl``'s tied action head, extended positions and alignment loss are for vector-state tasks: it is
+#: refused on Atari, with the fix.
 DOMAIN_VARIANTS: dict[str, dict[str, str]] = {
     "lamo": {"atari": "lamo-atari"},
     "dt": {"atari": "dt-atari"},
     "cql": {"atari": "cql-atari"},
     "bc": {"atari": "bc-atari"},
+    "iql": {"kitchen": "iql-kitchen"},
 }
 
 VARIANT_PRESETS: dict[str, dict] = {
@@ -152,8 +183,20 @@ VARIANT_PRESETS: dict[str, dict] = {
     "lamo-random-init": {"model": {"init": "random"}},
     "lamo-no-lm-loss": {"language": {"weight": 0.0}},
     "lamo-hopper": {"model": {"embedding": "linear"}, "language": {"weight": 0.0}},
-    "wiki-rl": {"model": {"embedding": "linear", "finetune": "full", "dropout": 0.2},
-                "train": {"weight_decay": 1e-4, "warmup_steps": 10_000, "adam_eps": 1e-8}},
+    # Wiki-RL's main recipe (machelreid/can-wikipedia-help-offline-rl code/run.sh, experiment.py, utils.py,
+    # decision_transformer/models/decision_transformer.py); AdamW eps 1e-6 (utils.py, with a pre-trained
+    # LM) and lr 1e-4, clip 0.25, batch 64 are the defaults
+    "wiki-rl": {"model": {"embedding": "linear", "finetune": "full",
+                          "dropout": 0.2,  # run.sh --dropout 0.2 -> resid_pdrop
+                          "attn_dropout": 0.1,  # decision_transformer.py: config.attn_pdrop = 0.1
+                          "embd_dropout": 0.1,  # the pre-trained GPT-2 config's embd_pdrop, kept
+                          "tied_action_head": True,  # run.sh --share_input_output_proj
+                          "extend_positions": True},  # run.sh --extend_positions
+                # run.sh --gpt_kmeans 1000 --gpt_kmeans_const 0.1, seq_trainer.py kmeans_anneal (5,000 steps):
+                # AlignmentConfig's defaults are these values
+                "alignment": {},
+                "language": {"weight": 0.0},  # co-training only in lm_cotraining/, not in run.sh
+                "train": {"weight_decay": 1e-4, "warmup_steps": 10_000}},  # experiment.py argument defaults
     **{name: {**copy.deepcopy(_BASELINE_COMMON), **copy.deepcopy(_ATARI_BASELINE.get(name, {})),
               **(copy.deepcopy(_ATARI_EVAL) if name in _ATARI_BASELINE else {}), "baseline": copy.deepcopy(recipe)}
        for name, recipe in BASELINE_RECIPES.items()},

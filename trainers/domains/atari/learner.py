@@ -193,9 +193,12 @@ class AtariHooks:
     def schedule(self, optimizer: torch.optim.Optimizer, cfg: TrialConfig) -> _TokenSchedule:
         return _TokenSchedule(TokenLR(optimizer, cfg.atari or AtariSettings()))
 
-    def action_loss(self, model: AtariDecisionTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def losses(self, model: AtariDecisionTransformer, batch: dict[str, torch.Tensor], cfg: TrialConfig,
+               schedule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy (nats) of the action logits at the real steps (:func:`action_loss`)."""
         logits = model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"])
-        return action_loss(logits, batch["actions"], batch["attention_mask"].bool())
+        ce = action_loss(logits, batch["actions"], batch["attention_mask"].bool())
+        return ce, {"action_loss": ce}
 
     def rollout(self, model: AtariDecisionTransformer, cfg: TrialConfig, data: AtariSubset,
                 device: torch.device) -> dict[str, float]:
