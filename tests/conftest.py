@@ -230,3 +230,70 @@ def check_runs():
     ``sweep`` in ``root/runs/mlflow.db``, ``train/action_loss`` at every 10th step exactly once, no
     (key, step) twice."""
     return _check_runs
+
+
+# --- Atari trials shared by the Atari test modules ----------------------------------------------------
+def _run_cut_and_resumed(cfg, tmp_path, data):
+    """Run trial ``cfg`` uninterrupted (into ``tmp_path/ref``) and once killed by an exception right after
+    the step-3 metrics (``tmp_path/cut``; the step-2 checkpoint is asserted), then resumed; returns both
+    final metric dicts. Shared by the Atari resume tests."""
+    import torch
+
+    from trainers.checkpoint import CHECKPOINT_DIR
+    from trainers.train import ConsoleReporter, run_trial
+
+    ref = run_trial(cfg, tmp_path / "ref", data)
+
+    class Boom(Exception):
+        pass
+
+    class Dies(ConsoleReporter):
+        def log(self, step, metrics):
+            super().log(step, metrics)
+            if step == 3:
+                raise Boom
+
+    with pytest.raises(Boom):
+        run_trial(cfg, tmp_path / "cut", data, reporter=Dies(tmp_path / "cut"))
+    assert torch.load(tmp_path / "cut" / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"] == 2
+    resumed = run_trial(cfg, tmp_path / "cut", data)
+    return ref, resumed
+
+
+@pytest.fixture(scope="session")
+def run_cut_and_resumed():
+    """``run_cut_and_resumed(cfg, tmp_path, data) -> (reference metrics, resumed metrics)``."""
+    return _run_cut_and_resumed
+
+
+def _run_one_trial_atari_sweep(tmp_path, sweep_text: str, experiment: str):
+    """Collect 400 Breakout transitions (so ``prepare`` skips the 50k collection), run the one-trial sweep
+    ``sweep_text`` (formatted with ``root=tmp_path``) through ``lamo-sweep``, and return the MLflow client
+    and the finished trial run. Shared by the Atari sweep tests."""
+    import textwrap
+
+    from mlflow.tracking import MlflowClient
+
+    from trainers.config import TrialConfig
+    from trainers.domains.atari.data import collect_atari_dataset
+    from trainers.paths import trial_dataset_path
+
+    path = trial_dataset_path(TrialConfig(task="breakout-medium"), tmp_path / "data")
+    collect_atari_dataset("breakout", path, 400, progress=False)  # prepare then finds it: no 50k collection
+    sweep = tmp_path / "atari.yaml"
+    sweep.write_text(textwrap.dedent(sweep_text.format(root=tmp_path)))
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], "tags.`lamo.role` != 'sweep'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    return c, runs[0]
+
+
+@pytest.fixture(scope="session")
+def run_one_trial_atari_sweep():
+    """``run_one_trial_atari_sweep(tmp_path, sweep_text, experiment) -> (MlflowClient, finished run)``."""
+    return _run_one_trial_atari_sweep
+

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import ast
-import atexit
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,21 +37,6 @@ SEEDS = {("hopper", 0.01, "dt"): (0, 1, 2), ("hopper", 0.1, "dt"): (0, 1), ("hop
 N_MAIN = sum(len(s) for s in SEEDS.values())  # 12 finished trials under the main sweep
 
 
-_TEMPLATE: dict[str, Path] = {}
-
-
-def new_sqlite_uri(directory: Path) -> str:
-    """A fresh MLflow SQLite store in ``directory``: a copy of an empty store whose schema is created
-    once per test process (MLflow's schema migrations take seconds on a busy 2-core machine)."""
-    if "db" not in _TEMPLATE:
-        tmp = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
-        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-        MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db").search_experiments(max_results=1)
-        _TEMPLATE["db"] = tmp / "mlflow.db"
-    shutil.copy(_TEMPLATE["db"], Path(directory) / "mlflow.db")
-    return f"sqlite:///{directory}/mlflow.db"
-
-
 def pattern(base: float) -> dict[tuple[int, int], float]:
     """(target index, step) -> normalised score; index 0 = largest target."""
     return {(0, 2500): base + 30, (0, 5000): base + 20, (1, 2500): base + 5, (1, 5000): base + 25}
@@ -81,7 +63,7 @@ def make_trial(client, exp_id, parent, task, ratio, variant, seed, status="FINIS
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_uri):
     root = tmp_path_factory.mktemp("mlflow")
     uri = new_sqlite_uri(root)
     client = MlflowClient(tracking_uri=uri)

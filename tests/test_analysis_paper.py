@@ -50,7 +50,6 @@ from trainers import contract
 from trainers.config import TrialConfig, flatten
 from trainers.tasks import TASKS, get_task
 
-from tests.test_analysis import new_sqlite_uri
 
 EXP = "paper-test"
 STEPS = (10, 20)
@@ -129,7 +128,7 @@ def raw_trial(c, exp_id, parent, task, ratio, variant, seed, params, base, extra
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_uri):
     """lamo and dt trials (and the failed one) through ``orchestrator.tracking.TrialRun`` exactly as a
     sweep writes them; the ablation variants and foreign tasks with :func:`raw_trial` (same layout,
     faster)."""

@@ -26,7 +26,6 @@ from analysis.report import write_report
 from analysis.rule_compare import compare_target_rules, rule_comparison_markdown, rules_pair
 from analysis.runs import load_trial_runs
 from analysis.select import DEFAULT_RULE, SelectionRule, select_scores
-from tests.test_analysis import new_sqlite_uri
 from trainers import contract
 
 EXP = "lamo/target-rules"
@@ -40,7 +39,7 @@ EARLY = 1.0  # every target's score at step 2500 (below every last score: "best"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, new_sqlite_uri):
     uri = new_sqlite_uri(tmp_path_factory.mktemp("target-rules"))
     c = MlflowClient(tracking_uri=uri)
     exp = c.create_experiment(EXP)

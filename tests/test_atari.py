@@ -201,33 +201,8 @@ def test_new_atari_field_keeps_existing_hashes():
     assert TrialConfig(task="reacher2d-medium", atari={"lr_schedule": "tokens-official"}).config_hash() != cfg.config_hash()
 
 
-def run_cut_and_resumed(cfg, tmp_path, data):
-    """Run trial ``cfg`` uninterrupted (into ``tmp_path/ref``) and once killed by an exception right after
-    the step-3 metrics (``tmp_path/cut``; the step-2 checkpoint is asserted), then resumed; returns both
-    final metric dicts. Shared by the Atari resume tests."""
-    from trainers.checkpoint import CHECKPOINT_DIR
-    from trainers.train import ConsoleReporter, run_trial
-
-    ref = run_trial(cfg, tmp_path / "ref", data)
-
-    class Boom(Exception):
-        pass
-
-    class Dies(ConsoleReporter):
-        def log(self, step, metrics):
-            super().log(step, metrics)
-            if step == 3:
-                raise Boom
-
-    with pytest.raises(Boom):
-        run_trial(cfg, tmp_path / "cut", data, reporter=Dies(tmp_path / "cut"))
-    assert torch.load(tmp_path / "cut" / CHECKPOINT_DIR / "state.pt", weights_only=False)["step"] == 2
-    resumed = run_trial(cfg, tmp_path / "cut", data)
-    return ref, resumed
-
-
 @pytest.mark.slow(reason="collects a short real Breakout dataset, runs a 6-step Atari trial twice, one interrupted: ~20-40 s")
-def test_atari_trial_resumes_exactly(tmp_path):
+def test_atari_trial_resumes_exactly(tmp_path, run_cut_and_resumed):
     from trainers.checkpoint import CHECKPOINT_DIR
     from trainers.paths import trial_dataset_path
 

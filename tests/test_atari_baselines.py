@@ -6,6 +6,8 @@ under eval/policy/<field>, and resume exactly (real ALE Breakout, real d3rlpy 2.
 from __future__ import annotations
 
 import pytest
+
+import trainers.presets as presets
 import torch
 from pydantic import ValidationError
 
@@ -29,9 +31,11 @@ def test_cql_and_bc_presets_switch_to_the_discrete_algorithms_on_atari_tasks():
     assert by["hopper-medium", "cql"].baseline.algo == "cql" and by["hopper-medium", "bc"].baseline.algo == "bc"
     cql, bc = by["breakout-medium", "cql"], by["breakout-medium", "bc"]
     assert cql.baseline.algo == "discrete_cql" and bc.baseline.algo == "discrete_bc"
-    assert (cql.baseline.learning_rate, cql.baseline.alpha, cql.baseline.n_quantiles) == (5e-5, 4.0, 200)
-    assert cql.baseline.target_update_interval == 2000 and cql.baseline.reward_scale == "clip"
-    assert cql.train.batch_size == 32 and bc.train.batch_size == 100 and bc.baseline.beta == 0.5
+    # on Atari the trials carry the Atari recipes, whatever they hold (the recipes' values are data)
+    for trial, preset in ((cql, "cql-atari"), (bc, "bc-atari")):
+        recipe = presets.VARIANT_PRESETS[preset]
+        assert trial.baseline.model_dump(exclude_defaults=True) == recipe["baseline"]
+        assert trial.train.batch_size == recipe["train"]["batch_size"]
     # the continuous baselines' logged config has no trace of the discrete fields (hashes unchanged)
     assert "n_quantiles" not in by["hopper-medium", "cql"].canonical_json()
     assert "n_quantiles" in cql.canonical_json()
@@ -59,12 +63,11 @@ def _tiny(trial: TrialConfig) -> TrialConfig:
 
 @pytest.mark.slow(reason="collects a short real Breakout dataset, runs tiny discrete CQL and BC trials, "
                          "CQL twice more (interrupted, resumed): 7 s on 2 idle cores, more under load")
-def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path):
+def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path, run_cut_and_resumed):
     from trainers.checkpoint import CHECKPOINT_DIR
     from trainers.domains.atari.data import collect_atari_dataset
     from trainers.methods import make_learner
     from trainers.paths import trial_dataset_path
-    from tests.test_atari import run_cut_and_resumed
 
     torch.set_num_threads(1)
     by = _by(Sweep.from_dict({**SWEEP, "grid": {**SWEEP["grid"], "task": ["breakout-medium"], "sample_ratio": [1.0]}}))
@@ -82,7 +85,7 @@ def test_tiny_discrete_cql_and_bc_trials_train_evaluate_and_resume(tmp_path):
         assert ("conservative_loss" in losses) == (name == "cql") and ("imitation_loss" in losses) == (name == "bc")
         ev = learner.evaluate()
         ret, score = ev["eval/policy/return_mean"], ev["eval/policy/normalised_score"]
-        assert score == pytest.approx(100 * (ret - 1.7) / (31.8 - 1.7))  # gamer-normalised (Nature DQN)
+        assert score == pytest.approx(cql.task_spec.normalised_score(ret))  # gamer-normalised, as LaMo's trials
         assert ev["eval/policy/length_mean"] <= 8
 
     ref, resumed = run_cut_and_resumed(cql, tmp_path, data)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_atari_sweep import run_one_trial_atari_sweep
 
 pytestmark = pytest.mark.slow(reason="a 1-trial Ray Tune sweep (discrete CQL on Breakout) with analysis: ~30 s")
 
@@ -25,7 +24,7 @@ grid: {{task: [breakout-medium], sample_ratio: [1.0], seed: [0], variant: [cql]}
 """
 
 
-def test_discrete_cql_sweep_through_ray_and_mlflow(tmp_path):
+def test_discrete_cql_sweep_through_ray_and_mlflow(tmp_path, run_one_trial_atari_sweep):
     c, run = run_one_trial_atari_sweep(tmp_path, SWEEP, "atari-cql-smoke")
     assert run.data.params["baseline.algo"] == "discrete_cql" and len(run.data.tags["data_subset_hash"]) == 16
     assert [m.step for m in c.get_metric_history(run.info.run_id, "train/conservative_loss")] == [2, 4]

@@ -25,9 +25,6 @@ from trainers.learner import load_trajectories
 from trainers.train import ConsoleReporter, run_trial
 
 BASELINES = ("cql", "iql", "td3bc", "bc")
-SOURCES = {"cql": "reproductions/offline/cql.py", "iql": "reproductions/offline/iql.py",
-           "td3bc": "reproductions/offline/td3_plus_bc.py", "bc": "corl-team/CORL",
-           "wiki-rl": "arXiv 2201.12122"}
 
 
 def config(name: str, lm=None, **train) -> TrialConfig:
@@ -42,11 +39,21 @@ def config(name: str, lm=None, **train) -> TrialConfig:
     return TrialConfig(**d)
 
 
-@pytest.mark.parametrize("name", [*BASELINES, "wiki-rl"])
-def test_preset_names_its_source(name):
-    doc = presets.__doc__
-    assert f"``{name}``" in doc and SOURCES[name] in doc
-    assert name in presets.VARIANT_PRESETS
+@pytest.mark.parametrize("name", BASELINES)
+def test_the_recipe_reaches_d3rlpy(data, name):
+    """Every hyperparameter of a baseline's recipe (:data:`trainers.presets.BASELINE_RECIPES`) is the value
+    of the same field in the d3rlpy config the learner builds, and the batch size is the trial's."""
+    from trainers.baselines import d3rlpy_algorithm
+    from trainers.config import BASELINE_FIELDS
+
+    cfg = config(name)
+    algo = d3rlpy_algorithm(cfg, load_trajectories(cfg, data), torch.device("cpu"))
+    recipe = presets.BASELINE_RECIPES[name]
+    fields = [f for f in BASELINE_FIELDS[recipe["algo"]] if f in recipe]
+    assert fields, name
+    for f in fields:
+        assert getattr(algo.config, f) == pytest.approx(recipe[f]), f
+    assert algo.config.batch_size == cfg.train.batch_size
 
 
 @pytest.fixture(scope="module")
