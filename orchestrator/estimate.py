@@ -126,18 +126,20 @@ def trunk_of(cfg: TrialConfig) -> Trunk:
 
 
 def _trains_trunk(cfg: TrialConfig) -> bool:
-    return cfg.model.lm is None or cfg.model.finetune == "full" or cfg.model.init == "random"
+    """Whether the trunk's weights get gradients: DT (no LM) and full fine-tuning; LoRA and frozen do not."""
+    return cfg.model.lm is None or cfg.model.finetune == "full"
 
 
-def train_step_flops(cfg: TrialConfig) -> float:
+def train_step_flops(cfg: TrialConfig, trunk: Trunk | None = None) -> float:
     """FLOPs of one training step of a sequence-model trial (forward + backward; optimiser excluded).
+    ``trunk`` replaces :func:`trunk_of` (a benchmark's LM directory whose shape the name does not tell).
 
     Raises:
         ValueError: ``cfg`` is a d3rlpy baseline (``baseline.algo != "none"``): no FLOP model.
     """
     if cfg.baseline.algo != "none":
         raise ValueError(f"{cfg.slug()}: a d3rlpy baseline has no FLOP model; see BASELINE_STEPS_PER_S")
-    t, spec, K, B = trunk_of(cfg), cfg.task_spec, cfg.K, cfg.train.batch_size
+    t, spec, K, B = trunk or trunk_of(cfg), cfg.task_spec, cfg.K, cfg.train.batch_size
     fwd = t.forward_flops(B * 3 * K, 3 * K)
     if spec.domain == "atari":
         fwd += B * K * ATARI_CNN_FLOPS
