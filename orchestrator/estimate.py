@@ -318,7 +318,7 @@ def estimate_sweep(sweep, gpus: int, cpus: int, cal: Calibration) -> SweepEstima
     wall = max(_makespan(gpu_durs, gpu_slots), _makespan([e.seconds for e in cpu_trials], cpu_slots)) + SWEEP_START_S
     inputs = [f"GPUs: {gpus}; CPU threads for CPU-only trials: {cpus}"
               + (f"; max_concurrent_trials: {cap}" if cap else ""),
-              f"GPU rate: {cal.gpu_flops / 1e12:.1f} TFLOP/s achieved, {cal.gpu_source}; step floor "
+              f"GPU rate: {cal.gpu_flops / 1e12:.3g} TFLOP/s achieved, {cal.gpu_source}; step floor "
               f"{cal.gpu_floor_s * 1000:g} ms (assumed)",
               f"packing gain: {cal.packing_gain:g}x ({cal.packing_source})",
               f"CPU rate: {cal.cpu_flops / 1e9:.2f} GFLOP/s per thread, median of {len(cal.cpu_rows)} recorded rows:"]
