@@ -134,3 +134,33 @@ def test_yaml_loader_module_keeps_line_numbered_errors(tmp_path):
     with pytest.raises(SweepError) as ei:
         yaml_loader.read_yaml(p)
     assert "duplicate key 'base' at line 3 (first at line 2)" in str(ei.value)
+
+
+@pytest.mark.slow(reason="starts a local Ray (2 CPUs, 1 declared GPU) and runs 8 no-op Tune trials: ~30-60 s")
+def test_tune_gives_each_trial_its_variants_resources(tmp_path):
+    """The per-trial request reaches Ray Tune: each trial of a real Tuner reports the resources it got
+    (``tune.get_context().get_trial_resources()``); a declared GPU (no device needed) lets GPU fractions
+    be scheduled on a CPU machine."""
+    ray = pytest.importorskip("ray")
+    from ray import tune
+
+    from orchestrator.sweep import trial_resource_request
+
+    sw = load(tmp_path, GOOD.replace("resources: {cpu: 2, gpu: 0.5}", "resources: {cpu: 0.5, gpu: 0.5}"))
+    want = {t.config_hash(): (sw.trial_resources(t).cpu, sw.trial_resources(t).gpu) for t in sw.trials}
+    assert len(set(want.values())) == 2
+
+    def report(config):
+        r = tune.get_context().get_trial_resources().required_resources
+        tune.report({"cpu": r.get("CPU", 0.0), "gpu": r.get("GPU", 0.0)})
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
+             _temp_dir=str(tmp_path / "ray") if len(str(tmp_path)) < 60 else None)
+    try:
+        res = tune.Tuner(tune.with_resources(report, trial_resource_request(sw, sw.trials)),
+                         param_space={"trial": tune.grid_search(list(want))},
+                         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
+        got = {r.config["trial"]: (r.metrics["cpu"], r.metrics["gpu"]) for r in res}
+    finally:
+        ray.shutdown()
+    assert got == want
