@@ -345,7 +345,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, val = pair.split("=", 1)
         key = key.strip()
         if not key or any(not p for p in key.split(".")):
-            probs.append(("--set", f"{pair!r}: empty key or key part; write KEY.PATH=VALUE, e.g. --set grid.seed=[0,1]"))
+            probs.append(("--set", f"{pair!r}: empty key or key part; write KEY.PATH=VALUE, e.g. "
+                                   f"--set grid.seed=[0,1]"))
             continue
         try:
             value = yaml.safe_load(val)
@@ -363,9 +364,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-#: Top-level sections a ``--set`` key can address directly (``grid.seed``, ``resources.gpu``,
-#: ``variants.lamo.model.lm``, ...); any other key is a trial-config field and goes into ``base``.
 def _sweep_sections() -> set[str]:
+    """Top-level sections a ``--set`` key can address directly (``grid.seed``, ``resources.gpu``,
+    ``variants.lamo.model.lm``, ...); any other key is a trial-config field and goes into ``base``."""
     return set(SweepSpec.model_fields) - {"base"}
 
 
