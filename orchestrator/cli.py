@@ -27,11 +27,19 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+def _res_txt(res) -> str:
+    r = res.ray_resources()
+    txt = ", ".join(f"{k}={v:g}" for k, v in r.items() if k != "memory" and (v or k == "cpu"))
+    return txt + (f", memory={r['memory'] / 1024**3:g}GiB" if "memory" in r else "")
+
+
 def _plan_table(sweep: Sweep) -> Table:
-    res = sweep.spec.resources.ray_resources()
-    res_txt = ", ".join(f"{k}={v:g}" for k, v in res.items() if k != "memory" and (v or k == "cpu"))
-    if "memory" in res:
-        res_txt += f", memory={res['memory'] / 1024**3:g}GiB"
+    blocks = sweep.resource_blocks()
+    if len(blocks) == 1:
+        res_txt = _res_txt(blocks[0][1])
+    else:
+        res_txt = "; ".join(f"{field.removeprefix('variants.').removesuffix('.resources')}: {_res_txt(r)}"
+                            for field, r in blocks)
     t = Table(title=f"sweep {sweep.spec.name!r}: {len(sweep.trials)} trials, per-trial resources {res_txt}")
     for col in ("#", "trial", "config hash", "method", "lm", "embedding", "finetune", "λ", "steps", "K"):
         t.add_column(col)
@@ -51,7 +59,9 @@ def run(
     sweep_file: Path = typer.Argument(..., help="sweep YAML file, e.g. sweeps/quickstart.yaml"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the trials; touch nothing"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="override train.steps for every trial"),
-    set_: list[str] = typer.Option([], "--set", help="override a base field, e.g. --set eval.episodes=5"),
+    set_: list[str] = typer.Option([], "--set", help="override a field: a trial-config field goes into base "
+                                   "(--set eval.episodes=5); grid., resources., variants. reach those sections "
+                                   "(--set grid.seed=[0,1,2], --set variants.lamo.model.lm=gpt2)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: SQLite in storage)"),
     storage: Optional[Path] = typer.Option(None, "--storage", help="directory for runs, data, MLflow store"),
@@ -60,6 +70,10 @@ def run(
                                       "list every one it cannot, then stop"),
     no_analysis: bool = typer.Option(False, "--no-analysis", help="skip the table/plot at the end"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="cap parallel trials"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", min=0, help="with --dry-run: GPUs the estimate assumes "
+                                       "(default: this machine's, else 1)"),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="with --dry-run: a JSON written "
+                                               "by benchmarks/gpu_check.sh, for measured GPU rates"),
 ) -> None:
     """Validate SWEEP_FILE, prepare missing inputs, run every trial with Ray Tune, log to MLflow, and
     write the analysis table and plot."""
@@ -78,7 +92,8 @@ def run(
         err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     # per-trial resources against this machine (a cluster is checked once connected): before anything starts
-    short = [] if (address or prepare_only) else local_resource_problems(sweep.spec.resources)
+    short = [] if (address or prepare_only) else [
+        p for field, res in sweep.resource_blocks() for p in local_resource_problems(res, field)]
     short_txt = "\n".join(f"  - {loc}: {msg}" for loc, msg in short)
     if short and not dry_run:
         from trainers.inputs import missing_inputs
@@ -106,6 +121,7 @@ def run(
                       + escape("\n  - ".join(map(str, missing))), highlight=False)
         if not todo and not missing:
             console.print(f"inputs: all present in {escape(str(dd))}", highlight=False)
+        _print_estimate(sweep, gpus, calibration)
         console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
         return
 
@@ -147,6 +163,42 @@ def run(
                 console.print(f"  {name}: {res.report[name]}")
         console.print(f"  all outputs: {Path(res.report['table']).parent} (report.md lists them)")
     raise typer.Exit(res.exit_code)
+
+
+def _print_estimate(sweep: Sweep, gpus: int | None, calibration: Path | None) -> None:
+    """Print :func:`orchestrator.estimate.estimate_sweep`'s GPU-hours and wall time, labelled as an
+    estimate, with every input it used (exit 2 on an unreadable ``--calibration`` file)."""
+    import os
+
+    from orchestrator.estimate import estimate_sweep, load_calibration
+    from orchestrator.schema import local_gpu_count
+
+    assumed = gpus is None
+    n = gpus if gpus is not None else (local_gpu_count() or 1)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cal = load_calibration(calibration)
+    except (OSError, ValueError) as e:
+        err.print(f"[bold red]error:[/] --calibration: {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    est = estimate_sweep(sweep, n, cpus, cal)
+    t = Table(title=f"ESTIMATE (not a measurement) on {n} GPU{'s' * (n != 1)}"
+                    + (" (assumed; pass --gpus N)" if assumed else ""))
+    for col in ("variant", "trials", "device", "GFLOP/step", "train h/trial", "eval h/trial"):
+        t.add_column(col)
+    by: dict[str, list] = {}
+    for e in est.trials:
+        by.setdefault(e.variant, []).append(e)
+    for v, es in by.items():
+        e = es[0]
+        dev = f"GPU x{e.gpu:g}" if e.gpu > 0 else f"CPU x{e.cpu:g}"
+        fl = "-" if e.train_flops_per_step is None else f"{e.train_flops_per_step / 1e9:,.1f}"
+        t.add_row(v, str(len(es)), dev, fl, f"{sum(x.train_s for x in es) / len(es) / 3600:.2f}",
+                  f"{sum(x.eval_s for x in es) / len(es) / 3600:.2f}")
+    console.print(t)
+    console.print(f"[bold]estimate[/]: {est.gpu_hours:,.1f} GPU-hours; wall time {est.wall_s / 3600:,.2f} h on "
+                  f"{n} GPU{'s' * (n != 1)}. Inputs of this estimate (orchestrator/estimate.py):", highlight=False)
+    console.print("\n".join(f"  - {escape(x)}" for x in est.inputs), highlight=False)
 
 
 def main() -> None:

@@ -28,19 +28,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orchestrator.yaml_loader import SweepError, read_yaml  # noqa: F401 - re-exported (public names)
 from trainers.config import TrialConfig
 from trainers.tasks import get_task
 from trainers.util import did_you_mean
-
-
-class SweepError(ValueError):
-    """An invalid sweep file or flag. ``problems`` are ``(field, message)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source, self.problems = source, problems
-        lines = [f"{source}: invalid sweep file ({len(problems)} problem{'s' * (len(problems) != 1)})"]
-        lines += [f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems]
-        super().__init__("\n".join(lines))
 
 
 class _Strict(BaseModel):
@@ -80,11 +71,18 @@ def local_gpu_count() -> int:
         return 0
 
 
-def local_resource_problems(res: Resources) -> list[tuple[str, str]]:
+def local_resource_problems(res: Resources, field: str = "resources") -> list[tuple[str, str]]:
     """Per-trial resources that the local machine cannot give one trial (a local Ray would leave such
     trials pending forever): CPUs (``os.sched_getaffinity``), GPUs (:func:`local_gpu_count`), memory
     (physical RAM) and every custom resource (a local Ray has none). Checked without starting Ray; a
-    cluster (``--address``) is checked against its nodes once connected."""
+    cluster (``--address``) is checked against its nodes once connected. ``field`` is where ``res`` was
+    written (``resources``, or ``variants.<name>.resources`` for a variant's own block); problems are
+    named ``<field>.cpu`` etc."""
+    probs = [(field + loc.removeprefix("resources"), msg) for loc, msg in _local_resource_problems(res)]
+    return probs
+
+
+def _local_resource_problems(res: Resources) -> list[tuple[str, str]]:
     probs: list[tuple[str, str]] = []
     fix = "lower it, or pass --address to run on a Ray cluster that has it"
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -228,121 +226,6 @@ class SweepSpec(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------------
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no arbitrary Python objects) that rejects duplicate mapping keys."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        if key_node.tag in _SPECIAL_KEY_TAGS:  # `<<: *anchor` merge keys: construct_mapping flattens them
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1}); each key may appear "
-                f"once - rename or merge the two entries", key_node.start_mark)
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_yaml(path: Path) -> dict:
-    """Load a sweep file safely.
-
-    Raises:
-        SweepError: unreadable file, YAML syntax error, unsafe tag, duplicate key, or a non-mapping top level.
-    """
-    src = str(path)
-    p = Path(path)
-    try:
-        if p.stat().st_size > _MAX_FILE_BYTES:
-            raise SweepError(src, [("", f"the file is {p.stat().st_size} bytes; a sweep file is at most "
-                                        f"{_MAX_FILE_BYTES} bytes of YAML")])
-        raw = p.read_bytes()
-    except OSError as e:
-        if p.is_symlink() and not p.exists():
-            why = f"it is a broken symbolic link (to {os.readlink(p)!r})"
-        elif p.is_dir():
-            why = "it is a directory, not a sweep file"
-        else:
-            why = e.strerror or str(e)
-        raise SweepError(src, [("", f"cannot read the file: {why}. Check the path.")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SweepError(src, [("", f"not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}): "
-                                    f"a sweep file is YAML text")]) from None
-    loader = _UniqueKeyLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None:
-            problems = _node_problems(loader, node)
-            if problems:
-                raise SweepError(src, problems)
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        if "could not determine a constructor" in str(e):
-            problem += " (only plain YAML is accepted: tags such as !!python/object are refused)"
-        raise SweepError(src, [("", f"{where}YAML error: {problem}")]) from None
-    finally:
-        loader.dispose()
-    if data is None:
-        raise SweepError(src, [("", "the file is empty (or only comments): a sweep file is a mapping with "
-                                    "keys name, variants, grid, ...")])
-    if not isinstance(data, dict):
-        raise SweepError(src, [("", f"the top level must be a mapping with keys name, variants, grid, ... "
-                                    f"(got a {type(data).__name__})")])
-    return data
-
-
-_MAX_FILE_BYTES = 1 << 20  # 1 MiB
-_MAX_NODES = 100_000  # YAML nodes after expanding aliases ("billion laughs" guard)
-_SPECIAL_KEY_TAGS = {"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}  # `<<: *anchor` merge keys
-
-
-def _node_problems(loader: yaml.SafeLoader, root: yaml.Node) -> list[tuple[str, str]]:
-    """Walk the composed YAML before constructing anything: tags other than plain YAML's (e.g.
-    ``!!python/object``, ``!include``) and duplicate mapping keys, each with its dotted path."""
-    probs: list[tuple[str, str]] = []
-    count = 0
-    stack: list[tuple[yaml.Node, str]] = [(root, "")]
-    while stack:
-        node, path = stack.pop()
-        count += 1
-        if count > _MAX_NODES:
-            return [("", f"the document expands to more than {_MAX_NODES} YAML nodes (aliases that repeat "
-                         f"themselves?); a sweep file is small")]
-        if node.tag not in loader.yaml_constructors and node.tag not in _SPECIAL_KEY_TAGS:
-            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            probs.append((path, f"line {node.start_mark.line + 1}: YAML tag {tag!r} is refused (only plain YAML "
-                                f"is accepted: tags such as !!python/object are refused)"))
-            continue
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-                sub = f"{path}.{key}" if path else str(key)
-                if key is not None and key != "<<":
-                    if key in first:
-                        probs.append((sub, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first "
-                                           f"at line {first[key] + 1}); each key may appear once - rename or "
-                                           f"merge the two entries"))
-                        continue
-                    first[key] = key_node.start_mark.line
-                stack.append((key_node, sub))
-                stack.append((value_node, sub))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
-    return sorted(set(probs), key=lambda p: p[0])
-
-
-# ---------------------------------------------------------------------------------------------------
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names allowed at ``loc`` (a path into ``model``), for "did you mean" hints."""
     cur: Any = model
@@ -451,7 +334,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     """Parse ``--set key.path=value`` flags into a nested dict (values parsed as YAML scalars).
 
     Raises:
-        SweepError: a pair without ``=``.
+        SweepError: a pair without ``=``, an empty key, or a value that is not YAML; each named ``--set``.
     """
     out: dict = {}
     probs = []
@@ -460,10 +343,125 @@ def parse_overrides(pairs: list[str]) -> dict:
             probs.append(("--set", f"{pair!r} is not KEY=VALUE (e.g. --set train.steps=2000)"))
             continue
         key, val = pair.split("=", 1)
-        set_dotted(out, key.strip(), yaml.safe_load(val))
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            probs.append(("--set", f"{pair!r}: empty key or key part; write KEY.PATH=VALUE, e.g. "
+                                   f"--set grid.seed=[0,1]"))
+            continue
+        try:
+            value = yaml.safe_load(val)
+        except yaml.YAMLError as e:
+            probs.append((f"--set {key}", f"value {val!r} is not a YAML value ({getattr(e, 'problem', e)}); "
+                                          f"quote it or write a list as [0, 1, 2]"))
+            continue
+        try:
+            set_dotted(out, key, value)
+        except KeyError:
+            probs.append((f"--set {key}", "a shorter key of another --set flag gives this path a value; "
+                                          "set the whole mapping in one flag or drop one of them"))
     if probs:
-        raise SweepError("command line", probs)
+        raise SweepError("command line", probs, what="--set flag")
     return out
+
+
+def _sweep_sections() -> set[str]:
+    """Top-level sections a ``--set`` key can address directly (``grid.seed``, ``resources.gpu``,
+    ``variants.lamo.model.lm``, ...); any other key is a trial-config field and goes into ``base``."""
+    return set(SweepSpec.model_fields) - {"base"}
+
+
+def apply_overrides(raw: dict, overrides: dict) -> tuple[dict, dict, dict[str, str], Problems]:
+    """Apply ``--set`` overrides (a nested mapping, :func:`parse_overrides`) to a parsed sweep file.
+
+    A key whose first part is a sweep section (``grid``, ``resources``, ``variants``, ``tracking``,
+    ``storage``, ...) changes that section (mappings merge, lists and values replace:
+    ``--set grid.seed=[0,1,2]``); ``base.X`` and any trial-config field (``train.steps``) go into
+    ``base``. A variant must already exist in the file (``--set variants.lamo.model.lm=gpt2``).
+
+    Returns:
+        ``(raw', base_overrides, flags, problems)``: a changed copy of ``raw``; the part merged into
+        ``base``; ``{field prefix in the file: "--set KEY"}`` for blaming problems on the flag that set
+        the value; and problems with unknown keys or variants, each named ``--set KEY``.
+    """
+    from trainers.presets import leaves
+
+    out = copy.deepcopy(raw)
+    base_over: dict = {}
+    flags: dict[str, str] = {}
+    probs: Problems = []
+    sections = _sweep_sections()
+    for key, val in overrides.items():
+        sub = {key: val}
+        if key == "base":
+            base_over = deep_merge(base_over, val if isinstance(val, dict) else {})
+            if not isinstance(val, dict):
+                probs.append(("--set base", "give a field of base, e.g. --set base.train.steps=2000"))
+            flags.update({p: f"--set {p}" for p in leaves(sub)})
+        elif key in sections:
+            if key == "variants" and isinstance(val, dict):
+                known = list((raw.get("variants") or {}) if isinstance(raw.get("variants"), dict) else [])
+                for name in list(val):
+                    if name not in known:
+                        probs.append((f"--set {next(iter(leaves({key: {name: val[name]}})))}", (
+                            f"the file defines no variant {name!r}.{did_you_mean(str(name), known)} --set can "
+                            f"change a variant the file defines ({', '.join(map(str, known)) or 'none'}); add "
+                            f"a new variant in the file")))
+                        val = {k: v for k, v in val.items() if k != name}
+            if isinstance(val, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], val)
+            else:
+                out[key] = copy.deepcopy(val)
+            flags.update({p: f"--set {p}" for p in leaves({key: val})})
+        elif key in TrialConfig.model_fields:
+            base_over = deep_merge(base_over, sub)
+            flags.update({f"base.{p}": f"--set {p}" for p in leaves(sub)})
+        else:
+            choices = sorted(sections | {"base"}) + list(TrialConfig.model_fields)
+            probs.append((f"--set {next(iter(leaves(sub)))}", (
+                f"unknown key {key!r}.{did_you_mean(str(key), choices)} A --set key starts with a sweep "
+                f"section ({', '.join(sorted(sections | {'base'}))}) or a trial-config field, which goes "
+                f"into base ({', '.join(TrialConfig.model_fields)})")))
+    if base_over:
+        out["base"] = deep_merge(out.get("base") or {}, base_over) if isinstance(out.get("base"), dict) or \
+            out.get("base") is None else out.get("base")
+    return out, base_over, flags, probs
+
+
+def _blame_flags(probs: Problems, flags: dict[str, str]) -> tuple[Problems, bool]:
+    """Rename each problem whose field a ``--set`` flag set (the field or one inside it) to that flag;
+    also return whether every problem is now a flag's."""
+    out, all_flags = [], bool(probs)
+    for loc, msg in probs:
+        hit = next((flag for prefix, flag in sorted(flags.items(), key=lambda kv: -len(kv[0]))
+                    if loc == prefix or loc.startswith((prefix + ".", prefix + "["))), None)
+        if hit is None:
+            all_flags = False
+            out.append((loc, msg))
+        else:
+            out.append((f"{hit} (sets {loc})" if loc != hit.removeprefix("--set ") else hit, msg))
+    return out, all_flags
+
+
+def _variant_resources(spec: SweepSpec) -> tuple[dict[str, Resources], Problems]:
+    """Each variant's per-trial resources: the sweep's ``resources`` with the variant's own
+    ``resources`` block merged over it (``variants.lamo.resources: {gpu: 0.25}`` keeps the sweep's
+    ``cpu``). Problems are named ``variants.<name>.resources.<field>``."""
+    out: dict[str, Resources] = {}
+    probs: Problems = []
+    for name, own in spec.variants.items():
+        mine = own.get("resources")
+        if mine is None:
+            out[name] = spec.resources
+            continue
+        where = f"variants.{name}.resources"
+        if not isinstance(mine, dict):
+            probs.append((where, f"must be a mapping such as {{gpu: 0.25, cpu: 2}} (got {mine!r})"))
+            continue
+        try:
+            out[name] = Resources.model_validate(deep_merge(spec.resources.model_dump(), mine))
+        except ValidationError as e:
+            probs += _pydantic_problems(e, Resources, where)
+    return out, probs
 
 
 class Sweep:
@@ -473,8 +471,29 @@ class Sweep:
     axes); ``storage`` is absolute.
     """
 
-    def __init__(self, spec: SweepSpec, trials: list[TrialConfig], source: str, raw: dict):
+    def __init__(self, spec: SweepSpec, trials: list[TrialConfig], source: str, raw: dict,
+                 variant_resources: dict[str, Resources] | None = None):
         self.spec, self.trials, self.source, self.raw = spec, trials, source, raw
+        #: per-variant resources (:func:`_variant_resources`); a variant missing here uses ``spec.resources``
+        self.variant_resources: dict[str, Resources] = dict(variant_resources or {})
+
+    def trial_resources(self, cfg: TrialConfig) -> Resources:
+        """The resources one trial asks Ray for: its variant's ``resources`` block merged over the sweep's.
+        Not part of the trial's config hash (where a trial runs does not change what it computes)."""
+        return self.variant_resources.get(cfg.variant, self.spec.resources)
+
+    def resource_blocks(self) -> list[tuple[str, Resources]]:
+        """``(field, resources)`` for each distinct request the grid's trials make: ``("resources", ...)``
+        for trials on the sweep-wide block, ``("variants.<name>.resources", ...)`` for a variant's own."""
+        out: dict[str, Resources] = {}
+        for variant in dict.fromkeys(t.variant for t in self.trials):
+            own = isinstance(self.spec.variants.get(variant), dict) and "resources" in self.spec.variants[variant]
+            out[f"variants.{variant}.resources" if own else "resources"] = self.trial_resources_of(variant)
+        return list(out.items()) or [("resources", self.spec.resources)]
+
+    def trial_resources_of(self, variant: str) -> Resources:
+        """The resources of ``variant``'s trials (see :meth:`trial_resources`)."""
+        return self.variant_resources.get(variant, self.spec.resources)
 
     @property
     def storage(self) -> Path:
@@ -514,7 +533,11 @@ class Sweep:
         Args:
             raw: the sweep mapping (``name``, ``base``, ``variants``, ``grid``, ...).
             source: the file name used in messages.
-            overrides: nested mapping merged into ``base`` (``--set`` / ``--steps``).
+            overrides: the ``--set`` / ``--steps`` flags as a nested mapping (:func:`apply_overrides`): a
+                sweep section (``grid``, ``resources``, ``variants``, ...) is changed in place, any other
+                key (a trial-config field) is merged into ``base``. A problem in a value a flag set is
+                named after the flag (``--set grid.seed``), and the message blames the command line when
+                every problem is a flag's.
 
         Raises:
             SweepError: every problem found, each as ``(field, message)`` naming the field and the fix:
@@ -522,15 +545,30 @@ class Sweep:
                 field the variant's preset sets (:func:`trainers.presets.overridden_by_base`), invalid
                 resolved trials, and identical trials (same config hash).
         """
+        flags: dict[str, str] = {}
+        base_over: dict = {}
         if overrides:
-            raw = copy.deepcopy(raw)
-            raw["base"] = deep_merge(raw.get("base") or {}, overrides)
+            raw, base_over, flags, probs = apply_overrides(raw, overrides)
+            if probs:
+                raise SweepError("command line", probs, what="--set flag")
+        try:
+            return cls._from_dict(raw, source, base_over)
+        except SweepError as e:
+            if not flags:
+                raise
+            probs, only_flags = _blame_flags(e.problems, flags)
+            raise SweepError("command line" if only_flags else source, probs,
+                             what="--set flag" if only_flags else "sweep file") from None
+
+    @classmethod
+    def _from_dict(cls, raw: dict, source: str, base_over: dict) -> "Sweep":
         try:
             spec = SweepSpec.model_validate(raw)
         except ValidationError as e:
             raise SweepError(source, _pydantic_problems(e, SweepSpec, "")) from None
-        layers, probs = _variant_layers(spec, overrides or {})
-        probs += _grid_problems(spec)
+        layers, probs = _variant_layers(spec, base_over)
+        resources, res_probs = _variant_resources(spec)
+        probs += res_probs + _grid_problems(spec)
         if probs:
             raise SweepError(source, probs)
         trials, probs = _expand(spec, layers)
@@ -543,7 +581,7 @@ class Sweep:
                 raise SweepError(source, [("grid", f"trials {hashes[h].slug()} and {t.slug()} are identical "
                                                    f"(config hash {h}); remove the duplicate axis value")])
             hashes[h] = t
-        return cls(spec, trials, source, raw)
+        return cls(spec, trials, source, raw, resources)
 
 
 Problems = list[tuple[str, str]]
@@ -569,6 +607,7 @@ def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[s
     probs: Problems = []
     for name, own in spec.variants.items():
         own = dict(own)
+        own.pop("resources", None)  # where the trials run, not what they compute: see _variant_resources
         preset = own.pop("preset", None)
         if preset is None:
             layers[name] = (None, own)

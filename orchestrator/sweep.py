@@ -151,7 +151,7 @@ def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
     import torch
 
     cfg = TrialConfig.model_validate(trials[config["trial"]])
-    torch.set_num_threads(max(1, int(ctx["cpu"])))
+    torch.set_num_threads(max(1, int(ctx.get("cpu_by_trial", {}).get(config["trial"], ctx["cpu"]))))
     # fail fast on an unreachable server (we buffer and retry ourselves) instead of MLflow's minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -266,6 +266,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                 statuses = _run_tune(sweep, todo, {
                     "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": result.parent_run_id,
                     "storage": str(storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
+                    "cpu_by_trial": {t.config_hash(): sweep.trial_resources(t).cpu for t in todo},
                     "tracking_wait_s": sweep.spec.tracking.wait_s,
                 })
             except BaseException:
@@ -424,23 +425,38 @@ def check_cluster_resources(sweep: Sweep) -> None:
     """
     import ray
 
-    need = sweep.spec.resources.ray_resources()
     names = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     problems = []
-    for key, amount in need.items():
-        if not amount:
-            continue
-        rname = names.get(key, key)
-        best = max((n.get(rname, 0.0) for n in nodes), default=0.0)
-        if amount > best:
-            field = f"resources.{key}" if key in names else f"resources.custom.{key}"
-            have = f"{best / 1024**3:.1f} GiB" if key == "memory" else f"{best:g}"
-            problems.append(f"{field} = {amount if key != 'memory' else amount / 1024**3:g} per trial, but the "
-                            f"largest Ray node offers {have}: lower {field} or connect to a cluster that has "
-                            f"it (--address)")
+    for block, res in sweep.resource_blocks():  # the sweep's block and each variant's own
+        for key, amount in res.ray_resources().items():
+            if not amount:
+                continue
+            rname = names.get(key, key)
+            best = max((n.get(rname, 0.0) for n in nodes), default=0.0)
+            if amount > best:
+                field = f"{block}.{key}" if key in names else f"{block}.custom.{key}"
+                have = f"{best / 1024**3:.1f} GiB" if key == "memory" else f"{best:g}"
+                problems.append(f"{field} = {amount if key != 'memory' else amount / 1024**3:g} per trial, but the "
+                                f"largest Ray node offers {have}: lower {field} or connect to a cluster that has "
+                                f"it (--address)")
     if problems:
         raise ResourceError("; ".join(problems))
+
+
+def trial_resource_request(sweep: Sweep, todo: list[TrialConfig]):
+    """What ``tune.with_resources`` gets: the resource dict when every trial asks for the same
+    (:meth:`orchestrator.schema.Sweep.trial_resources`), else a function of the trial's Tune config
+    (``{"trial": <config hash>}``) returning that trial's ``PlacementGroupFactory`` (one bundle, as Ray
+    builds from a dict), so e.g. a CQL variant asks for less GPU than a GPT-2 LaMo variant."""
+    per = {t.config_hash(): sweep.trial_resources(t).ray_resources() for t in todo}
+    distinct = {tuple(sorted(r.items())) for r in per.values()}
+    if len(distinct) <= 1:
+        return next(iter(per.values()), sweep.spec.resources.ray_resources())
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    pgfs = {h: resource_dict_to_pg_factory(r) for h, r in per.items()}
+    return lambda config: pgfs[config["trial"]]
 
 
 def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, bool]:
@@ -450,7 +466,7 @@ def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, boo
     trials = {t.config_hash(): t.model_dump(mode="json") for t in todo}
     slugs = {h: t.slug() for h, t in zip(trials, todo)}
     trainable = tune.with_resources(tune.with_parameters(trial_trainable, trials=trials, ctx=ctx),
-                                    sweep.spec.resources.ray_resources())
+                                    trial_resource_request(sweep, todo))
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(list(trials))},

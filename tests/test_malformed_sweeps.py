@@ -120,7 +120,7 @@ def test_malformed_file_is_refused(path, results, tmp_path):
     if "--dry-run" not in args:  # resource cases: only meaningful where this machine lacks what is asked
         from orchestrator.schema import Sweep, local_resource_problems
 
-        if not local_resource_problems(Sweep.load(path).spec.resources):
+        if not [p for f, res in Sweep.load(path).resource_blocks() for p in local_resource_problems(res, f)]:
             pytest.skip("this machine has the resources the file asks for")
         r, scratch = _run_cli(path, args, tmp_path / path.stem), tmp_path / path.stem  # a process of its own
     else:
