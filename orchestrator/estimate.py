@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainers.config import TrialConfig
+from trainers.domains.base import domain_of
 
 #: Seconds per environment step of a MuJoCo env (docs/benchmarks.md, "Trainer and evaluation": "what is
 #: left per environment is env.step (~0.1 ms for both MuJoCo envs)").
@@ -54,9 +55,6 @@ PACKING_GAIN_ASSUMED = 1.0
 #: start -> first training step ... 35.1 s").
 TRIAL_START_S, SWEEP_START_S = 20.0, 35.1
 
-#: Nature-DQN CNN forward FLOPs per 4 x 84 x 84 frame stack (Mnih et al. 2015: conv 32x8x8/4, 64x4x4/2,
-#: 64x3x3/1, fc 3136->512): 2 x (20*20*32*256 + 9*9*64*512 + 7*7*64*576 + 3136*512) multiply-adds.
-ATARI_CNN_FLOPS = 2 * (20 * 20 * 32 * 256 + 9 * 9 * 64 * 512 + 7 * 7 * 64 * 576 + 3136 * 512)
 
 #: Recorded CPU training rates used as calibration (docs/benchmarks.md; 1 torch thread):
 #: (sweep file, variant, task, sample ratio, train steps per second, the section and row cited).
@@ -141,10 +139,7 @@ def train_step_flops(cfg: TrialConfig, trunk: Trunk | None = None) -> float:
         raise ValueError(f"{cfg.slug()}: a d3rlpy baseline has no FLOP model; see BASELINE_STEPS_PER_S")
     t, spec, K, B = trunk or trunk_of(cfg), cfg.task_spec, cfg.K, cfg.train.batch_size
     fwd = t.forward_flops(B * 3 * K, 3 * K)
-    if spec.domain == "atari":
-        fwd += B * K * ATARI_CNN_FLOPS
-    else:  # state/action/return embeddings and the action head (x2 for LaMo's MLP embeddings)
-        fwd += 2 * B * K * t.d * (spec.obs_dim + 2 * spec.act_dim + 1) * (2 if cfg.model.embedding == "mlp" else 1)
+    fwd += B * K * domain_of(spec).step_embedding_flops(cfg, t.d)  # the domain's encoders and action head
     lang = 0.0
     if cfg.language.weight > 0 and cfg.model.lm is not None:
         toks = cfg.language.batch_size * cfg.language.block_size
@@ -162,7 +157,7 @@ def eval_round(cfg: TrialConfig) -> tuple[int, float]:
     if cfg.baseline.algo != "none":
         return env_steps, 0.0
     t, K = trunk_of(cfg), cfg.K
-    per = t.forward_flops(3 * K, 3 * K) + (K * ATARI_CNN_FLOPS if spec.domain == "atari" else 0)
+    per = t.forward_flops(3 * K, 3 * K) + K * domain_of(spec).step_embedding_flops(cfg, t.d)
     return env_steps, env_steps * per
 
 

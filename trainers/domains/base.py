@@ -230,6 +230,11 @@ class Domain:
         (``episodes``, ``transitions``, ``mean_return``, ...)."""
         raise NotImplementedError(f"domain {self.name!r}: implement collect()")
 
+    def step_embedding_flops(self, cfg, hidden: int) -> float:
+        """Forward FLOPs of turning one (return, state, action) step into ``hidden``-wide tokens and of the
+        action head, for the sweep's cost estimate (:mod:`orchestrator.estimate`)."""
+        raise NotImplementedError(f"domain {self.name!r}: implement step_embedding_flops()")
+
     # --- learners ----------------------------------------------------------------------------------------
     def sequence_hooks(self, cfg):
         """What the one sequence learner (:class:`trainers.learner.SequenceLearner`: LaMo, DT, Wiki-RL,

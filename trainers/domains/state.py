@@ -47,6 +47,12 @@ class StateDomain(Domain):
         return collect_dataset(task.name, out_path, episodes=episodes, seed=seed, progress=progress,
                                transitions=transitions, data_dir=data_dir)
 
+    def step_embedding_flops(self, cfg, hidden: int) -> float:
+        """State, action and return embeddings plus the action head: ``2 d (obs + 2 act + 1)`` multiply-adds
+        x 2, doubled for LaMo's two-layer MLP embeddings."""
+        task = cfg.task_spec
+        return 2 * hidden * (task.obs_dim + 2 * task.act_dim + 1) * (2 if cfg.model.embedding == "mlp" else 1)
+
     def sequence_hooks(self, cfg):
         """:class:`trainers.learner.StateHooks`."""
         from trainers.learner import StateHooks

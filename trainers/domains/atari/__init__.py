@@ -117,6 +117,12 @@ class AtariDomain(Domain):
         return collect_atari_dataset(game_of(task), Path(out_path), transitions or task.dataset.transitions,
                                      seed=seed, progress=progress)
 
+    def step_embedding_flops(self, cfg, hidden: int) -> float:
+        """The Nature-DQN CNN on one 4 x 84 x 84 stack (:mod:`trainers.domains.atari.model`): conv outputs
+        20x20x32 (8x8x4 kernels), 9x9x64 (4x4x32), 7x7x64 (3x3x64), then Linear(3136, hidden); 2 FLOPs per
+        multiply-add. The action and return embeddings are negligible beside it."""
+        return 2 * (20 * 20 * 32 * 256 + 9 * 9 * 64 * 512 + 7 * 7 * 64 * 576 + 3136 * hidden)
+
     def sequence_hooks(self, cfg):
         """:class:`trainers.domains.atari.learner.AtariHooks`."""
         from trainers.domains.atari.learner import AtariHooks
