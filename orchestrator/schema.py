@@ -113,7 +113,8 @@ def local_resource_problems(res: Resources) -> list[tuple[str, str]]:
 
 
 class Tracking(_Strict):
-    """MLflow tracking: ``uri`` default ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
+    """MLflow tracking: ``uri`` (the ``--tracking-uri`` flag wins over it) default ``$MLFLOW_TRACKING_URI``,
+    else ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
     default: the sweep's name; ``wait_s``: seconds a trial keeps retrying an unreachable server."""
 
     uri: str | None = None

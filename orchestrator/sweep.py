@@ -11,7 +11,8 @@ The driver (``lamo-sweep``) does, in order, and stops at the first problem befor
    ``--address``, the driver connects to the cluster and checks its resources before preparing);
 5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
    the sweep's per-trial resources;
-6. close the parent run and write the analysis (table + plot) from the MLflow store.
+6. close the parent run, write the analysis (tables, figures, claims) from the MLflow store and attach
+   it to the parent run's artifacts.
 
 Each Tune trial runs :func:`trial_trainable`: it opens (or reattaches to) its MLflow child run, trains
 with :func:`trainers.train.run_trial` in a stable per-trial directory under ``<storage>/trials`` (so a
