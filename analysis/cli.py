@@ -22,6 +22,7 @@ target with the best seed-averaged score per task × sample ratio × variant (de
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -46,6 +47,7 @@ from analysis.select import (
     parse_fixed_target,
 )
 from analysis.stats import DEFAULT_BOOTSTRAP, MIN_RUNS, Bootstrap
+from trainers import contract as C
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
@@ -66,8 +68,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 # --- every option, declared once: name → (annotated type, default) -----------------------------------
 _REQUIRED = inspect.Parameter.empty
 OPTIONS: dict[str, tuple[object, object]] = {
-    "tracking_uri": (Annotated[str, typer.Option(
-        help="MLflow tracking URI, e.g. sqlite:////abs/mlflow.db or http://host:5000")], _REQUIRED),
+    "tracking_uri": (Annotated[str | None, typer.Option(
+        help="MLflow tracking URI, any scheme MLflow accepts (sqlite:////abs/mlflow.db, http://host:5000, "
+             "databricks, ...); default $MLFLOW_TRACKING_URI, else sqlite:///$PWD/lamo_runs/mlflow.db")], None),
     "experiment": (Annotated[str, typer.Option(help="MLflow experiment name of the sweep")], _REQUIRED),
     "out": (Annotated[Path, typer.Option(help="output directory")], _REQUIRED),
     "parent_run_id": (Annotated[str | None, typer.Option(help="only children of this sweep (parent) run")], None),
@@ -139,7 +142,35 @@ def bootstrap(kw: dict) -> Bootstrap:
                      confidence=DEFAULT_BOOTSTRAP.confidence)
 
 
+def resolve_store(kw: dict) -> str:
+    """Set ``kw["tracking_uri"]`` to the store to read, in the order of ``lamo-sweep``
+    (:func:`trainers.contract.resolve_tracking_uri`): ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``,
+    else ``sqlite:///<cwd>/lamo_runs/mlflow.db`` (a sweep's default storage; ``lamo-analysis`` takes no
+    sweep file). Returns it.
+
+    Raises:
+        typer.Exit: code 3 when the store is not there: a SQLite file that does not exist (reading never
+            creates one), or an ``http(s)`` server that does not answer ``/health`` within 5 s
+            (:func:`trainers.contract.server_problem`), instead of MLflow's minutes of retries.
+    """
+    origin = ("--tracking-uri" if kw.get("tracking_uri") else f"${C.TRACKING_URI_ENV}"
+              if os.environ.get(C.TRACKING_URI_ENV) else "the default store")
+    uri = C.resolve_tracking_uri(kw.get("tracking_uri"), C.DEFAULT_STORAGE)
+    kw["tracking_uri"] = uri
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise _fail(f"no MLflow store at {path} ({origin}): pass --tracking-uri URI or set "
+                        f"{C.TRACKING_URI_ENV}, or run from the directory that holds {C.DEFAULT_STORAGE}/", code=3)
+    problem = C.server_problem(uri, timeout=5.0)
+    if problem:
+        raise _fail(f"{problem} ({origin}). Start the server, or point --tracking-uri / "
+                    f"{C.TRACKING_URI_ENV} at a reachable store.", code=3)
+    return uri
+
+
 def _run(parts: tuple[str, ...], show_table: bool, kw: dict) -> None:
+    resolve_store(kw)
     kw["out_dir"] = kw.pop("out")
     try:
         kw["rule"] = selection_rule(kw)
@@ -219,6 +250,7 @@ def claims(**kw) -> None:
 def export(**kw) -> None:
     """evals.csv (one row per trial × evaluation step × RTG target) and scores.csv (one per trial)."""
     out = kw["out"]
+    resolve_store(kw)
     try:
         rule = selection_rule(kw)
         tidy, selected = load_selected(kw["tracking_uri"], kw["experiment"], kw["parent_run_id"], rule,
@@ -239,6 +271,7 @@ def export(**kw) -> None:
 def rules(**kw) -> None:
     """target_rules.md/.csv: per task × ratio × variant, the best-target score per seed vs on the seed mean."""
     out = kw.pop("out")
+    resolve_store(kw)
     try:
         rule = SelectionRule.from_options("best", kw.pop("checkpoint"), None, kw.pop("last_k"))
         paths = write_rule_comparison(kw["tracking_uri"], kw["experiment"], out, kw["parent_run_id"], rule,

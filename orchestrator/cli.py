@@ -10,6 +10,7 @@ then shown as a warning; ``--dry-run`` only warns about resources, so any grid c
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -63,7 +64,12 @@ def run(
                                    "(--set eval.episodes=5); grid., resources., variants. reach those sections "
                                    "(--set grid.seed=[0,1,2], --set variants.lamo.model.lm=gpt2)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: SQLite in storage)"),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI, any scheme MLflow accepts (http://host:5000, databricks, "
+        "postgresql://..., sqlite:///PATH); default: the sweep file's tracking.uri, else $MLFLOW_TRACKING_URI, "
+        "else sqlite:///<storage>/mlflow.db"),
+    log_checkpoints: bool = typer.Option(False, "--log-checkpoints", help="also upload each trial's final "
+                                         "checkpoint to its MLflow run (default: record its location only)"),
     storage: Optional[Path] = typer.Option(None, "--storage", help="directory for runs, data, MLflow store"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory (default <storage>/data)"),
     prepare_only: bool = typer.Option(False, "--prepare-only", help="download and make every input it can, "
@@ -88,6 +94,10 @@ def run(
             sweep.spec.max_concurrent_trials = max_concurrent
         if tracking_uri is not None and (problem := tracking_uri_problem(tracking_uri)):
             raise SweepError("command line", [("--tracking-uri", problem)])
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if (tracking_uri is None and sweep.spec.tracking.uri is None and env_uri
+                and (problem := tracking_uri_problem(env_uri))):
+            raise SweepError("environment", [("MLFLOW_TRACKING_URI", problem)])
     except SweepError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -142,7 +152,7 @@ def run(
         return
     try:
         res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
-                        analysis=not no_analysis)
+                        analysis=not no_analysis, log_checkpoints=log_checkpoints)
     except (MissingInputsError, TrackingError, ResourceError) as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(3) from None
@@ -153,7 +163,9 @@ def run(
         console.print("failed: " + ", ".join(res.failed))
     console.print(f"MLflow: experiment {res.experiment!r} at {res.tracking_uri}"
                   + (f" (parent run {res.parent_run_id})" if res.parent_run_id else ""))
-    console.print(f"  browse: mlflow ui --backend-store-uri {res.tracking_uri} --host 127.0.0.1 --port 5000 --workers 1")
+    if res.tracking_uri.startswith("sqlite:"):  # a server or Databricks has its own UI
+        console.print(f"  browse: mlflow ui --backend-store-uri {res.tracking_uri} --host 127.0.0.1 --port 5000 "
+                      f"--workers 1")
     if res.report:
         table = res.report.get("table")
         if table and Path(table).exists():

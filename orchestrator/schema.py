@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.yaml_loader import SweepError, read_yaml  # noqa: F401 - re-exported (public names)
 from trainers.config import TrialConfig
+from trainers.contract import DEFAULT_STORAGE
 from trainers.tasks import get_task
 from trainers.util import did_you_mean
 
@@ -110,7 +111,8 @@ def _local_resource_problems(res: Resources) -> list[tuple[str, str]]:
 
 
 class Tracking(_Strict):
-    """MLflow tracking: ``uri`` default ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
+    """MLflow tracking: ``uri`` (the ``--tracking-uri`` flag wins over it) default ``$MLFLOW_TRACKING_URI``,
+    else ``sqlite:///<storage>/mlflow.db`` (absolute); ``experiment``
     default: the sweep's name; ``wait_s``: seconds a trial keeps retrying an unreachable server."""
 
     uri: str | None = None
@@ -127,25 +129,52 @@ class Tracking(_Strict):
         return v
 
 
-# MLflow backend stores a sweep can use: a tracking server, or a database the driver and every trial reach.
+# The tracking-store schemes MLflow registers itself (mlflow.tracking._tracking_service.utils
+# ._register_tracking_stores: the REST stores, Databricks, and SQLAlchemy's DATABASE_ENGINES); plugins add
+# theirs through the `mlflow.tracking_store` entry points (tracking_store_schemes). `file` is MLflow's
+# file store, refused unless MLFLOW_ALLOW_FILE_STORE is true (MLflow 3 keeps it in maintenance mode);
+# `databricks-uc` / `uc` are model-registry URIs MLflow refuses as tracking URIs.
 _URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
+def tracking_store_schemes() -> set[str]:
+    """Schemes MLflow accepts for a tracking URI here: :data:`_URI_SCHEMES` plus those of installed
+    plugins (entry-point group ``mlflow.tracking_store``, how MLflow registers them)."""
+    from importlib.metadata import entry_points
+
+    return set(_URI_SCHEMES) | {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+
+
 def tracking_uri_problem(uri: str | None) -> str | None:
-    """Why ``uri`` cannot be a sweep's tracking URI, or ``None`` when it can. A value without ``://`` is
-    a path to a SQLite file; ``file:`` stores are refused (MLflow 3 keeps them in maintenance mode and
-    refuses them by default)."""
-    if uri is None or "://" not in uri:
-        return None if uri is None or uri.strip() else "empty tracking URI: leave it out for the default SQLite store"
-    scheme, rest = uri.split("://", 1)
-    base = scheme.lower().split("+", 1)[0]
+    """Why ``uri`` cannot be a sweep's tracking URI, or ``None`` when it can. A value without a scheme is
+    a path to a SQLite file; ``databricks`` (bare) is the Databricks workspace, as in MLflow. Any scheme
+    MLflow accepts passes (:func:`tracking_store_schemes`; ``postgresql+psycopg2`` counts as
+    ``postgresql``); ``file:`` stores only with ``MLFLOW_ALLOW_FILE_STORE=true`` (MLflow 3 refuses them
+    by default)."""
+    from trainers.contract import uri_scheme
+
+    if uri is None:
+        return None
+    if not uri.strip():
+        return "empty tracking URI: leave it out for the default SQLite store"
+    scheme = uri_scheme(uri)
+    if not scheme:
+        return None
+    base = scheme.split("+", 1)[0]
+    if base in ("databricks-uc", "uc"):
+        return (f"{uri!r} is a Unity Catalog model-registry URI, which MLflow refuses as a tracking URI; "
+                f"use databricks or databricks://PROFILE")
     if base == "file":
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
+            return None
         return (f"{uri!r}: MLflow 3 refuses the file store by default (maintenance mode); use "
-                f"sqlite:///ABSOLUTE/PATH/mlflow.db or an http(s):// tracking server")
-    if base not in _URI_SCHEMES:
+                f"sqlite:///ABSOLUTE/PATH/mlflow.db or an http(s):// tracking server (or set "
+                f"MLFLOW_ALLOW_FILE_STORE=true, as MLflow's message says)")
+    if base not in tracking_store_schemes():
         return (f"{uri!r}: unsupported scheme {scheme!r}; use http(s)://HOST:PORT (an MLflow tracking "
-                f"server), sqlite:///PATH/mlflow.db, or a database URI (postgresql://, mysql://, mssql://)")
-    if base in ("http", "https") and not rest.split("/", 1)[0]:
+                f"server), sqlite:///PATH/mlflow.db, a database URI (postgresql://, mysql://, mssql://), "
+                f"databricks[://PROFILE], or install the MLflow plugin that provides {scheme!r}")
+    if base in ("http", "https") and "://" in uri and not uri.split("://", 1)[1].split("/", 1)[0]:
         return f"{uri!r}: no host; e.g. http://127.0.0.1:5000"
     return None
 
@@ -214,7 +243,7 @@ class SweepSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    storage: str = "lamo_runs"
+    storage: str = DEFAULT_STORAGE
     data_dir: str | None = None
     tracking: Tracking = Field(default_factory=Tracking)
     resources: Resources = Field(default_factory=Resources)

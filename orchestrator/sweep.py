@@ -13,7 +13,8 @@ The driver (``lamo-sweep``) does, in order, and stops at the first problem befor
    the driver connects to the cluster and checks its resources before preparing);
 5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
    the sweep's per-trial resources;
-6. close the parent run and write the analysis (table + plot) from the MLflow store.
+6. close the parent run, write the analysis (tables, figures, claims) from the MLflow store and attach
+   it to the parent run's artifacts.
 
 Each Tune trial runs :func:`trial_trainable`: it opens (or reattaches to) its MLflow child run, trains
 with :func:`trainers.train.run_trial` in a stable per-trial directory under ``<storage>/trials`` (so a
@@ -29,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import tracking
+# the local-Ray workarounds live in orchestrator.ray_local; their names stay importable from here
+from orchestrator.ray_local import (_RAY_CLUSTER_ENV, RAY_NON_LOOPBACK_SOCKETS,  # noqa: F401
+                                    loopback_node_ip as _loopback_node_ip, reap_orphaned_ray_agents)
 from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
@@ -59,10 +63,11 @@ class _MlflowTuneReporter:
       everything is delivered. Nothing is lost unless the outage outlasts ``wait_s``.
     """
 
-    def __init__(self, run: tracking.TrialRun, wait_s: float, say=print):
-        self.run, self.wait_s, self.say = run, wait_s, say
+    def __init__(self, run: tracking.TrialRun, wait_s: float, say=print, data_dir: Path | None = None):
+        self.run, self.wait_s, self.say, self.data_dir = run, wait_s, say, data_dir
         self.buffer: list[tuple[int, dict[str, float]]] = []
         self.tags: dict[str, str] = {}
+        self.dataset: tuple | None = None  # (cfg, subset hash, file or None, profile): the run's dataset input
         self.outage_since: float | None = None
         self.unverified = 0  # leading buffer records restored from a checkpoint, maybe delivered already
         self.action_loss = self.best_score = float("nan")  # latest values, for Tune's progress table
@@ -73,6 +78,14 @@ class _MlflowTuneReporter:
             self.tags[C.TEXT_SOURCE] = str(info[C.TEXT_SOURCE])[:5000]
         if info.get(C.DATASET_SHA256):
             self.tags[C.DATASET_SHA256] = str(info[C.DATASET_SHA256])
+        if self.run is not None:  # this attempt's record gets the step it resumed from
+            self.tags.update(self.run.attempt_tags(int(info.get("resumed_at_step", 0))))
+        if self.data_dir is not None:
+            from trainers.paths import trial_dataset_path
+
+            path = trial_dataset_path(cfg, self.data_dir)
+            profile = {k.split("/", 1)[1]: v for k, v in info.items() if k.startswith("data/")}
+            self.dataset = (cfg, str(info[C.DATA_SUBSET_HASH]), path if path and path.exists() else None, profile)
         if info.get("resumed_at_step", 0) == 0:
             self.buffer.append((0, {k: float(v) for k, v in info.items() if k.startswith(C.STATIC_PREFIXES)}))
 
@@ -107,6 +120,9 @@ class _MlflowTuneReporter:
         if self.tags:
             self.run.set_tags(self.tags)
             self.tags = {}
+        if self.dataset is not None:
+            self.run.log_dataset(*self.dataset)
+            self.dataset = None
         while self.buffer:
             step, metrics = self.buffer[0]
             self.run.log_metrics(step, metrics)
@@ -159,14 +175,28 @@ def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
     run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg, wait_s)
     from trainers.train import run_trial
 
-    reporter = _MlflowTuneReporter(run, wait_s)
+    from trainers.checkpoint import CHECKPOINT_DIR
+
+    reporter = _MlflowTuneReporter(run, wait_s, data_dir=Path(ctx["data_dir"]))
     workdir = trial_workdir(Path(ctx["storage"]), cfg)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "trial.pid").write_text(f"{os.getpid()}\n")  # which process trains this trial (ops, fault tests)
     try:
+        monitor = run.system_metrics()  # MLflow's own, when MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is on
+    except Exception as e:  # noqa: BLE001 - system metrics are a convenience, never a reason to fail
+        print(f"[trial] MLflow system metrics not started: {e}")
+        monitor = None
+    try:
         run_trial(cfg, workdir, Path(ctx["data_dir"]), reporter)
         reporter.flush(wait=True)
+        if monitor is not None:
+            monitor.finish()
+            monitor = None
+        tracking.retry(lambda: run.log_checkpoint(workdir / CHECKPOINT_DIR, bool(ctx.get("log_checkpoints"))),
+                       wait_s)
     except BaseException:
+        if monitor is not None:
+            monitor.finish()
         try:
             tracking.retry(lambda: run.finish("FAILED"), min(wait_s, 60))
         except Exception:  # noqa: BLE001 - the original error matters more
@@ -196,19 +226,23 @@ class SweepResult:
 
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
               data_dir: Path | None = None, analysis: bool = True, progress: bool = True,
-              log=print, ray_init_kwargs: dict | None = None) -> SweepResult:
+              log=print, ray_init_kwargs: dict | None = None, log_checkpoints: bool = False) -> SweepResult:
     """Run ``sweep`` end to end (see the module docstring): check, prepare, fan out, record, analyse.
 
     Args:
         sweep: a validated sweep (:meth:`orchestrator.schema.Sweep.load`).
         address: a Ray cluster address (``HOST:6379`` or ``auto``); ``None`` starts a local Ray bound to
             this machine and stops it afterwards.
-        tracking_uri: MLflow URI; default the sweep's ``tracking.uri``, else ``sqlite:///<storage>/mlflow.db``.
+        tracking_uri: MLflow URI; default the sweep's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else
+            ``sqlite:///<storage>/mlflow.db`` (:func:`orchestrator.tracking.resolve_tracking_uri`).
         data_dir: inputs directory; default :attr:`orchestrator.schema.Sweep.data_dir`.
-        analysis: write the table, figure and report under ``<storage>/analysis/<experiment>`` at the end.
+        analysis: write the table, figure and report under ``<storage>/analysis/<experiment>`` at the end,
+            and attach it to the parent run's artifacts (``analysis/``).
         progress: show progress bars while preparing inputs.
         log: where driver messages go (one string per call).
         ray_init_kwargs: extra ``ray.init`` arguments for a local Ray (tests).
+        log_checkpoints: also upload each trial's final checkpoint (``state.pt``) to its run's artifacts;
+            by default only its location is recorded (tag ``lamo.checkpoint_uri``).
 
     Returns:
         a :class:`SweepResult` (finished / failed / skipped trial slugs, the parent run id, report paths);
@@ -225,7 +259,14 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     storage = sweep.storage
     storage.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir or sweep.data_dir)
-    uri = tracking.resolve_tracking_uri(tracking_uri or sweep.spec.tracking.uri, storage)
+    explicit = tracking_uri or sweep.spec.tracking.uri
+    uri = tracking.resolve_tracking_uri(explicit, storage)
+    if not explicit and os.environ.get(C.TRACKING_URI_ENV):
+        from orchestrator.schema import tracking_uri_problem
+
+        if problem := tracking_uri_problem(os.environ[C.TRACKING_URI_ENV]):
+            raise tracking.TrackingError(f"${C.TRACKING_URI_ENV}: {problem}")
+        log(f"[sweep] tracking URI from ${C.TRACKING_URI_ENV}: {uri}")
     tracking.check_reachable(uri)
     exp_id = tracking.ensure_experiment(uri, sweep.experiment, storage / "mlartifacts")
     done = tracking.finished_hashes(uri, exp_id)
@@ -267,7 +308,7 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
                     "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": result.parent_run_id,
                     "storage": str(storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
                     "cpu_by_trial": {t.config_hash(): sweep.trial_resources(t).cpu for t in todo},
-                    "tracking_wait_s": sweep.spec.tracking.wait_s,
+                    "tracking_wait_s": sweep.spec.tracking.wait_s, "log_checkpoints": log_checkpoints,
                 })
             except BaseException:
                 tracking.set_run_status(uri, result.parent_run_id, "KILLED")
@@ -287,6 +328,11 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             result.report = write_report(uri, sweep.experiment, out)
         except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
             log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
+        else:
+            try:
+                tracking.retry(lambda: tracking.log_report(uri, result.parent_run_id, out), sweep.spec.tracking.wait_s)
+            except Exception as e:  # noqa: BLE001 - the report is on disk either way
+                log(f"[sweep] the report in {out} could not be attached to the parent run ({e})")
     return result
 
 
@@ -296,95 +342,23 @@ def _start_parent(sweep: Sweep, uri: str, exp_id: str, result: SweepResult) -> s
                if ch.get("previous_parent_run_id") else None)
     return tracking.start_parent_run(uri, exp_id, sweep.spec.name,
                                      Path(sweep.source) if Path(sweep.source).is_file() else None,
-                                     sweep.trials, len(result.skipped), changes)
+                                     sweep.trials, len(result.skipped), changes, sweep.spec.description)
 
 
 class ResourceError(RuntimeError):
     """Per-trial resources that no node of the Ray cluster can provide (trials would wait forever)."""
 
 
-_RAY_AGENT_NAMES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
-
-
-def reap_orphaned_ray_agents(say=print) -> int:
-    """Kill Ray's per-node agents left behind by a local Ray whose raylet died with a SIGKILLed driver.
-
-    Ray 2.60 leaves ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent`` running (re-parented to init,
-    ~100-200 MB each) when the process that started a local Ray is killed without clean-up. A process is
-    reaped only when all of these hold: it belongs to this user, it is one of those two agents, its parent
-    is gone (re-parented to PID 1), and the raylet it served (``RAY_RAYLET_PID`` in its environment) is no
-    longer running. Returns how many were killed.
-    """
-    import psutil
-
-    me, killed = os.getuid(), 0
-    for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
-        try:
-            info = proc.info
-            cmd = info["cmdline"] or []
-            if (info["ppid"] != 1 or info["uids"] is None or info["uids"].real != me or not cmd
-                    or not cmd[0].startswith(_RAY_AGENT_NAMES)):
-                continue
-            raylet = int(proc.environ().get("RAY_RAYLET_PID", "0"))
-            if raylet and psutil.pid_exists(raylet) and "raylet" in " ".join(psutil.Process(raylet).cmdline()):
-                continue  # its raylet still runs: a live Ray, not ours to touch
-            proc.kill()
-            killed += 1
-        except (psutil.Error, ValueError, OSError):
-            continue
-    if killed:
-        say(f"[ray] stopped {killed} Ray agent process(es) left by an earlier local Ray whose driver was killed")
-    return killed
-
-
-#: Ray's own switch (``ray._private.ray_constants``): "0" makes ``get_node_ip_address`` answer the
-#: loopback address instead of this machine's routable one (its default on macOS and Windows).
-_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-#: Listening TCP sockets of a local Ray that Ray 2.60 does not let us bind to 127.0.0.1: none. With the
-#: node IP on loopback, every server binds there: the GCS server, the raylet (node manager and object
-#: manager), every core worker (the driver and the trial workers), the dashboard agent (gRPC, HTTP and
-#: the Prometheus metrics exporter) and the runtime-env agent. The dashboard itself is not started
-#: (``include_dashboard=False``) and the Ray client server only runs under ``ray start --head``. Not
-#: TCP, so not covered: the raylet's and plasma store's Unix sockets under the session directory.
-#: tests/test_ray_loopback.py checks this list against the sockets of a real local Ray.
-RAY_NON_LOOPBACK_SOCKETS: tuple[str, ...] = ()
-
-
-@contextlib.contextmanager
-def _loopback_node_ip():
-    """Make ``ray.init`` keep ``_node_ip_address="127.0.0.1"`` for a local Ray.
-
-    Ray 2.60's ``ray.init`` replaces a loopback ``_node_ip_address`` by this machine's routable address
-    (``services.resolve_ip_for_localhost``) unless Ray clusters are disabled, which is what
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does (Ray reads it once, into
-    ``ray_constants.ENABLE_RAY_CLUSTER``, when it is imported; so the constant is set too, for a process
-    that imported Ray before). Each Ray server binds to loopback exactly when its node IP is loopback
-    (``is_localhost(ip)`` in the agents, ``listen_to_localhost_only`` in the C++ gRPC servers). Both are
-    restored afterwards: the processes started in between keep their loopback node IP, and a later
-    ``ray.init(address=...)`` in this process behaves as before.
-    """
-    import ray._private.ray_constants as ray_constants
-
-    old_env, old_const = os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_RAY_CLUSTER_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = old_const
-        if old_env is None:
-            os.environ.pop(_RAY_CLUSTER_ENV, None)
-        else:
-            os.environ[_RAY_CLUSTER_ENV] = old_env
-
-
 @contextlib.contextmanager
 def _ray_session(address: str | None, ray_init_kwargs: dict):
     """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started.
 
-    A local Ray listens on 127.0.0.1 only (:func:`_loopback_node_ip`; exceptions, if any:
-    :data:`RAY_NON_LOOPBACK_SOCKETS`); a cluster connection is left as Ray makes it.
+    A local Ray listens on 127.0.0.1 only (:func:`orchestrator.ray_local.loopback_node_ip`; exceptions,
+    if any: :data:`orchestrator.ray_local.RAY_NON_LOOPBACK_SOCKETS`); a cluster connection is left as Ray
+    makes it. The driver's MLflow settings (:func:`orchestrator.tracking.forwarded_env`: ``MLFLOW_*``
+    and ``DATABRICKS_*``, e.g. ``MLFLOW_TRACKING_TOKEN``) reach every worker through the job's
+    ``runtime_env`` (``env_vars``): a cluster's workers are started by its raylets and do not inherit the
+    driver's environment.
     """
     import ray
 
@@ -394,6 +368,11 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
         reap_orphaned_ray_agents()
     if started_here:
         kw = {"include_dashboard": False, "log_to_driver": True, **ray_init_kwargs}
+        env = tracking.forwarded_env()
+        if env:
+            runtime_env = dict(kw.get("runtime_env") or {})
+            runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
+            kw["runtime_env"] = runtime_env
         try:
             if address:
                 ray.init(address=address, **kw)

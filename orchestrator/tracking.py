@@ -9,9 +9,12 @@ creation fails).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
+import tempfile
 import time
-import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 from trainers import contract as C
@@ -24,34 +27,39 @@ class TrackingError(RuntimeError):
 
 
 def resolve_tracking_uri(uri: str | None, storage: Path) -> str:
-    """Default ``sqlite:///<storage>/mlflow.db``; relative SQLite paths are made absolute; ``http(s)``
-    and other URIs are returned unchanged."""
-    if not uri:
-        return f"sqlite:///{(Path(storage) / 'mlflow.db').resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
-    if "://" not in uri:  # a bare path: treat as a SQLite file
-        return f"sqlite:///{Path(uri).expanduser().resolve()}"
-    return uri
+    """The sweep's tracking URI: ``uri`` (the ``--tracking-uri`` flag, else the sweep file's
+    ``tracking.uri``), else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<storage>/mlflow.db``; URIs with a
+    scheme pass through unchanged except relative SQLite paths, made absolute
+    (:func:`trainers.contract.resolve_tracking_uri`, shared with ``lamo-analysis``)."""
+    return C.resolve_tracking_uri(uri, storage)
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """For ``http(s)`` URIs, GET ``/health``.
+    """For ``http(s)`` URIs, GET ``/health`` once, waiting at most ``timeout`` seconds
+    (:func:`trainers.contract.server_problem`).
 
     Raises:
         TrackingError: naming the URI and how to start a server, when it does not answer.
     """
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:  # noqa: S310
-            if r.status == 200:
-                return
-    except OSError as e:
+    problem = C.server_problem(uri, timeout)
+    if problem:
         raise TrackingError(
-            f"MLflow tracking server {uri} is not reachable ({e}). Start it first (e.g. `mlflow server "
-            f"--backend-store-uri sqlite:///$PWD/mlflow.db --host 127.0.0.1 --port 5000 --workers 1`) or "
-            f"drop --tracking-uri to use a local SQLite store.") from None
+            f"{problem}. Start it first (scripts/tracking_server.sh start, or `mlflow server "
+            f"--backend-store-uri sqlite:///$PWD/mlflow.db --host 127.0.0.1 --port 5000 --workers 1`), or drop "
+            f"--tracking-uri / tracking.uri / ${C.TRACKING_URI_ENV} to use a local SQLite store.")
+
+
+#: Prefixes of the environment variables a trial needs to use the store as the driver does (MLflow's
+#: settings and credentials, e.g. ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``; the Databricks
+#: SDK's for ``databricks`` URIs); forwarded to every Ray worker (:func:`forwarded_env`).
+FORWARDED_ENV_PREFIXES = ("MLFLOW_", "DATABRICKS_")
+
+
+def forwarded_env(environ=None) -> dict[str, str]:
+    """The driver's variables with a :data:`FORWARDED_ENV_PREFIXES` prefix (``environ`` default
+    ``os.environ``), for the Ray job's ``runtime_env["env_vars"]`` (:func:`orchestrator.sweep._ray_session`)."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
 def client(uri: str):
@@ -61,15 +69,21 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+#: Stores the driver and trials reach directly (no server): a new experiment keeps its artifacts under the
+#: sweep's storage (absolute; MLflow's default, ``./mlruns``, would follow each trial's working directory).
+LOCAL_ARTIFACT_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file")
+
+
 def ensure_experiment(uri: str, name: str, artifact_root: Path | None) -> str:
-    """Create the store's schema (SQLite) and the experiment if needed; return its id."""
+    """Create the store's schema (SQLite) and the experiment if needed; return its id. For the stores
+    of :data:`LOCAL_ARTIFACT_SCHEMES` a new experiment's artifact location is ``<artifact_root>/<name>``."""
     c = client(uri)
     c.search_experiments(max_results=1)  # creates/migrates the SQLite schema once, in the driver
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    loc = None
-    if artifact_root is not None and not uri.startswith(("http://", "https://")):
+    loc = None  # a server, Databricks or a plugin store chooses its own artifact location
+    if artifact_root is not None and C.uri_scheme(uri).split("+", 1)[0] in LOCAL_ARTIFACT_SCHEMES:
         loc = (Path(artifact_root) / name).resolve().as_uri()
     return c.create_experiment(name, artifact_location=loc)
 
@@ -114,10 +128,12 @@ def finished_hashes(uri: str, experiment_id: str) -> dict[str, str]:
 
 
 def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: Path | None,
-                     trials: list[TrialConfig], skipped: int, changes: str | None = None) -> str:
+                     trials: list[TrialConfig], skipped: int, changes: str | None = None,
+                     description: str = "") -> str:
     """Create the parent run of this invocation (tags, params and artifacts of :mod:`trainers.contract`):
     the sweep file and the resolved trials as artifacts; ``changes`` (a summary of how the sweep changed
-    since its last invocation) as a tag. Returns the run id."""
+    since its last invocation) as a tag; the sweep's ``description`` as the run's description (tag
+    :data:`trainers.contract.NOTE`). Returns the run id."""
     import hashlib
 
     from mlflow.entities import Param
@@ -127,6 +143,8 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
     tags = {C.ROLE: C.ROLE_SWEEP, C.SWEEP: sweep_name, C.SWEEP_FILE_SHA256: sha, C.GIT_COMMIT: git_commit()}
     if changes:
         tags[C.CHANGES] = changes
+    if description.strip():
+        tags[C.NOTE] = description.strip()
     rid = c.create_run(experiment_id, run_name=f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags).info.run_id
     c.log_batch(rid, params=[Param("n_trials", str(len(trials))), Param("n_skipped_finished", str(skipped))])
     if sweep_file:
@@ -145,6 +163,12 @@ def finish_parent_run(uri: str, run_id: str, finished: int, failed: int, skipped
     c = client(uri)
     c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
     c.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def log_report(uri: str, run_id: str, report_dir: Path) -> None:
+    """Attach the end-of-sweep report (every file under ``report_dir``: tables, figures, claims) to the
+    parent run ``run_id``, under :data:`trainers.contract.REPORT_ARTIFACT_DIR`."""
+    client(uri).log_artifacts(run_id, str(report_dir), C.REPORT_ARTIFACT_DIR)
 
 
 def set_run_status(uri: str, run_id: str, status: str) -> None:
@@ -194,24 +218,34 @@ def previous_trial_hashes(uri: str, experiment_id: str, sweep_name: str) -> tupl
     if not runs:
         return None, []
     rid = runs[0].info.run_id
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{rid}/{C.RESOLVED_TRIALS_ARTIFACT}") if uri.startswith("http") else \
-            Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path=C.RESOLVED_TRIALS_ARTIFACT,
-                                                     tracking_uri=uri)).read_text()
+    try:  # the store's own URI for every scheme (load_text("runs:/...") would ask the process-wide default)
+        with tempfile.TemporaryDirectory() as tmp:
+            text = Path(mlflow.artifacts.download_artifacts(run_id=rid, artifact_path=C.RESOLVED_TRIALS_ARTIFACT,
+                                                            tracking_uri=uri, dst_path=tmp)).read_text()
     except Exception:  # noqa: BLE001 - an old or partial parent run: nothing to compare
         return rid, []
     return rid, [_TC.model_validate(t).config_hash() for t in json.loads(text)]
+
+
+def _attempt_record(parent_run_id: str) -> dict:
+    """The record of a new attempt (:func:`trainers.contract.attempt_tag`), ``resumed_at_step`` not yet known."""
+    return {"parent_run_id": parent_run_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 class TrialRun:
     """The MLflow child run of one trial, used from inside the trial process.
 
     :meth:`open` reattaches to an unfinished child run of the same config hash (a retry or resume) or
-    creates a new one; metrics are sent with ``log_batch`` and explicit steps.
+    creates a new one; metrics are sent with ``log_batch`` and explicit steps. Each opening is an
+    attempt (``attempt``: 1 for a new run), recorded as tags (:data:`trainers.contract.ATTEMPT`,
+    :func:`trainers.contract.attempt_tag`) so the MLflow UI shows every resumed attempt and the parent
+    run that resumed it.
     """
 
-    def __init__(self, uri: str, run_id: str):
+    def __init__(self, uri: str, run_id: str, attempt: int = 1, attempt_record: dict | None = None):
         self.uri, self.run_id, self.c = uri, run_id, client(uri)
+        self.attempt, self.attempt_record = attempt, attempt_record
 
     @classmethod
     def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig,
@@ -229,10 +263,17 @@ class TrialRun:
                                  order_by=["attributes.start_time DESC"])
         if existing:
             rid = existing[0].info.run_id
+            try:
+                attempt = int(existing[0].data.tags.get(C.ATTEMPT, "1")) + 1
+            except ValueError:
+                attempt = 2
             c.update_run(rid, status="RUNNING")
-            c.set_tag(rid, C.LAST_PARENT_RUN, parent_run_id)
-            return cls(uri, rid)
+            run = cls(uri, rid, attempt, _attempt_record(parent_run_id))
+            run.set_tags({C.LAST_PARENT_RUN: parent_run_id, **run.attempt_tags()})
+            return run
+        record = _attempt_record(parent_run_id)
         tags = {C.ROLE: C.ROLE_TRIAL, C.PARENT_RUN: parent_run_id,
+                C.ATTEMPT: "1", C.attempt_tag(1): json.dumps(record),
                 **C.axis_tags(cfg.task, cfg.sample_ratio, cfg.seed, cfg.variant),
                 C.CONFIG_HASH: h, C.GIT_COMMIT: git_commit(),
                 **{f"{C.VERSION_PREFIX}{k}": v for k, v in package_versions().items()}}
@@ -242,7 +283,61 @@ class TrialRun:
         params = [Param(k, str(v)) for k, v in C.flatten(cfg.record()).items()]
         for i in range(0, len(params), 100):
             c.log_batch(run.info.run_id, params=params[i:i + 100])
-        return cls(uri, run.info.run_id)
+        return cls(uri, run.info.run_id, 1, record)
+
+    def attempt_tags(self, resumed_at_step: int | None = None) -> dict[str, str]:
+        """Tags of this attempt: :data:`trainers.contract.ATTEMPT` and its record
+        (:func:`trainers.contract.attempt_tag`), with ``resumed_at_step`` (the step of the checkpoint it
+        continued from, 0 for a fresh start) once known; ``{}`` for a run object not made by :meth:`open`."""
+        if self.attempt_record is None:
+            return {}
+        record = dict(self.attempt_record)
+        if resumed_at_step is not None:
+            record["resumed_at_step"] = int(resumed_at_step)
+        return {C.ATTEMPT: str(self.attempt), C.attempt_tag(self.attempt): json.dumps(record)}
+
+    def log_dataset(self, cfg: TrialConfig, subset_hash: str, path: Path | None, profile: dict) -> None:
+        """Log the trial's data subset as the run's dataset input (what ``mlflow.log_input`` records):
+        name :func:`trainers.contract.dataset_name`, digest ``subset_hash``, source the dataset file
+        (``local``, a ``file://`` URI) or, without a file (Minari), the dataset's source name; ``profile``
+        (e.g. ``{"n_trajectories": 100}``) as the dataset's profile; context
+        :data:`trainers.contract.DATASET_CONTEXT`. MLflow keeps one input per (run, dataset), so logging
+        it again on a resumed attempt adds nothing."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        if path is not None:
+            source_type, source = "local", json.dumps({"uri": Path(path).resolve().as_uri()})
+        else:
+            source_type, source = cfg.data_source, json.dumps({"name": cfg.data_source, "task": cfg.task})
+        ds = Dataset(name=C.dataset_name(cfg.task, cfg.sample_ratio), digest=subset_hash, source_type=source_type,
+                     source=source, profile=json.dumps(profile, sort_keys=True) if profile else None)
+        self.c.log_inputs(self.run_id, [DatasetInput(ds, [InputTag(MLFLOW_DATASET_CONTEXT, C.DATASET_CONTEXT)])])
+
+    def log_checkpoint(self, checkpoint_dir: Path, upload: bool = False) -> None:
+        """Record where the final checkpoint is (tag :data:`trainers.contract.CHECKPOINT_LOCATION`, a
+        ``file://`` URI on the machine that trained it); with ``upload``, also copy the directory's files
+        (``state.pt``: trainable weights, optimiser, RNG states; :mod:`trainers.checkpoint`) into the run's
+        artifacts under :data:`trainers.contract.CHECKPOINT_ARTIFACT_DIR`."""
+        checkpoint_dir = Path(checkpoint_dir).resolve()
+        self.set_tags({C.CHECKPOINT_LOCATION: checkpoint_dir.as_uri()})
+        if upload:
+            self.c.log_artifacts(self.run_id, str(checkpoint_dir), C.CHECKPOINT_ARTIFACT_DIR)
+
+    def system_metrics(self):
+        """MLflow's own system-metrics monitor for this run (CPU, memory, disk, network, GPU under
+        ``system/``), started, when MLflow's switch ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` is on; else
+        ``None``. It continues the steps of an earlier attempt (``resume_logging``), so no (key, step)
+        repeats; stop it with its ``finish()`` before the run ends."""
+        from mlflow.environment_variables import MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+
+        if not MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING.get():
+            return None
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, resume_logging=True, tracking_uri=self.uri)
+        monitor.start()
+        return monitor
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set tags on the child run (values turned into strings)."""

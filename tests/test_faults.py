@@ -117,4 +117,16 @@ def test_trial_process_sigkill_is_retried_from_checkpoint(tmp_path, make_sweep, 
     assert proc.returncode == 0, out[-3000:]
     assert int((wd / "trial.pid").read_text()) != victim  # a new worker process finished the trial
     finals = check_runs(tmp_path, "trialkill", sweep)
+    # the retry is visible in the run: attempt 2, opened by the same invocation, resumed from the checkpoint
+    import json
+
+    from trainers import contract as C
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (child,) = c.search_runs([c.get_experiment_by_name("trialkill").experiment_id], "tags.`lamo.role` = 'trial'")
+    tags = child.data.tags
+    first, second = (json.loads(tags[C.attempt_tag(n)]) for n in (1, 2))
+    assert tags[C.ATTEMPT] == "2" and first["parent_run_id"] == second["parent_run_id"] == tags[C.PARENT_RUN]
+    assert first["resumed_at_step"] == 0 and second["resumed_at_step"] >= 40, (first, second)
+    assert first["pid"] == victim and second["pid"] != victim
     assert_same_as_uninterrupted(tmp_path, sweep, finals, tmp_path / "ref")

@@ -211,3 +211,37 @@ def test_worker_node_killed_mid_sweep(head, ray_temp_dir, tmp_path, make_sweep, 
     # the interrupted trial was finished by another process (on the head), from its checkpoint
     assert trial_pid(hit["wd"]) != hit["pid"] and checkpoint_step(hit["wd"]) == 160
     check_runs(tmp_path, "nodekill", sweep)  # every trial FINISHED once, metrics exactly once
+
+
+# A driver joins the cluster twice: once with a plain ray.init (the control), once as lamo-sweep does
+# (_ray_session); each time a task on the cluster reports what it sees of the driver's MLflow variables.
+_ENV_PROBE = """
+import json, os, sys
+import ray
+from orchestrator.sweep import _ray_session
+
+@ray.remote(num_cpus=0)
+def probe():
+    return {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME")}
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+plain = ray.get(probe.remote())
+ray.shutdown()
+with _ray_session(sys.argv[1], {"log_to_driver": False}):
+    ours = ray.get(probe.remote())
+print("@@" + json.dumps([plain, ours]))
+"""
+
+
+def test_mlflow_variables_reach_cluster_workers(head, tmp_path):
+    """Workers of a cluster are started by its raylets, not by the driver: without forwarding they do not see
+    the driver's MLFLOW_TRACKING_TOKEN (the control); with lamo-sweep's session (runtime_env) they do."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_TOKEN="s3cret", MLFLOW_TRACKING_USERNAME="lamo",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", _ENV_PROBE, head], capture_output=True, text=True, env=env,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    plain, ours = json.loads(r.stdout.split("@@", 1)[1].splitlines()[0])
+    assert plain == {"MLFLOW_TRACKING_TOKEN": None, "MLFLOW_TRACKING_USERNAME": None}
+    assert ours == {"MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_TRACKING_USERNAME": "lamo"}

@@ -1,7 +1,7 @@
 """A local sweep's Ray listens on loopback only.
 
 A fresh driver process starts Ray exactly as ``lamo-sweep`` does (:func:`orchestrator.sweep._ray_session`
-without ``--address``), runs one task so that a worker exists, and lists the listening TCP sockets of its
+without ``--address``, which uses :func:`orchestrator.ray_local.loopback_node_ip`), runs one task so that a worker exists, and lists the listening TCP sockets of its
 own process tree (the driver and its descendants: GCS server, raylet, agents, workers). Other engineers'
 Rays on this machine are not descendants of this driver, so they are never looked at.
 """
@@ -23,7 +23,8 @@ _DRIVER = textwrap.dedent("""
     import json, os, time
     import psutil, ray
     import ray._private.ray_constants as ray_constants
-    from orchestrator.sweep import _RAY_CLUSTER_ENV, _ray_session
+    from orchestrator.ray_local import _RAY_CLUSTER_ENV
+    from orchestrator.sweep import _ray_session
 
     def listening():
         me = psutil.Process()
@@ -69,7 +70,7 @@ def _loopback(ip: str) -> bool:
 # slow: starts a real local Ray (GCS, raylet, agents, a worker) in a fresh process: 15-40 s on 2 shared cores
 @pytest.mark.slow
 def test_local_ray_listens_on_loopback_only(tmp_path):
-    from orchestrator.sweep import RAY_NON_LOOPBACK_SOCKETS
+    from orchestrator.ray_local import RAY_NON_LOOPBACK_SOCKETS
 
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
     r = subprocess.run([sys.executable, "-c", _DRIVER], capture_output=True, text=True, cwd=tmp_path, timeout=300,
@@ -87,7 +88,7 @@ def test_local_ray_listens_on_loopback_only(tmp_path):
     exposed = sorted({s["name"] for s in socks if not _loopback(s["ip"])})
     assert exposed == sorted(RAY_NON_LOOPBACK_SOCKETS), (
         f"sockets not on loopback: {[s for s in socks if not _loopback(s['ip'])]}; the documented exceptions "
-        f"(orchestrator.sweep.RAY_NON_LOOPBACK_SOCKETS, README) are {RAY_NON_LOOPBACK_SOCKETS}")
+        f"(orchestrator.ray_local.RAY_NON_LOOPBACK_SOCKETS, README) are {RAY_NON_LOOPBACK_SOCKETS}")
     assert res["node_ip"] == "127.0.0.1"
     # the switch is scoped to the local ray.init: a later ray.init(address=...) in the process is unchanged
     assert res["env_after"] is None and res["cluster_const_after"] is True

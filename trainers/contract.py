@@ -10,11 +10,18 @@ MLflow layout (one experiment per sweep name):
 
 * **parent run** per ``lamo-sweep`` invocation: tags :data:`ROLE` = :data:`ROLE_SWEEP`, :data:`SWEEP`,
   :data:`SWEEP_FILE_SHA256`, :data:`GIT_COMMIT` (and :data:`CHANGES` when the sweep changed since its
-  last invocation); params ``n_trials``, ``n_skipped_finished``; metrics :data:`PARENT_METRICS`;
-  artifacts: the sweep file and :data:`RESOLVED_TRIALS_ARTIFACT`.
+  last invocation; :data:`NOTE` = the sweep's ``description``, shown by the MLflow UI as the run's
+  description); params ``n_trials``, ``n_skipped_finished``; metrics :data:`PARENT_METRICS`;
+  artifacts: the sweep file, :data:`RESOLVED_TRIALS_ARTIFACT` and the end-of-sweep report under
+  :data:`REPORT_ARTIFACT_DIR`.
 * **child run** per trial: tags :data:`ROLE` = :data:`ROLE_TRIAL`, :data:`PARENT_RUN`, the grid axes
   :data:`AXIS_TAGS`, :data:`CONFIG_HASH`, :data:`DATA_SUBSET_HASH`, :data:`DATA_SOURCE`, :data:`TEXT_SOURCE`, :data:`DEVICE`,
-  :data:`GIT_COMMIT`, ``version.<package>``; params = the flattened resolved trial config
+  :data:`GIT_COMMIT`, ``version.<package>``, the attempts (:data:`ATTEMPT`, :func:`attempt_tag`,
+  :data:`LAST_PARENT_RUN`) and, once finished, :data:`CHECKPOINT_LOCATION`; a dataset input
+  (``mlflow.log_input``: name :func:`dataset_name`, digest = the data subset hash, source = the dataset
+  file, context :data:`DATASET_CONTEXT`); artifacts: the final checkpoint under
+  :data:`CHECKPOINT_ARTIFACT_DIR` only when asked for (``lamo-sweep --log-checkpoints``); params = the
+  flattened resolved trial config
   (:func:`flatten`, e.g. ``model.embedding``); metrics with explicit steps (training step):
 
   - training, every ``train.log_every`` steps: :data:`TRAIN_ACTION_LOSS` (MSE in normalised action
@@ -29,13 +36,24 @@ MLflow layout (one experiment per sweep name):
     :data:`EVAL_BEST_SCORE` (= that one score) and :data:`EVAL_EPISODES_PER_S`. Readers get target
     ``None`` from :func:`parse_eval_key` (NaN in the analysis's ``rtg_target`` column).
 
+  - MLflow's own system metrics (``system/...``, steps counted by MLflow) when MLflow's switch
+    ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` is on in the driver's environment.
+
 Exactly one FINISHED child run per config hash in an experiment.
+
+Where the store is (:func:`resolve_tracking_uri`): the ``--tracking-uri`` flag, else the sweep file's
+``tracking.uri``, else :data:`TRACKING_URI_ENV`, else ``sqlite:///<storage>/``:data:`DEFAULT_STORE_FILE`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 # --- tags -----------------------------------------------------------------------------------------
 ROLE = "lamo.role"
@@ -45,6 +63,12 @@ SWEEP = "lamo.sweep"
 SWEEP_FILE_SHA256 = "lamo.sweep_file_sha256"
 CHANGES = "lamo.changes"
 LAST_PARENT_RUN = "lamo.last_parent_run_id"
+#: Attempt number of a child run (1 for a new run, +1 each time a retry or a resumed sweep reopens it).
+ATTEMPT = "lamo.attempt"
+#: Where the trial's final checkpoint directory is (``file://`` URI on the machine that trained it).
+CHECKPOINT_LOCATION = "lamo.checkpoint_uri"
+#: MLflow's run-description tag (the UI's "Description"); the parent run's holds the sweep's ``description``.
+NOTE = "mlflow.note.content"
 PARENT_RUN = "mlflow.parentRunId"
 GIT_COMMIT = "mlflow.source.git.commit"
 CONFIG_HASH = "config_hash"
@@ -71,8 +95,30 @@ ABLATION_PARAMS: dict[str, str] = {
     "lm": "model.lm",
 }
 
+
+
+def attempt_tag(n: int) -> str:
+    """``lamo.attempt.<n>``: the record of attempt ``n`` of a child run, a JSON object with the parent run
+    that (re)opened it (``parent_run_id``), ``started`` (UTC, ISO 8601), ``host`` and ``pid``, and, once
+    the trial has read its checkpoint, ``resumed_at_step`` (0 for a fresh start)."""
+    return f"{ATTEMPT}.{int(n)}"
+
+
+def dataset_name(task: str, sample_ratio: float) -> str:
+    """Name of a child run's dataset input: ``<task>@<sample_ratio>`` (e.g. ``hopper-medium@0.1``); the
+    digest (the data subset hash) tells subsets of equal name apart (seeds)."""
+    return f"{task}@{sample_ratio:g}"
+
+
+#: The ``mlflow.data.context`` input tag of a child run's dataset (MLflow's vocabulary: training, eval).
+DATASET_CONTEXT = "training"
+
 # --- artifacts and parent-run records --------------------------------------------------------------
 RESOLVED_TRIALS_ARTIFACT = "resolved_trials.json"
+#: Artifact folder of the parent run holding the end-of-sweep report (tables, figures, claims).
+REPORT_ARTIFACT_DIR = "analysis"
+#: Artifact folder of a child run holding its final checkpoint (``lamo-sweep --log-checkpoints``).
+CHECKPOINT_ARTIFACT_DIR = "checkpoint"
 PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped")
 
 # --- metric keys ----------------------------------------------------------------------------------
@@ -159,3 +205,73 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[key] = v
     return out
+
+
+# --- where the tracking store is -------------------------------------------------------------------
+#: MLflow's own variable for the tracking URI, read when neither the flag nor the sweep file gives one.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: A sweep's ``storage`` when its file gives none (:class:`orchestrator.schema.SweepSpec`); ``lamo-analysis``
+#: looks for ``<this>/mlflow.db`` in the working directory when no URI is given.
+DEFAULT_STORAGE = "lamo_runs"
+#: The SQLite store of a sweep's storage when no URI is given anywhere (``sqlite:///<storage>/mlflow.db``).
+DEFAULT_STORE_FILE = "mlflow.db"
+#: Values without a URI scheme that MLflow itself reads as a store name rather than a path
+#: (``StoreRegistry.get_store_builder`` in mlflow/tracking/registry.py): ``databricks`` (the workspace of
+#: the default profile), and the Unity Catalog registry names, which MLflow refuses as tracking URIs.
+BARE_STORE_NAMES = ("databricks", "databricks-uc", "uc")
+
+
+def uri_scheme(uri: str) -> str:
+    """The URI scheme of ``uri`` as MLflow reads it (``urllib.parse``; ``""`` for a path, a one-letter
+    Windows drive included; a bare :data:`BARE_STORE_NAMES` entry is its own scheme)."""
+    if uri in BARE_STORE_NAMES:
+        return uri
+    scheme = urllib.parse.urlparse(uri).scheme
+    return "" if len(scheme) == 1 else scheme.lower()
+
+
+def resolve_tracking_uri(uri: str | None, storage: str | os.PathLike, environ=None) -> str:
+    """The tracking URI to use, in this order: ``uri`` (the ``--tracking-uri`` flag, else the sweep
+    file's ``tracking.uri``; the caller picks), else ``$MLFLOW_TRACKING_URI`` (:data:`TRACKING_URI_ENV`),
+    else ``sqlite:///<storage>/mlflow.db``.
+
+    Every URI with a scheme (``http(s)://``, ``databricks``, ``databricks://PROFILE``, ``postgresql://``,
+    a plugin's scheme ...) is returned unchanged, with one exception: a relative SQLite path
+    (``sqlite:///runs/mlflow.db``) is made absolute, because Ray runs each trial in its own working
+    directory. A value without a scheme is a path to a SQLite file (made absolute).
+
+    Args:
+        uri: the explicit URI, or ``None``/``""`` to fall back.
+        storage: the sweep's storage directory (for the default store).
+        environ: the environment to read (default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    uri = uri or env.get(TRACKING_URI_ENV) or None
+    if not uri:
+        return f"sqlite:///{(Path(storage) / DEFAULT_STORE_FILE).resolve()}"
+    scheme = uri_scheme(uri)
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    if not scheme:  # a bare path: a SQLite file
+        return f"sqlite:///{Path(uri).expanduser().resolve()}"
+    return uri
+
+
+def server_problem(uri: str, timeout: float = 5.0) -> str | None:
+    """Why the tracking server at ``uri`` cannot be used, or ``None``: for ``http(s)`` URIs one GET of
+    ``<uri>/health`` with ``timeout`` seconds (connect and read). 200 (MLflow's health endpoint) and
+    401/403 (an authenticating proxy in front of it; MLflow then reports the credentials problem itself)
+    count as a server that is there; any other status (404: not an MLflow server, or the wrong path;
+    5xx: a proxy without its server) or no answer is a problem. Other schemes are not checked here."""
+    if uri_scheme(uri) not in ("http", "https"):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
+            return None
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            return None
+        return f"{uri} answers HTTP {e.code} ({e.reason}) on /health: not an MLflow tracking server there"
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        return f"MLflow tracking server {uri} is not reachable ({reason}; waited at most {timeout:g} s)"
