@@ -185,8 +185,9 @@ CLAIMS: tuple[Claim, ...] = (
                      "dense-reward tasks\""),
         where=f"{ABSTRACT}; dense-reward MuJoCo and Atari tables; {README}",
         a=LAMO, b=BEST_VALUE_BASED, task_groups=("dense", "atari"), margin=EQUIVALENCE_MARGIN,
-        reading=("the paper claims parity here (Atari's games have dense rewards too, so Atari is a scope of its own), not superiority: "
-                 "'supported' means LaMo − value-based shown within ± the margin; 'inconclusive' is not parity"),
+        reading=("the paper claims parity here (Atari's games have dense rewards too, so Atari is a scope of its "
+                 "own), not superiority: 'supported' means LaMo − value-based shown within ± the margin; "
+                 "'inconclusive' is not parity"),
     ),
     Claim(
         key="pretrained_vs_random",

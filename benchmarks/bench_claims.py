@@ -22,6 +22,7 @@ rate of the current rule and of the previous one (verdict when the bootstrap CI 
 per side), with a 95 % Clopper-Pearson interval for each rate:
 
     .venv/bin/python benchmarks/bench_claims.py --calibrate --replicates 200 --poi-reps 500
+    .venv/bin/python benchmarks/bench_claims.py --calibrate --current-only --replicates 1000 --effect 1.5
 """
 
 from __future__ import annotations
@@ -98,9 +99,11 @@ def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
     return lo, hi
 
 
-def calibrate(replicates: int, poi_reps: int, effect: float, seed: int = 0) -> pd.DataFrame:
-    """Per design: false-verdict rate under the null and power at ``effect``, current and previous rule."""
-    boot = Bootstrap(poi_reps=poi_reps, seed=0)
+def calibrate(replicates: int, poi_reps: int, effect: float, seed: int = 0, previous: bool = True) -> pd.DataFrame:
+    """Per design: false-verdict rate under the null and power at ``effect``, of the current rule and
+    (``previous``) of the previous one, which needs the bootstrap CI (``poi_reps`` replications; the
+    current verdict does not read the CI, so without ``previous`` it runs with 1 replication)."""
+    boot = Bootstrap(poi_reps=poi_reps if previous else 1, seed=0)
     recs = []
     for cells, seeds in DESIGNS:
         for kind, shift in (("null", 0.0), ("power", effect)):
@@ -116,11 +119,11 @@ def calibrate(replicates: int, poi_reps: int, effect: float, seed: int = 0) -> p
                 old_verdict = (C.SUPPORTED if enough and r["ci_low"] > 0.5 else
                                C.CONTRADICTED if enough and r["ci_high"] < 0.5 else None)
                 old += (old_verdict is not None) if kind == "null" else (old_verdict == C.SUPPORTED)
-            for rule, k in (("current", new), ("previous (CI excludes 0.5)", old)):
+            for rule, k in (("current", new), ("previous (CI excludes 0.5)", old))[:2 if previous else 1]:
                 lo, hi = _clopper_pearson(k, replicates)
                 recs.append({"design": f"{cells} x {seeds}", "kind": kind, "rule": rule, "rate": k / replicates,
                              "ci95": f"[{lo:.3f}, {hi:.3f}]", "n": replicates})
-            print(recs[-2], recs[-1], flush=True)
+            print(*recs[-(2 if previous else 1):], flush=True)
     return pd.DataFrame(recs)
 
 
@@ -131,10 +134,11 @@ def main() -> None:
     ap.add_argument("--calibrate", action="store_true", help="false-verdict rate and power per design")
     ap.add_argument("--replicates", type=int, default=200, help="simulated stores per design (--calibrate)")
     ap.add_argument("--effect", type=float, default=1.0, help="true shift of LaMo in noise sd (--calibrate)")
+    ap.add_argument("--current-only", action="store_true", help="--calibrate without the previous rule (fast)")
     args = ap.parse_args()
     if args.calibrate:
         c0 = time.process_time()
-        out = calibrate(args.replicates, args.poi_reps, args.effect)
+        out = calibrate(args.replicates, args.poi_reps, args.effect, previous=not args.current_only)
         print(out.pivot_table(index="design", columns=["kind", "rule"], values="rate", sort=False).to_string())
         print(f"replicates {args.replicates}, poi_reps {args.poi_reps}, effect {args.effect} sd "
               f"(P(A > B) = {__import__('scipy.stats').stats.norm.cdf(args.effect / 2 ** 0.5):.2f}); "
