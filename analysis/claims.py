@@ -9,9 +9,9 @@ al., NeurIPS 2021, ``rliable.metrics.probability_of_improvement``) with its stra
 (:func:`analysis.stats.probability_of_improvement`, :data:`analysis.stats.DEFAULT_BOOTSTRAP`) over the
 (task, sample ratio) cells — for an ablation, (setting, task, sample ratio) cells — in which both sides
 have at least :data:`analysis.stats.MIN_RUNS` seeds. The CI describes the effect; it does not decide
-the verdict: with 2-5 seeds a percentile bootstrap is too narrow (on null data the old "CI excludes
-0.5" rule gave a verdict 6.5-19 % of the time against a nominal 5 %; ``benchmarks/bench_claims.py
---calibrate``).
+the verdict: with 2-5 seeds a percentile bootstrap is too narrow (on simulated null stores the old
+"CI excludes 0.5" rule gave a verdict 5.5-18 % of the time against a nominal 5 %, the current rule
+2.4-4.7 %; ``benchmarks/bench_claims.py --calibrate``, numbers in ``docs/analysis.md``).
 
 The verdict comes from a test that keeps its level at any number of runs
 (:func:`analysis.stats.poi_permutation_test`: side labels relabelled within each cell, exact

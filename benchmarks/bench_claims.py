@@ -99,14 +99,17 @@ def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
     return lo, hi
 
 
-def calibrate(replicates: int, poi_reps: int, effect: float, seed: int = 0, previous: bool = True) -> pd.DataFrame:
+def calibrate(replicates: int, poi_reps: int, effect: float, seed: int = 0, previous: bool = True,
+              designs: tuple[tuple[int, int], ...] = DESIGNS, kinds: tuple[str, ...] = ("null", "power")) -> pd.DataFrame:
     """Per design: false-verdict rate under the null and power at ``effect``, of the current rule and
     (``previous``) of the previous one, which needs the bootstrap CI (``poi_reps`` replications; the
     current verdict does not read the CI, so without ``previous`` it runs with 1 replication)."""
     boot = Bootstrap(poi_reps=poi_reps if previous else 1, seed=0)
     recs = []
-    for cells, seeds in DESIGNS:
+    for cells, seeds in designs:
         for kind, shift in (("null", 0.0), ("power", effect)):
+            if kind not in kinds:
+                continue
             rng = np.random.default_rng([seed, cells, seeds, int(shift * 1000)])
             new = old = 0
             for _ in range(replicates):
@@ -135,12 +138,18 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=200, help="simulated stores per design (--calibrate)")
     ap.add_argument("--effect", type=float, default=1.0, help="true shift of LaMo in noise sd (--calibrate)")
     ap.add_argument("--current-only", action="store_true", help="--calibrate without the previous rule (fast)")
+    ap.add_argument("--designs", default=",".join(f"{c}x{s}" for c, s in DESIGNS),
+                    help="--calibrate designs, cells x seeds, comma-separated")
+    ap.add_argument("--kinds", default="null,power", help="--calibrate: null, power or both")
     args = ap.parse_args()
     if args.calibrate:
         c0 = time.process_time()
-        out = calibrate(args.replicates, args.poi_reps, args.effect, previous=not args.current_only)
+        designs = tuple(tuple(int(x) for x in d.split("x")) for d in args.designs.split(","))
+        out = calibrate(args.replicates, args.poi_reps, args.effect, previous=not args.current_only,
+                        designs=designs, kinds=tuple(args.kinds.split(",")))
         print(out.pivot_table(index="design", columns=["kind", "rule"], values="rate", sort=False).to_string())
-        print(f"replicates {args.replicates}, poi_reps {args.poi_reps}, effect {args.effect} sd "
+        reps = 1 if args.current_only else args.poi_reps
+        print(f"replicates {args.replicates}, poi_reps {reps}, effect {args.effect} sd "
               f"(P(A > B) = {__import__('scipy.stats').stats.norm.cdf(args.effect / 2 ** 0.5):.2f}); "
               f"CPU {time.process_time() - c0:.0f} s")
         return

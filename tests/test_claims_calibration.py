@@ -10,10 +10,11 @@ test, Holm step and ``verdict``. The bootstrap CI is only descriptive, so it run
   A "supported" or "contradicted" verdict is false. Tolerance: a rule with a false-verdict rate of
   exactly 5 % exceeds the 99.9 % binomial quantile (Bin(300, 0.05): 27 of 300, 9 %) with probability
   < 0.1 % per design; pooled over the 1,500 stores the bound is Bin(1500, 0.05)'s 99.9 % quantile
-  (≈ 6.7 %). The previous rule ("CI excludes 0.5") had 6.5-19 % per design and ≈ 10.6 % pooled.
+  (≈ 6.7 %). The previous rule ("CI excludes 0.5") had 6.5-19 % per design in issue #18 and 5.5-18 %
+  in `benchmarks/bench_claims.py --calibrate` (see docs/analysis.md).
   Slow tier (about 30 s on one core).
 * Power: 100 stores of the 3×3 design with LaMo shifted up by 1.5 noise sd (P(A > B) = Φ(1.5/√2) =
-  0.86); the test's power there is ≈ 0.75 (1,000 replicates, ``benchmarks/bench_claims.py``), and the
+  0.86); the test's power there is 0.747 (1,000 stores, ``bench_claims.py --calibrate --current-only``); the
   assertion asks ≥ 0.60 (a 0.75-power rule fails it with probability < 1e-3).
 * Equivalence (parity claims): at the margin's boundary (A − B = −margin) "supported" is wrong; its rate
   over 400 draws of :func:`analysis.claims.row_test` is held to the same 99.9 % binomial bound; with A = B
