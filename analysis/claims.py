@@ -2,29 +2,48 @@
 
 Each claim of LaMo (Shi et al., ICLR 2024, arXiv 2310.20587) that a sweep's runs can speak to is one
 :class:`Claim` in :data:`CLAIMS` (the only place claims are defined): the paper's words and where they
-stand, and the two sides compared — side A is the one the paper says is better. For every *scope* of a
-claim (a task group of the paper's tables, and a sample ratio where the claim is per ratio) the
-verdict comes from rliable's probability of improvement P(A > B) (Agarwal et al., NeurIPS 2021,
-``rliable.metrics.probability_of_improvement``), computed by :func:`analysis.stats.probability_of_improvement`
-with its stratified bootstrap (:data:`analysis.stats.DEFAULT_BOOTSTRAP`: 1000 replications, seed 0,
-95 % percentile interval) over the (task, sample ratio) cells — for an ablation, (setting, task, sample
-ratio) cells — in which both sides have at least :data:`analysis.stats.MIN_RUNS` seeds.
+stand, and the two sides compared — side A is the one the paper says is better (or, for a parity
+claim, as good). For every *scope* of a claim (a task group of the paper's tables, and a sample ratio
+where the claim is per ratio) a row reports rliable's probability of improvement P(A > B) (Agarwal et
+al., NeurIPS 2021, ``rliable.metrics.probability_of_improvement``) with its stratified-bootstrap CI
+(:func:`analysis.stats.probability_of_improvement`, :data:`analysis.stats.DEFAULT_BOOTSTRAP`) over the
+(task, sample ratio) cells — for an ablation, (setting, task, sample ratio) cells — in which both sides
+have at least :data:`analysis.stats.MIN_RUNS` seeds. The CI describes the effect; it does not decide
+the verdict: with 2-5 seeds a percentile bootstrap is too narrow (on simulated null stores the old
+"CI excludes 0.5" rule gave a verdict 5.5-18 % of the time against a nominal 5 %, the current rule
+2.4-4.7 %; ``benchmarks/bench_claims.py --calibrate``, numbers in ``docs/analysis.md``).
 
-Verdict (:func:`verdict`), with :data:`MIN_RUNS_PER_SIDE` the one minimum:
+The verdict comes from a test that keeps its level at any number of runs
+(:func:`analysis.stats.poi_permutation_test`: side labels relabelled within each cell, exact
+enumeration where feasible), at level α = 1 − the bootstrap's confidence (0.05), with Holm's
+correction across every tested row of one report (:func:`analysis.stats.holm`):
 
-* ``not enough runs`` — either side has fewer than :data:`MIN_RUNS_PER_SIDE` runs in the compared
-  cells (or no cell has both sides with ≥ :data:`analysis.stats.MIN_RUNS` seeds);
-* ``supported`` — the CI's lower bound > 0.5;
-* ``contradicted`` — the CI's upper bound < 0.5;
-* ``inconclusive`` — otherwise (the CI contains 0.5).
+* superiority claims (A better): two-sided test of "A and B exchangeable in every cell";
+* parity claims (:attr:`Claim.margin` set, "closes the gap"): equivalence within ± ``margin``
+  normalised-score points by two one-sided shifted tests (Schuirmann 1987, TOST) under a
+  location-shift model, and "A worse by more than the margin" by the third one-sided test; the row's
+  p-value is twice the smaller of the two (a Bonferroni split between the two possible verdicts).
+
+Verdict (:func:`verdict`):
+
+* ``not enough runs`` — either side has fewer than :data:`MIN_RUNS_PER_SIDE` runs in the compared cells,
+  no cell has both sides with ≥ :data:`analysis.stats.MIN_RUNS` seeds, or the design cannot reach
+  p ≤ α at all (e.g. one cell with 2 seeds a side: 6 relabellings, smallest two-sided p = 1/3); such
+  rows are not tested and do not count in Holm's m;
+* ``supported`` — Holm-adjusted p ≤ α and the effect points the paper's way (P(A > B) > ½, or within
+  the margin for a parity claim);
+* ``contradicted`` — Holm-adjusted p ≤ α the other way (P(A > B) < ½, or A worse than B by more than
+  the margin for a parity claim);
+* ``inconclusive`` — otherwise. For a parity claim "inconclusive" is *not* parity: parity is only
+  "supported" when equivalence within the margin is shown.
 
 Which trials form a side:
 
 * methods are variants, matched by :func:`analysis.domains.method_key` (``lamo``, ``dt``, ``cql``,
   ``iql``, ``td3bc``; the display names of :data:`analysis.domains.METHOD_NAMES`);
-* "the best value-based method" is, per scope, the one of CQL, IQL and TD3+BC with the highest mean
-  normalised score over the cells it shares with LaMo (its name is in the row; the others' means are in
-  the row's note), so LaMo is tested against its strongest value-based competitor there;
+* "the best value-based method" (a ``best_of`` side) is not picked on the runs it is tested on: LaMo is
+  tested against each of CQL, IQL and TD3+BC, one row each (beating the best one = beating each one, so
+  "supported" in every row supports the claim — an intersection-union test, no further correction);
 * ablation sides are values of an ablation field (:data:`trainers.contract.ABLATION_PARAMS`) among
   trials that differ in that field only, the settings of :func:`analysis.tables.ablation_settings`
   (the same trials as the ablation tables).
@@ -45,22 +64,29 @@ from analysis import stats as S
 from analysis.domains import METHOD_NAMES, TABLES, method_key, task_info
 from analysis.select import SelectionRule, rule_text
 from analysis.tables import ablation_settings, format_ratio
+from trainers.methods import VALUE_BASED_FAMILY, methods_of_family
 
-#: Runs (trials) each side needs, summed over the compared cells, before a verdict is given. With fewer,
-#: a percentile-bootstrap CI of P(A > B) is not trustworthy: when 2 runs of A beat 2 runs of B, every
-#: bootstrap resample is separated too and the CI collapses to [1, 1]; with n runs per side perfectly
-#: separated, the exact one-sided Mann-Whitney p-value is 1 / C(2n, n): 0.17 for n = 2, 0.05 for n = 3,
-#: 0.014 for n = 4 and 0.004 for n = 5. Five runs per side (e.g. 3 tasks × 2 seeds, or 1 task × 5 seeds)
-#: is the smallest count at which one verdict among a handful of claims is unlikely to be chance.
+#: Runs (trials) each side needs, summed over the compared cells, before a row is tested. The test keeps
+#: its level at any count (:func:`analysis.stats.poi_permutation_test`); this floor keeps a verdict from
+#: resting on a handful of runs: with n runs per side perfectly separated in one cell the exact one-sided
+#: Mann-Whitney p-value is 1 / C(2n, n): 0.17 for n = 2, 0.05 for n = 3, 0.014 for n = 4 and 0.004 for
+#: n = 5. Designs that pass it but cannot reach p ≤ α still say "not enough runs".
 MIN_RUNS_PER_SIDE = 5
+#: Equivalence margin of a parity claim, in score points of the task group's table (D4RL-normalised for
+#: MuJoCo / Kitchen / Reacher2d, gamer-normalised for Atari): 5 points = 5 % of the random-to-expert
+#: (random-to-human) range that the normalisation maps to 0-100 (Fu et al. 2020, D4RL; Mnih et al.
+#: 2015). A project choice, not the paper's (the paper states no margin); change it per claim
+#: (:attr:`Claim.margin`).
+EQUIVALENCE_MARGIN = 5.0
 #: Verdict words, in the order of :func:`verdict`'s rules.
 NOT_ENOUGH, SUPPORTED, CONTRADICTED, INCONCLUSIVE = "not enough runs", "supported", "contradicted", "inconclusive"
 VERDICTS = (NOT_ENOUGH, SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 #: The value-based offline-RL methods of the paper's tables (method keys of ``METHOD_NAMES``).
-VALUE_BASED = ("cql", "iql", "td3bc")
+VALUE_BASED = methods_of_family(VALUE_BASED_FAMILY)  # the method registry's: ("cql", "iql", "td3bc")
 CLAIM_COLUMNS = [
     "claim", "scope", "task_group", "sample_ratio", "side_a", "side_b", "estimate", "ci_low", "ci_high",
     "n_cells", "runs_a", "runs_b", "verdict", "paper_words", "where", "note", "reps", "seed",
+    "test", "margin", "p_value", "p_holm", "n_tested",
 ]
 ABSTRACT = "arXiv 2310.20587, Abstract"
 README = "https://github.com/srzer/LaMo-2023 (README, Introduction)"
@@ -73,8 +99,8 @@ class Side:
     Attributes:
         label: how the report names the side (``"LaMo"``, ``"MLP embeddings"``).
         methods: method keys (:func:`analysis.domains.method_key` of the variant) — a methods side.
-        best_of: with several ``methods``: the side is the single one of them with the highest mean score
-            over the cells it shares with the other side (per scope); without, all are pooled.
+        best_of: with several ``methods``: "the best of them" — tested as one row per method (A must beat
+            each, so the best is never chosen on the runs it is tested on); without, all are pooled.
         field: an ablation field (``init``, ``embedding``, ``finetune``, ``language_weight``) — an ablation side.
         accept: for an ablation side, which values of ``field`` belong to it.
     """
@@ -88,7 +114,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Claim:
-    """One of the paper's claims, tested as P(A > B) > 0.5.
+    """One of the paper's claims: A better than B (superiority), or, with ``margin``, A as good as B.
 
     Attributes:
         key: short id (``claims.csv`` column ``claim``).
@@ -100,6 +126,8 @@ class Claim:
             about; ``None``: every group, each its own scope.
         per_ratio: one scope per sample ratio (as well as all ratios pooled) instead of pooled only.
         reading: how to read the verdict when the paper claims less than "A is better".
+        margin: ``None`` for a superiority claim; a parity claim's equivalence margin in score points
+            (:data:`EQUIVALENCE_MARGIN`): "supported" needs A − B shown within ± margin.
     """
 
     key: str
@@ -111,6 +139,7 @@ class Claim:
     task_groups: tuple[str, ...] | None = None
     per_ratio: bool = False
     reading: str = ""
+    margin: float | None = None
 
 
 LAMO = Side("LaMo", methods=("lamo",))
@@ -155,10 +184,11 @@ CLAIMS: tuple[Claim, ...] = (
         title="LaMo vs the best value-based method on dense-reward tasks",
         paper_words=("LaMo \"closes the gap between value-based offline RL methods and decision transformers in "
                      "dense-reward tasks\""),
-        where=f"{ABSTRACT}; dense-reward MuJoCo table; {README}",
-        a=LAMO, b=BEST_VALUE_BASED, task_groups=("dense",),
-        reading=("the paper claims parity here, not superiority: 'inconclusive' (CI contains 0.5) is consistent "
-                 "with it, 'contradicted' (value-based better) speaks against it, 'supported' says more than it"),
+        where=f"{ABSTRACT}; dense-reward MuJoCo and Atari tables; {README}",
+        a=LAMO, b=BEST_VALUE_BASED, task_groups=("dense", "atari"), margin=EQUIVALENCE_MARGIN,
+        reading=("the paper claims parity here (Atari's games have dense rewards too, so Atari is a scope of its "
+                 "own), not superiority: 'supported' means LaMo − value-based shown within ± the margin; "
+                 "'inconclusive' is not parity"),
     ),
     Claim(
         key="pretrained_vs_random",
@@ -199,19 +229,62 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def verdict(ci_low: float, ci_high: float, runs_a: int, runs_b: int, min_runs: int = MIN_RUNS_PER_SIDE) -> str:
-    """The verdict word for P(A > B) with CI ``[ci_low, ci_high]`` (probabilities, 0–1).
+def verdict(p_adjusted: float, direction: int, alpha: float = 0.05) -> str:
+    """The verdict word of one tested row.
 
-    ``not enough runs`` when either side has fewer than ``min_runs`` runs (or the CI is NaN), else
-    ``supported`` (``ci_low > 0.5``), ``contradicted`` (``ci_high < 0.5``) or ``inconclusive``.
+    Args:
+        p_adjusted: the row's Holm-adjusted p-value (0–1); NaN when the row was not tested.
+        direction: +1 when the effect points the paper's way (P(A > B) > ½; for a parity claim:
+            equivalence is the better-supported side), −1 the other way, 0 no direction.
+        alpha: the test level (default 0.05 = 1 − the bootstrap's 95 % confidence).
+
+    Returns:
+        ``not enough runs`` (NaN p), ``supported`` / ``contradicted`` (p ≤ ``alpha``, by ``direction``),
+        else ``inconclusive``.
     """
-    if min(runs_a, runs_b) < min_runs or np.isnan(ci_low) or np.isnan(ci_high):
+    if np.isnan(p_adjusted):
         return NOT_ENOUGH
-    if ci_low > 0.5:
+    if p_adjusted <= alpha and direction > 0:
         return SUPPORTED
-    if ci_high < 0.5:
+    if p_adjusted <= alpha and direction < 0:
         return CONTRADICTED
     return INCONCLUSIVE
+
+
+def row_test(cells: list[tuple[np.ndarray, np.ndarray]], margin: float | None, alpha: float = 0.05,
+             seed: int = 0) -> dict:
+    """The test behind one claim row, before the correction across rows.
+
+    Args:
+        cells: per compared cell ``(scores of A, scores of B)`` (normalised scores, 0–100).
+        margin: ``None`` — superiority: two-sided :func:`analysis.stats.poi_permutation_test`;
+            a number — parity within ± ``margin`` score points: p_equiv = max of the one-sided tests of
+            H0 "A − B ≤ −margin" and H0 "A − B ≥ +margin" (TOST, Schuirmann 1987), p_worse = one-sided
+            test of H0 "A − B ≥ −margin"; the row's p-value is min(1, 2 · min(p_equiv, p_worse)).
+        alpha: level; a design whose smallest attainable p-value exceeds it is not tested.
+        seed: Monte-Carlo seed (large designs only).
+
+    Returns:
+        ``{"p_value", "direction", "min_p", "why"}``: ``p_value`` NaN (and ``why`` set) when the design
+        cannot reach ``alpha``; ``direction`` as :func:`verdict` takes it.
+    """
+    sizes = [(len(a), len(b)) for a, b in cells]
+    min_p = S.min_pvalue(sizes, "two-sided")
+    out = {"p_value": np.nan, "direction": 0, "min_p": min_p, "why": ""}
+    if min_p > alpha:
+        out["why"] = (f"these runs cannot give a verdict at level {alpha:g}: the smallest p-value of "
+                      f"{len(cells)} cell(s) with {'/'.join(f'{a}+{b}' for a, b in sizes)} runs is {min_p:.2g}")
+        return out
+    if margin is None:
+        t = S.poi_permutation_test(cells, "two-sided", seed=seed)
+        out.update(p_value=t.pvalue, direction=int(np.sign(t.statistic - 0.5)))
+        return out
+    low = S.poi_permutation_test(cells, "greater", shift=-margin, seed=seed).pvalue    # H0: A − B ≤ −margin
+    high = S.poi_permutation_test(cells, "less", shift=margin, seed=seed).pvalue      # H0: A − B ≥ +margin
+    worse = S.poi_permutation_test(cells, "less", shift=-margin, seed=seed).pvalue    # H0: A − B ≥ −margin
+    equiv = max(low, high)
+    out.update(p_value=min(1.0, 2 * min(equiv, worse)), direction=1 if equiv <= worse else -1)
+    return out
 
 
 # --- sides to trials --------------------------------------------------------------------------------
@@ -243,30 +316,16 @@ def _in_cells(part: pd.DataFrame, cells: set) -> pd.DataFrame:
     return part[[k in cells for k in keys]]
 
 
-def _pick_best(a: pd.DataFrame, b: pd.DataFrame, side: Side) -> tuple[pd.DataFrame, str, str]:
-    """For a ``best_of`` side: the method with the highest mean over its cells shared with ``a``."""
-    means = {}
-    for m in side.methods:
-        cand = b[b["_method"] == m]
-        if cand.empty:
-            continue
-        cells = _common_cells(a, cand) or set(zip(cand["_cell"], cand["sample_ratio"]))
-        means[m] = float(_in_cells(cand, cells)["normalised_score"].mean())
-    if not means:
-        return b.iloc[0:0], side.label, f"no run of {', '.join(METHOD_NAMES[m] for m in side.methods)}"
-    best = max(means, key=lambda m: (means[m], -side.methods.index(m)))
-    note = "best value-based by mean score over the cells shared with LaMo: " + ", ".join(
-        f"{METHOD_NAMES[m]} {means[m]:.1f}" for m in sorted(means, key=lambda m: -means[m]))
-    return b[b["_method"] == best], METHOD_NAMES[best], note
-
-
 # --- one scope ---------------------------------------------------------------------------------------
-def _evaluate(a: pd.DataFrame, b: pd.DataFrame, bootstrap: S.Bootstrap, min_runs: int) -> dict:
-    """P(A > B) over the common cells of ``a`` and ``b`` (trials tagged ``_cell``/``sample_ratio``)."""
+def _evaluate(a: pd.DataFrame, b: pd.DataFrame, bootstrap: S.Bootstrap, min_runs: int,
+              margin: float | None = None) -> dict:
+    """P(A > B) with its CI, and the row's test (:func:`row_test`), over the common cells of ``a`` and
+    ``b`` (trials tagged ``_cell``/``sample_ratio``). The verdict is set later, after Holm's correction."""
     cells = _common_cells(a, b)
     ua, ub = _in_cells(a, cells), _in_cells(b, cells)
     out = {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n_cells": len(cells),
-           "runs_a": len(ua) if cells else len(a), "runs_b": len(ub) if cells else len(b), "why": ""}
+           "runs_a": len(ua) if cells else len(a), "runs_b": len(ub) if cells else len(b), "why": "",
+           "p_value": np.nan, "direction": 0}
     if not cells:
         out["why"] = f"no (task, ratio) cell in which both sides have ≥{S.MIN_RUNS} seeds"
     elif min(len(ua), len(ub)) < min_runs:
@@ -282,7 +341,13 @@ def _evaluate(a: pd.DataFrame, b: pd.DataFrame, bootstrap: S.Bootstrap, min_runs
             out.update(estimate=float(r["estimate"]), ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]))
         else:
             out["why"] = "; ".join(notes)
-    out["verdict"] = verdict(out["ci_low"], out["ci_high"], out["runs_a"], out["runs_b"], min_runs)
+        keyed = sorted(cells, key=lambda c: (str(c[0]), c[1]))
+        arrays = [(ua[(ua["_cell"] == t) & (ua["sample_ratio"] == r)]["normalised_score"].to_numpy(float),
+                   ub[(ub["_cell"] == t) & (ub["sample_ratio"] == r)]["normalised_score"].to_numpy(float))
+                  for t, r in keyed]
+        test = row_test(arrays, margin, 1 - bootstrap.confidence, bootstrap.seed)
+        out.update(p_value=test["p_value"], direction=test["direction"])
+        out["why"] = "; ".join(w for w in (out["why"], test["why"]) if w)
     return out
 
 
@@ -323,14 +388,17 @@ def check_claims(
     min_runs: int = MIN_RUNS_PER_SIDE,
     claims: tuple[Claim, ...] = CLAIMS,
 ) -> pd.DataFrame:
-    """One row per claim and scope: P(A > B) with its CI, cells, runs per side and the verdict.
+    """One row per claim, scope and B (each method of a ``best_of`` side): P(A > B) with its CI, cells,
+    runs per side, the row's test (:func:`row_test`), its Holm-adjusted p-value across every tested
+    row of the call, and the verdict (:func:`verdict`, level 1 − ``bootstrap.confidence``).
 
     Args:
         selected: one row per trial (:func:`analysis.select.select_scores`): ``task``, ``sample_ratio``,
             ``seed``, ``variant``, ``normalised_score`` (0–100) and the ablation columns.
-        bootstrap: replications (``poi_reps``), seed and coverage of the CI.
-        min_runs: runs each side needs (summed over the compared cells) for a verdict other than
-            ``not enough runs``; default :data:`MIN_RUNS_PER_SIDE`.
+        bootstrap: replications (``poi_reps``), seed and coverage of the CI; the test's level is
+            1 − ``confidence``; ``seed`` also seeds the Monte-Carlo relabellings of large designs.
+        min_runs: runs each side needs (summed over the compared cells) before the row is tested (else
+            ``not enough runs``); default :data:`MIN_RUNS_PER_SIDE`.
         claims: the claims to check (default :data:`CLAIMS`).
 
     Returns:
@@ -338,7 +406,9 @@ def check_claims(
         (NaN when not computed); ``runs_a`` / ``runs_b`` count the runs in the compared cells, or, when no
         cell has both sides with ≥ :data:`analysis.stats.MIN_RUNS` seeds, every run of that side in
         the scope. A claim none of whose sides has a run in the data still gets one row
-        (``not enough runs``, 0 runs), so the reader sees what could not be checked.
+        (``not enough runs``, 0 runs), so the reader sees what could not be checked. ``p_value`` is the
+        row's unadjusted p-value (NaN: not tested), ``p_holm`` the adjusted one, ``n_tested`` Holm's m
+        (the same in every row), ``test`` ``superiority`` or ``equivalence`` with ``margin`` (score points).
 
     Raises:
         ValueError: ``min_runs`` < 1.
@@ -356,7 +426,7 @@ def check_claims(
         scopes = _scopes(claim, sel) if len(sel) else []
         if not scopes:  # nothing to compare: one row that says why
             recs.append(_row(claim, "no comparable runs", ",".join(claim.task_groups or ()), float("nan"),
-                             claim.b.label, _evaluate(sel, sel, bootstrap, min_runs),
+                             claim.b.label, _evaluate(sel.iloc[0:0], sel.iloc[0:0], bootstrap, min_runs),
                              [pooled or "no runs of either side in the data"], bootstrap))
             continue
         for label, group, ratio in scopes:
@@ -364,15 +434,36 @@ def check_claims(
             if not np.isnan(ratio):
                 part = part[np.isclose(part["sample_ratio"], ratio)]
             a, b = _side_trials(part, claim.a), _side_trials(part, claim.b)
-            side_b, notes = claim.b.label, [n for n in (pooled, claim.reading) if n]
-            if claim.b.best_of:
-                b, side_b, note = _pick_best(a, b, claim.b)
-                notes.insert(0, note)
-            res = _evaluate(a, b, bootstrap, min_runs)
-            if res["why"]:
-                notes.insert(0, res["why"])
-            recs.append(_row(claim, label, group, ratio, side_b, res, notes, bootstrap))
+            base_notes = [n for n in (pooled, claim.reading) if n]
+            for side_b, bb, note in _b_sides(b, claim.b):
+                res = _evaluate(a, bb, bootstrap, min_runs, claim.margin)
+                notes = [n for n in (res["why"], note) if n] + base_notes
+                recs.append(_row(claim, label, group, ratio, side_b, res, notes, bootstrap))
+    _correct(recs, 1 - bootstrap.confidence)
     return pd.DataFrame(recs, columns=CLAIM_COLUMNS)
+
+
+def _b_sides(b: pd.DataFrame, side: Side) -> list[tuple[str, pd.DataFrame, str]]:
+    """``(label, trials, note)`` per tested B: the side itself, or, for a ``best_of`` side, each of its
+    methods with a run in the scope (none: the side, empty, with a note)."""
+    if not side.best_of:
+        return [(side.label, b, "")]
+    present = [m for m in side.methods if (b["_method"] == m).any()]
+    if not present:
+        return [(side.label, b.iloc[0:0], f"no run of {', '.join(METHOD_NAMES[m] for m in side.methods)}")]
+    note = (f"{side.label}: one row per method with runs here ({len(present)}), so the best one is not "
+            "chosen on the runs it is tested on")
+    return [(METHOD_NAMES[m], b[b["_method"] == m], note) for m in present]
+
+
+def _correct(recs: list[dict], alpha: float) -> None:
+    """Holm across the tested rows of one report (:func:`analysis.stats.holm`), then each row's verdict."""
+    adjusted = S.holm([r["p_value"] for r in recs])
+    tested = int(np.sum(~np.isnan(adjusted)))
+    for r, p in zip(recs, adjusted):
+        r["p_holm"] = float(p)
+        r["n_tested"] = tested
+        r["verdict"] = verdict(float(p), r.pop("_direction"), alpha)
 
 
 def _row(claim: Claim, scope: str, group: str, ratio: float, side_b: str, res: dict, notes: list[str],
@@ -381,8 +472,11 @@ def _row(claim: Claim, scope: str, group: str, ratio: float, side_b: str, res: d
         "claim": claim.key, "scope": scope, "task_group": group, "sample_ratio": ratio,
         "side_a": claim.a.label, "side_b": side_b, "estimate": res["estimate"], "ci_low": res["ci_low"],
         "ci_high": res["ci_high"], "n_cells": res["n_cells"], "runs_a": res["runs_a"], "runs_b": res["runs_b"],
-        "verdict": res["verdict"], "paper_words": claim.paper_words, "where": claim.where,
+        "verdict": NOT_ENOUGH, "paper_words": claim.paper_words, "where": claim.where,
         "note": "; ".join(n for n in notes if n), "reps": bootstrap.poi_reps, "seed": bootstrap.seed,
+        "test": "superiority" if claim.margin is None else "equivalence",
+        "margin": float("nan") if claim.margin is None else float(claim.margin),
+        "p_value": res["p_value"], "p_holm": np.nan, "n_tested": 0, "_direction": res["direction"],
     }
 
 
@@ -391,17 +485,33 @@ def _p(x: float) -> str:
     return "—" if np.isnan(x) else f"{x:.2f}"
 
 
+def _pv(x: float) -> str:
+    """A p-value for the table: two significant digits, ``<0.001`` below that."""
+    return "—" if np.isnan(x) else "<0.001" if x < 0.001 else f"{x:.2g}"
+
+
 def claims_markdown(frame: pd.DataFrame, rule: SelectionRule | str, bootstrap: S.Bootstrap = S.DEFAULT_BOOTSTRAP,
                     min_runs: int = MIN_RUNS_PER_SIDE, claims: tuple[Claim, ...] = CLAIMS) -> str:
-    """``claims.md``: the rules, then per claim its words, source and one table row per scope."""
+    """``claims.md``: the rules (test, level, Holm's m, margins), then per claim its words, source and one
+    table row per scope (and per B of a ``best_of`` side)."""
+    alpha = 1 - bootstrap.confidence
+    tested = int(frame["n_tested"].max()) if len(frame) else 0
+    margins = sorted({c.margin for c in claims if c.margin is not None})
+    margin_text = (f" Parity claims (\"closes the gap\") are tested for equivalence within ± "
+                   f"{', '.join(f'{m:g}' for m in margins)} normalised-score points (two one-sided shifted permutation "
+                   f"tests): **supported** = shown within the margin, **contradicted** = A shown worse by more than "
+                   f"the margin; **inconclusive** is not parity." if margins else "")
     lines = [
         f"**The paper's claims against our runs.** Per claim and scope: P(A > B), rliable's probability of "
         f"improvement (averaged over the (task, sample ratio) cells in which both sides have ≥{S.MIN_RUNS} "
         f"seeds) with its {bootstrap.confidence * 100:g} % stratified-bootstrap CI ({bootstrap.poi_reps} "
-        f"replications, seed {bootstrap.seed}); runs = trials per side in those cells. Verdict: "
-        f"**supported** if the CI's lower bound > 0.5, **contradicted** if its upper bound < 0.5, "
-        f"**inconclusive** otherwise, **not enough runs** if a side has fewer than {min_runs} runs. "
-        f"{rule_text(rule)}",
+        f"replications, seed {bootstrap.seed}), a description of the effect. The verdict comes from a "
+        f"permutation test within cells (exact at any number of seeds) at level {alpha:g}, with Holm's "
+        f"correction across the **{tested} tested row(s)** of this report: **supported** if the adjusted p ≤ "
+        f"{alpha:g} and A is ahead, **contradicted** if adjusted p ≤ {alpha:g} and B is ahead, "
+        f"**inconclusive** otherwise, **not enough runs** (not tested) if a side has fewer than {min_runs} "
+        f"runs or the runs cannot reach p ≤ {alpha:g} at all. \"Best value-based method\" claims are tested "
+        f"against each value-based method, one row each.{margin_text} {rule_text(rule)}",
         "",
     ]
     for claim in claims:
@@ -409,13 +519,14 @@ def claims_markdown(frame: pd.DataFrame, rule: SelectionRule | str, bootstrap: S
         lines += [f"#### {claim.title}", "", f"- Paper: {claim.paper_words} — {claim.where}."]
         if claim.reading:
             lines.append(f"- Reading: {claim.reading}.")
-        lines += ["", "| scope | A | B | P(A > B) | CI | cells | runs A / B | verdict | note |",
-                  "|---|---|---|---:|---|---:|---:|---|---|"]
+        lines += ["", "| scope | A | B | P(A > B) | CI | cells | runs A / B | p (Holm) | verdict | note |",
+                  "|---|---|---|---:|---|---:|---:|---:|---|---|"]
         for r in part.to_dict("records"):
             ci = "—" if np.isnan(r["ci_low"]) else f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
             note = str(r["note"]).replace(f"; {claim.reading}", "").replace(claim.reading, "") if claim.reading else str(r["note"])
             note = note.replace("|", "\\|")
             lines.append(f"| {r['scope']} | {r['side_a']} | {r['side_b']} | {_p(r['estimate'])} | {ci} | "
-                         f"{r['n_cells']} | {r['runs_a']} / {r['runs_b']} | **{r['verdict']}** | {note} |")
+                         f"{r['n_cells']} | {r['runs_a']} / {r['runs_b']} | {_pv(r['p_value'])} ({_pv(r['p_holm'])}) | "
+                         f"**{r['verdict']}** | {note} |")
         lines.append("")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ Output directory (flat):
 ``rliable_aggregates.csv/.png/.pdf``          IQM, mean, optimality gap with 95 % CIs
 ``probability_of_improvement.csv/.png/.pdf``  P(reference > other) with 95 % CIs
 ``paper_comparison.md/.csv/.tex``  the paper's known numbers beside ours
-``claims.md/.csv``                  the paper's claims: P(A > B), CI, runs, verdict
+``claims.md/.csv``                  the paper's claims: P(A > B), CI, runs, p (Holm), verdict
 ``report.md``                      index: source, rule, every file, all tables, notes
 =================================  ===============================================================
 """
@@ -258,8 +258,10 @@ def write_report(
     the packaged YAML; ``method_map`` = ``{paper method: our value}`` overrides; the paper's numbers are
     also put beside ours in the paper tables and ``domain_averages.csv`` when ``tables`` / ``figures``
     run) and ``claims`` (:mod:`analysis.claims`: each of the paper's claims with rliable's probability
-    of improvement, its CI under ``bootstrap``, the runs per side and a verdict; a side with fewer than
-    ``claims_min_runs`` runs gives "not enough runs"). One score per trial
+    of improvement, its CI under ``bootstrap``, the runs per side and a verdict from a within-cell
+    permutation test at level 1 − ``bootstrap.confidence`` with Holm's correction across the tested
+    rows; a side with fewer than ``claims_min_runs`` runs, or runs that cannot reach the level, gives
+    "not enough runs"). One score per trial
     by ``rule`` (:class:`analysis.select.SelectionRule`, default LaMo's); every caption states it. The
     paper-layout tables (``table_*``, ``ablation_*``) and the paper comparison use
     :func:`analysis.tables.paper_layout_rule` of ``rule``: the paper's own rule (:data:`analysis.tables.PAPER_RULE`)
