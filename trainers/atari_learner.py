@@ -207,17 +207,15 @@ class AtariLearner(ModelLearner):
         """One step. Returns ``{"action_loss": cross-entropy in nats}`` (+ ``language_loss``)."""
         p, cfg = self.parts, self.cfg
         b = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        logits = p.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"])
-        m = b["attention_mask"].bool()
-        ce = action_loss(logits, b["actions"], m)
-        loss, lang = ce, None
-        if p.batcher is not None:
-            lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
-            loss = loss + cfg.language.weight * lang
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
-        p.optimizer.step()
+        with self.amp.autocast():  # train.precision (trainers.precision); a no-op in fp32
+            logits = p.model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"])
+            m = b["attention_mask"].bool()
+            ce = action_loss(logits, b["actions"], m)
+            loss, lang = ce, None
+            if p.batcher is not None:
+                lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
+                loss = loss + cfg.language.weight * lang
+        self.amp.step(loss, p.optimizer, p.params, cfg.train.grad_clip)
         p.scheduler.step(b["actions"], m)
         out = {"action_loss": float(ce.detach())}
         if lang is not None:

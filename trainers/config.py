@@ -125,7 +125,14 @@ class LanguageConfig(_Strict):
 
 class TrainConfig(_Strict):
     """Optimisation (``experiment-d4rl/experiment.py`` and ``run*.sh``; docs/lamo_recipe.md §3).
-    ``steps`` are gradient steps; ``log_every`` / ``checkpoint_every`` in steps."""
+    ``steps`` are gradient steps; ``log_every`` / ``checkpoint_every`` in steps.
+
+    ``precision``: ``fp32`` (default; LaMo's D4RL trainer runs fp32, docs/lamo_recipe.md §3.2), ``bf16``
+    (forward passes and losses under ``torch.autocast`` with bfloat16, CPU or CUDA) or ``fp16`` (autocast
+    float16 with a gradient scaler, CUDA only); weights and optimiser state stay fp32 and evaluation runs
+    fp32 (:mod:`trainers.precision`). Sequence learners only (LaMo, DT and ablations, Atari too). Left out
+    of the logged / hashed config while ``fp32``, so configs from before the field keep their hash.
+    """
 
     steps: int = Field(100_000, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -136,6 +143,7 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(0.25, gt=0)
     log_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(2500, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 class EvalConfig(_Strict):
@@ -359,6 +367,17 @@ class TrialConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _precision_fits(self) -> "TrialConfig":
+        p = self.train.precision
+        if p != "fp32" and self.baseline.algo != "none":
+            raise ValueError(f"train.precision {p!r} applies to the sequence learners (LaMo, DT); d3rlpy "
+                             f"baseline {self.baseline.algo!r} trains in fp32: remove train.precision")
+        if p == "fp16" and self.device == "cpu":
+            raise ValueError("train.precision 'fp16' needs CUDA (loss scaling with torch.amp.GradScaler), "
+                             "but device is 'cpu'; use train.precision: bf16 on a CPU")
+        return self
+
+    @model_validator(mode="after")
     def _language_needs_lm(self) -> "TrialConfig":
         if self.language.weight > 0 and self.model.lm is None:
             raise ValueError("language.weight > 0 needs a language model with a tokenizer (model.lm); "
@@ -409,8 +428,9 @@ class TrialConfig(_Strict):
 
     def record(self) -> dict:
         """The config as logged and hashed: ``model_dump(mode="json")`` without ``baseline`` while it is
-        at its default (a sequence model) and without ``atari`` while it is unset, so trials from before
-        these fields existed keep their hash and params."""
+        at its default (a sequence model), without ``atari`` while it is unset and without
+        ``train.precision`` while it is ``fp32``, so trials from before these fields existed keep their
+        hash and params."""
         d = self.model_dump(mode="json")
         if self.baseline == BaselineConfig():
             d.pop("baseline")
@@ -420,6 +440,8 @@ class TrialConfig(_Strict):
                     d["baseline"].pop(f)
         if d.get("atari") is None:
             d.pop("atari", None)
+        if d["train"]["precision"] == "fp32":  # added later: absent at its default, so old hashes hold
+            d["train"].pop("precision")
         return d
 
     def config_hash(self) -> str:

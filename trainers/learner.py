@@ -138,6 +138,7 @@ class SequenceLearner(ModelLearner):
     over the real (unpadded) positions of a batch of ``train.batch_size`` K-step windows, plus
     ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
     trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
+    Forward passes and losses run at ``train.precision`` (:class:`trainers.precision.MixedPrecision`).
     """
 
     def train_step(self) -> dict[str, float]:
@@ -145,18 +146,16 @@ class SequenceLearner(ModelLearner):
         "language_loss": nats per token}`` (the latter only with the language loss on)."""
         p, cfg = self.parts, self.cfg
         batch = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        pred = p.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
-                       batch["attention_mask"])
-        m = batch["attention_mask"].bool()
-        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
-        loss, lang = action_loss, None
-        if p.batcher is not None:
-            lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
-            loss = loss + cfg.language.weight * lang
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
-        p.optimizer.step()
+        with self.amp.autocast():  # train.precision (trainers.precision); a no-op in fp32
+            pred = p.model(batch["states"], batch["actions"], batch["returns_to_go"], batch["timesteps"],
+                           batch["attention_mask"])
+            m = batch["attention_mask"].bool()
+            action_loss = torch.mean((pred[m].float() - batch["actions"][m]) ** 2)
+            loss, lang = action_loss, None
+            if p.batcher is not None:
+                lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
+                loss = loss + cfg.language.weight * lang
+        self.amp.step(loss, p.optimizer, p.params, cfg.train.grad_clip)
         p.scheduler.step()
         out = {"action_loss": float(action_loss.detach())}
         if lang is not None:
