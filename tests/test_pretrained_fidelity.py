@@ -34,11 +34,13 @@ from trainers.inputs import lm_location
 from trainers.lm.corpus import find_text, load_token_blocks
 from trainers.lm.packaged import materialise, package_dir, PACKAGED_LMS
 from trainers.model import DecisionTransformer, trainable_share
+from trainers.tasks import get_task
 
 pytestmark = pytest.mark.slow(reason="unpacks the 135M-parameter SmolLM2 GGUF (~20-70 s) and runs it")
 
 LM = "smollm2-135m"
-OBS, ACT, MAX_EP = 11, 2, 100  # Reacher2d's widths and episode length (trainers/tasks.py)
+_TASK = get_task("reacher2d-medium")
+OBS, ACT, MAX_EP = _TASK.obs_dim, _TASK.act_dim, _TASK.max_ep_len  # 12, 2, 100
 
 
 @pytest.fixture(scope="module")
