@@ -129,3 +129,26 @@ def test_sequence_learner_bf16_step(tiny_inputs):
     assert "language_loss" in losses[0]
     assert any(p.abs().sum() > 0 for n, p in learner.parts.model.named_parameters() if "lora_B" in n)
     assert "grad_scaler" not in learner.state_dict()  # bf16 needs no loss scaling: checkpoint unchanged
+
+
+def test_scaled_step_clips_true_gradients_and_round_trips():
+    """The fp16 path's step (scale -> backward -> unscale -> clip -> step -> update), exercised with a CPU
+    GradScaler: with power-of-two scales and no overflow it moves the weights exactly as the plain step,
+    so clipping sees true (unscaled) gradients; the scaler state survives a checkpoint round trip."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(16, 5)
+    oa, ob = torch.optim.AdamW(a.parameters(), lr=0.1), torch.optim.AdamW(b.parameters(), lr=0.1)
+    scaled, plain = MixedPrecision("fp32", "cpu"), MixedPrecision("fp32", "cpu")
+    scaled.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
+    for _ in range(4):
+        scaled.step((a(x) ** 2).mean() * 50, oa, list(a.parameters()), 0.25)  # large: the clip is active
+        plain.step((b(x) ** 2).mean() * 50, ob, list(b.parameters()), 0.25)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    state = scaled.state_dict()
+    assert state["scale"] == 2.0 ** 12  # grew twice (every 2 overflow-free steps)
+    fresh = MixedPrecision("fp32", "cpu")
+    fresh.scaler = torch.amp.GradScaler("cpu")
+    fresh.load_state_dict(state)
+    assert fresh.scaler.get_scale() == 2.0 ** 12
