@@ -10,9 +10,16 @@ Measures, on whatever machine runs it (CPU here, GPU where available):
    (20 in ``low_data.yaml``), the shape of the paper's evaluation;
 3. time from ``lamo-sweep`` start to the first training step (a one-trial sweep, inputs cached);
 4. with ``--paper-lm gpt2`` (GPU machines with the hub): the paper's LaMo setting on Hopper, train
-   steps/s and the projected time of a 100k-step run with evaluation (:func:`bench_paper`).
+   steps/s and the projected time of a 100k-step run with evaluation (:func:`bench_paper`);
+5. with ``--smollm2-blocks 2,4,8``: seconds per training step of ``sweeps/pretrained_lm.yaml``'s LaMo trial
+   (Reacher2d 10 %, batch 64, K 5, language loss on 2 x 128 tokens) on the first k blocks of SmolLM2-135M,
+   for each k and each of ``--smollm2-precisions`` (:func:`bench_smollm2_blocks`); ``--only-smollm2``
+   skips 1-3 (and the quickstart's LM pre-training).
 
-Usage: ``.venv/bin/python benchmarks/bench_trainer.py [--storage DIR] [--steps N] [--threads T]``.
+``--precision fp32|bf16|fp16`` sets ``train.precision`` (:mod:`trainers.precision`) of every trainer
+measured in 1-4 (fp16: CUDA only); evaluation always runs fp32.
+
+Usage: ``.venv/bin/python benchmarks/bench_trainer.py [--storage DIR] [--steps N] [--threads T] [--precision P]``.
 Inputs (dataset, ``lamo-wiki-tiny``) are prepared in ``<storage>/data`` first if missing (not timed).
 Prints a JSON summary and a Markdown table.
 """
@@ -56,6 +63,35 @@ def bench_train(cfg, data_dir: Path, steps: int, device: str) -> dict:
     sec = time.perf_counter() - t
     return {"steps_per_s": steps / sec, "ms_per_step": 1000 * sec / steps, "model": learner.parts.model,
             "data": learner.data}
+
+
+def with_precision(cfg, precision: str):
+    """``cfg`` with ``train.precision`` set (validated again, so fp16 on a CPU-only config is refused)."""
+    return type(cfg).model_validate({**cfg.model_dump(), "train": {**cfg.train.model_dump(), "precision": precision}})
+
+
+def bench_smollm2_blocks(blocks: list[int], precisions: list[str], data_dir: Path, steps: int,
+                         device: str) -> list[dict]:
+    """Seconds per training step of ``sweeps/pretrained_lm.yaml``'s ``lamo-smollm2`` trial on Reacher2d at
+    10 % (its recipe: LoRA on q/k/v, MLP embeddings, language loss 0.1 on 2 x 128 tokens) with
+    ``model.n_blocks`` = each of ``blocks`` and ``train.precision`` = each of ``precisions``; 5 untimed
+    warm-up steps, then ``steps`` timed ones (:func:`bench_train`). Inputs (the Reacher2d dataset, the
+    unpacked SmolLM2, the tokenised corpus) are prepared in ``data_dir`` first, untimed."""
+    trials = Sweep.load(REPO / "sweeps" / "pretrained_lm.yaml").trials
+    base = next(t for t in trials if t.variant == "lamo-smollm2" and t.task == "reacher2d-medium"
+                and t.sample_ratio == 0.1)
+    prepare_inputs([base], data_dir, progress=False)
+    rows = []
+    for k in blocks:
+        for precision in precisions:
+            cfg = with_precision(base.model_copy(update={"model": base.model.model_copy(update={"n_blocks": k})}),
+                                 precision)
+            tr = bench_train(cfg, data_dir, steps, device)
+            rows.append({"n_blocks": k, "precision": precision, "s_per_step": tr["ms_per_step"] / 1000,
+                         "steps": steps, "trainable_params": sum(p.numel() for p in tr["model"].parameters()
+                                                                 if p.requires_grad)})
+            print(f"  SmolLM2 first {k} blocks, {precision}: {rows[-1]['s_per_step']:.2f} s/step", file=sys.stderr)
+    return rows
 
 
 def _env_steps(metrics: dict, episodes: int) -> float:
@@ -151,23 +187,39 @@ def main() -> None:
     ap.add_argument("--paper-steps", type=int, default=100, help="timed training steps for --paper-lm")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial uses its CPU count)")
     ap.add_argument("--skip-startup", action="store_true")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="train.precision of the trainers timed in 1-4 (fp16: CUDA only)")
+    ap.add_argument("--smollm2-blocks", default=None,
+                    help="comma-separated k: also time pretrained_lm.yaml's LaMo trial on SmolLM2's first k blocks")
+    ap.add_argument("--smollm2-precisions", default="fp32,bf16", help="precisions for --smollm2-blocks")
+    ap.add_argument("--smollm2-steps", type=int, default=10, help="timed steps per (k, precision)")
+    ap.add_argument("--only-smollm2", action="store_true", help="time only --smollm2-blocks")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     storage = args.storage.resolve()
-    sweep = Sweep.load(REPO / "sweeps" / "quickstart.yaml")
     data_dir = storage / "data"
+    out: dict = {"device": device, "threads": args.threads, "torch": torch.__version__, "precision": args.precision}
+    if args.smollm2_blocks:
+        out["smollm2_blocks"] = bench_smollm2_blocks(
+            [int(k) for k in args.smollm2_blocks.split(",")], args.smollm2_precisions.split(","), data_dir,
+            args.smollm2_steps, device)
+    if args.only_smollm2:
+        _print_smollm2(out)
+        return
+    sweep = Sweep.load(REPO / "sweeps" / "quickstart.yaml")
     prepare_inputs(sweep.trials, data_dir, progress=False)
-    out: dict = {"device": device, "threads": args.threads, "torch": torch.__version__}
     for variant in ("dt", "lamo"):
-        cfg = next(t for t in sweep.trials if t.variant == variant and t.sample_ratio == 1.0)
+        cfg = with_precision(next(t for t in sweep.trials if t.variant == variant and t.sample_ratio == 1.0),
+                             args.precision)
         tr = bench_train(cfg, data_dir, args.steps, device)
         ev = bench_eval(cfg, tr.pop("model"), tr.pop("data"), args.episodes, device)
         out[variant] = {**tr, **ev}
     hopper = Sweep.load(REPO / "sweeps" / "hopper_offline.yaml").trials
     if dataset_path("hopper-medium", data_dir, "collected").exists():
         for variant in ("dt", "lamo"):
-            cfg = next(t for t in hopper if t.variant == variant and t.sample_ratio == 0.1)
+            cfg = with_precision(next(t for t in hopper if t.variant == variant and t.sample_ratio == 0.1),
+                                 args.precision)
             tr = bench_train(cfg, data_dir, args.hopper_steps, device)
             ev = bench_eval(cfg, tr.pop("model"), tr.pop("data"), args.hopper_episodes, device)
             out[f"hopper-{variant}"] = {**tr, **ev}
@@ -175,6 +227,7 @@ def main() -> None:
         print(f"(no collected hopper-medium dataset in {data_dir}: Hopper rows skipped; "
               f"`lamo-sweep sweeps/hopper_offline.yaml --prepare-only` collects it)", file=sys.stderr)
     if args.paper_lm:
+        hopper = [with_precision(t, args.precision) for t in hopper]
         out["paper"] = bench_paper(hopper, args.paper_lm, data_dir, args.paper_steps, args.hopper_episodes, device)
     if not args.skip_startup:
         out["startup"] = bench_startup(storage)
@@ -197,6 +250,17 @@ def main() -> None:
               f"(training {p['projected_train_h']:.2f} h + evaluation {p['projected_eval_h']:.2f} h)")
     if "startup" in out:
         print(f"\nlamo-sweep start -> first training step: {out['startup']['seconds_to_first_step']:.1f} s")
+    _print_smollm2(out, with_json=False)
+
+
+def _print_smollm2(out: dict, with_json: bool = True) -> None:
+    if with_json:
+        print(json.dumps(out, indent=1))
+    if "smollm2_blocks" in out:
+        print(f"\n| SmolLM2 blocks k | precision | s/step ({out['device']}, {out['threads']} thread(s)) | "
+              f"trainable parameters |\n|---|---|---|---|")
+        for r in out["smollm2_blocks"]:
+            print(f"| {r['n_blocks']} | {r['precision']} | {r['s_per_step']:.2f} | {r['trainable_params']:,} |")
 
 
 if __name__ == "__main__":

@@ -208,7 +208,14 @@ class AlignmentConfig(_Strict):
 
 class TrainConfig(_Strict):
     """Optimisation (``experiment-d4rl/experiment.py`` and ``run*.sh``; docs/lamo_recipe.md §3).
-    ``steps`` are gradient steps; ``log_every`` / ``checkpoint_every`` in steps."""
+    ``steps`` are gradient steps; ``log_every`` / ``checkpoint_every`` in steps.
+
+    ``precision``: ``fp32`` (default; LaMo's D4RL trainer runs fp32, docs/lamo_recipe.md §3.2), ``bf16``
+    (forward passes and losses under ``torch.autocast`` with bfloat16, CPU or CUDA) or ``fp16`` (autocast
+    float16 with a gradient scaler, CUDA only); weights and optimiser state stay fp32 and evaluation runs
+    fp32 (:mod:`trainers.precision`). Sequence learners only (LaMo, DT and ablations, Atari too). Left out
+    of the logged / hashed config while ``fp32``, so configs from before the field keep their hash.
+    """
 
     steps: int = Field(100_000, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -219,6 +226,7 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(0.25, gt=0)
     log_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(2500, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = later("fp32")
 
 
 class EvalConfig(_Strict):
@@ -474,6 +482,17 @@ class TrialConfig(_Strict):
         if not discrete and algo in DISCRETE_BASELINES:
             raise ValueError(f"baseline.algo {algo!r} is for discrete actions (Atari tasks), but task "
                              f"{self.task!r} has continuous actions; use cql, iql, td3bc or bc")
+        return self
+
+    @model_validator(mode="after")
+    def _precision_fits(self) -> "TrialConfig":
+        p = self.train.precision
+        if p != "fp32" and self.baseline.algo != "none":
+            raise ValueError(f"train.precision {p!r} applies to the sequence learners (LaMo, DT); d3rlpy "
+                             f"baseline {self.baseline.algo!r} trains in fp32: remove train.precision")
+        if p == "fp16" and self.device == "cpu":
+            raise ValueError("train.precision 'fp16' needs CUDA (loss scaling with torch.amp.GradScaler), "
+                             "but device is 'cpu'; use train.precision: bf16 on a CPU")
         return self
 
     @model_validator(mode="after")

@@ -182,7 +182,7 @@ class StateHooks:
                     batch["attention_mask"], return_tokens=centres is not None)
         pred, tokens = out if centres is not None else (out, None)
         m = batch["attention_mask"].bool()
-        action_loss = torch.mean((pred[m] - batch["actions"][m]) ** 2)
+        action_loss = torch.mean((pred[m].float() - batch["actions"][m]) ** 2)  # fp32 under bf16 autocast too
         if centres is None:
             return action_loss, {"action_loss": action_loss}
         from trainers.alignment import alignment_loss, anneal
@@ -273,6 +273,7 @@ class SequenceLearner(ModelLearner):
     ``alignment.weight x anneal(step) x`` the k-means alignment loss of the step's input tokens), plus
     ``language.weight`` x next-token cross-entropy of one batch of text blocks through the same adapted
     trunk; backward; global-norm gradient clipping at ``train.grad_clip``; AdamW step; schedule step.
+    Forward passes and losses run at ``train.precision`` (:class:`trainers.precision.MixedPrecision`).
     """
 
     def train_step(self) -> dict[str, float]:
@@ -281,15 +282,13 @@ class SequenceLearner(ModelLearner):
         [-1, 1], with Wiki-RL's alignment loss)."""
         p, cfg = self.parts, self.cfg
         batch = {k: v.to(p.device) for k, v in p.sampler.sample(cfg.train.batch_size).items()}
-        loss, parts = p.hooks.losses(p.model, batch, cfg, p.scheduler)
-        lang = None
-        if p.batcher is not None:
-            lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
-            loss = loss + cfg.language.weight * lang
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(p.params, cfg.train.grad_clip)
-        p.optimizer.step()
+        with self.amp.autocast():  # train.precision (trainers.precision); a no-op in fp32
+            loss, parts = p.hooks.losses(p.model, batch, cfg, p.scheduler)
+            lang = None
+            if p.batcher is not None:
+                lang = p.model.language_loss(p.batcher.next_batch().to(p.device))
+                loss = loss + cfg.language.weight * lang
+        self.amp.step(loss, p.optimizer, p.params, cfg.train.grad_clip)
         p.scheduler.step(batch)
         if lang is not None:
             parts["language_loss"] = lang

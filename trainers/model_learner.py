@@ -13,6 +13,7 @@ from trainers import contract
 from trainers.checkpoint import checkpoint_weights, frozen_fingerprint, load_checkpoint_weights
 from trainers.config import TrialConfig
 from trainers.model import trainable_share
+from trainers.precision import MixedPrecision
 
 
 class ModelLearner:
@@ -25,12 +26,19 @@ class ModelLearner:
         data: the trajectory subset trained on (its hash is part of the checkpoint's identity).
         fingerprint: fingerprint of the frozen weights (they never change, so computed once; frozen
             weights are rebuilt on resume, not stored, and checked against it).
+        amp: ``train.precision``'s autocast context and backward / clip / optimiser step
+            (:class:`trainers.precision.MixedPrecision`); a subclass's ``train_step`` runs its forward passes
+            in ``with self.amp.autocast():`` and ends with ``self.amp.step(...)``.
+
+    Raises:
+        ValueError: ``train.precision`` is ``fp16`` but the model is not on CUDA.
     """
 
     def __init__(self, cfg: TrialConfig, parts):
         self.cfg, self.parts, self.data = cfg, parts, parts.data
         parts.model.train()  # a loaded LM comes in eval mode; training runs with dropout
         self.fingerprint = frozen_fingerprint(parts.model)
+        self.amp = MixedPrecision(cfg.train.precision, parts.device)
 
     def info(self) -> dict[str, object]:
         """Data sizes (``data/...``), parameter counts (``params/...``, numbers of scalars), the device, and
@@ -49,12 +57,16 @@ class ModelLearner:
 
     def state_dict(self) -> dict:
         """Trainable weights (:func:`trainers.checkpoint.checkpoint_weights`), the frozen-weight
-        fingerprint, optimiser, schedule, sampler and language-batcher states."""
+        fingerprint, optimiser, schedule, sampler and language-batcher states (and with fp16 the gradient
+        scaler's, under ``grad_scaler``)."""
         p = self.parts
-        return {"model": checkpoint_weights(p.model), "frozen_fingerprint": self.fingerprint,
-                "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
-                "sampler": p.sampler.state_dict(),
-                "language_batcher": p.batcher.state_dict() if p.batcher is not None else None}
+        state = {"model": checkpoint_weights(p.model), "frozen_fingerprint": self.fingerprint,
+                 "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
+                 "sampler": p.sampler.state_dict(),
+                 "language_batcher": p.batcher.state_dict() if p.batcher is not None else None}
+        if self.amp.scaler is not None:
+            state["grad_scaler"] = self.amp.state_dict()
+        return state
 
     def load_state_dict(self, state: dict, where: Path) -> None:
         """Restore :meth:`state_dict`'s output (read from checkpoint directory ``where``).
@@ -70,3 +82,4 @@ class ModelLearner:
         p.sampler.load_state_dict(state["sampler"])
         if p.batcher is not None:
             p.batcher.load_state_dict(state["language_batcher"])
+        self.amp.load_state_dict(state.get("grad_scaler"))
