@@ -1,6 +1,6 @@
 """Per-method speed of a sweep's trials: train steps/s and evaluation episodes/s for every variant of a
 sweep file (default ``sweeps/mujoco_cpu.yaml``: LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC, BC on collected
-Hopper-medium), measured on the learners the trial loop builds (:func:`trainers.learner.make_learner`),
+Hopper-medium), measured on the learners the trial loop builds (:func:`trainers.methods.make_learner`),
 and the sweep's projected wall time from those numbers (results: docs/benchmarks.md).
 
 Per variant, on its first trial of the sweep (sample ratio and seed as listed):

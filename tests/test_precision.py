@@ -112,7 +112,7 @@ def test_fused_language_loss_runs_in_bf16_and_matches_fp32(gpt2_dir, monkeypatch
 def test_sequence_learner_bf16_step(tiny_inputs):
     """The trainer's own step at bf16: the model's matmuls run in bf16, weights and optimiser stay fp32,
     the step learns (LoRA B leaves zero, the action loss falls on a repeated batch)."""
-    from trainers.learner import make_learner
+    from trainers.methods import make_learner
 
     data, lm = tiny_inputs
     c = TrialConfig(task="reacher2d-medium", seed=0, device="cpu",
