@@ -141,7 +141,7 @@ def train_step_flops(cfg: TrialConfig, trunk: Trunk | None = None) -> float:
     fwd = t.forward_flops(B * 3 * K, 3 * K)
     fwd += B * K * domain_of(spec).step_embedding_flops(cfg, t.d)  # the domain's encoders and action head
     lang = 0.0
-    if cfg.language.weight > 0 and cfg.model.lm is not None:
+    if cfg.language_loss_on:
         toks = cfg.language.batch_size * cfg.language.block_size
         lang = t.forward_flops(toks, cfg.language.block_size) + 2 * toks * t.d * t.vocab
     total = fwd + lang

@@ -250,8 +250,19 @@ class TrialRun:
     @classmethod
     def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig,
              wait_s: float = 0.0) -> "TrialRun":
-        """Reattach to or create the trial's child run; retry for up to ``wait_s`` seconds while the
-        tracking server is unreachable."""
+        """Reattach to the trial's child run, or create it: the run of experiment ``experiment_id`` whose
+        ``config_hash`` tag is ``cfg.config_hash()`` and that did not finish (so a retried or resumed trial
+        continues its own run: one FINISHED child per config hash), else a new child of ``parent_run_id``
+        with the config as params and the grid axes as tags (:mod:`trainers.contract`).
+
+        Args:
+            uri: the tracking URI (absolute; Ray changes each trial's working directory).
+            wait_s: retry for up to this many seconds while the tracking server is unreachable.
+
+        Raises:
+            the MLflow client's last transient error (:func:`is_transient`: connection refused, HTTP 5xx)
+            when the server stayed unreachable for ``wait_s`` seconds; other errors at once.
+        """
         return retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg), wait_s)
 
     @classmethod
