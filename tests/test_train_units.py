@@ -72,3 +72,15 @@ def test_lambda_zero_runs_no_language_forward(inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "load_token_blocks", lambda *a, **k: pytest.fail("corpus loaded with lambda 0"))
     run_trial(cfg(lm, weight=0.0), tmp_path / "without", data)
     assert calls["n"] == 0
+
+
+def test_the_same_trial_run_twice_gives_identical_metrics(inputs, tmp_path):
+    """Determinism on one machine (the quickstart's record, ``benchmarks/quickstart_check.py``, relies on
+    it): LaMo with its language loss, trained and evaluated twice from scratch in fresh work directories,
+    gives bit-identical losses, learning rates and evaluation returns (timings aside)."""
+    data, lm = inputs
+    c = cfg(lm)
+    runs = [run_trial(c, tmp_path / f"run{i}", data) for i in range(2)]
+    timing = ("eval/episodes_per_s", "train/steps_per_s")
+    a, b = ({k: v for k, v in r.items() if k not in timing} for r in runs)
+    assert a == b and any(k.startswith("eval/rtg_") for k in a)
