@@ -78,7 +78,7 @@ def simulated_frame(cells: int, seeds: int, effect: float, rng: np.random.Genera
     """LaMo and DT trials of one design: ``cells`` dense-reward tasks at one sample ratio × ``seeds`` each;
     per cell a random mean (normal, sd 10), per run normal noise (sd 1); LaMo shifted by ``effect``.
     All tasks are in the dense-reward group, so the claim has one scope."""
-    tasks = ["hopper-medium", "halfcheetah-medium", "walker2d-medium", "hopper-medium-replay", "walker2d-medium-replay"]
+    tasks = ["hopper-medium", "halfcheetah-medium", "walker2d-medium", "hopper-expert", "walker2d-expert"]  # registered, dense
     if cells > len(tasks):
         raise ValueError(f"at most {len(tasks)} cells, got {cells}")
     rows = []

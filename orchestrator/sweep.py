@@ -3,11 +3,11 @@
 The driver (``lamo-sweep``) does, in order, and stops at the first problem before any compute:
 
 1. validate and expand the sweep file (:mod:`orchestrator.schema`);
-2. check the tracking store;
+2. check the tracking store, and that every input can be had here (D4RL files and hub LMs offline
+   cannot: :func:`trainers.inputs.require_available`) before the store is touched;
 3. skip trials whose config hash already has a FINISHED child run in the experiment;
 4. the inputs of the trials to run, with :func:`trainers.inputs.ensure_inputs` (the sequence every entry
-   point shares): stop on inputs that cannot be had here (D4RL files, hub LMs offline), ``prepare`` the
-   rest (collect datasets, pre-train project LMs, downloads; once, in the driver), then validate every
+   point shares): ``prepare`` what is absent (collect datasets, pre-train project LMs, downloads; once, in the driver), then validate every
    distinct input once (each dataset with the trials' own loader, each LM, each corpus): a missing or bad
    input stops the sweep here, before Ray starts and before any MLflow run is opened (with ``--address``,
    the driver connects to the cluster and checks its resources before preparing);
@@ -37,7 +37,7 @@ from trainers import contract as C
 from orchestrator.schema import Sweep
 from trainers.config import TrialConfig
 from trainers.downloads import DownloadError
-from trainers.inputs import InputsMissing, InputsUnusable, ensure_inputs
+from trainers.inputs import InputsMissing, InputsUnusable, ensure_inputs, require_available
 
 
 class MissingInputsError(RuntimeError):
@@ -268,6 +268,11 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             raise tracking.TrackingError(f"${C.TRACKING_URI_ENV}: {problem}")
         log(f"[sweep] tracking URI from ${C.TRACKING_URI_ENV}: {uri}")
     tracking.check_reachable(uri)
+    try:  # inputs that cannot be had here stop the sweep before the tracking store is touched
+        require_available(sweep.trials, data_dir)
+    except InputsMissing as e:
+        raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
+                                 + "\n  - ".join(str(m) for m in e.missing)) from None
     exp_id = tracking.ensure_experiment(uri, sweep.experiment, storage / "mlartifacts")
     done = tracking.finished_hashes(uri, exp_id)
     todo = [t for t in sweep.trials if t.config_hash() not in done]

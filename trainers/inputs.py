@@ -806,6 +806,18 @@ class InputsUnusable(InputsUnavailable):
         super().__init__(f"{len(problems)} input(s) unusable:\n  - " + "\n  - ".join(map(str, problems)))
 
 
+def require_available(configs: list[TrialConfig], data_dir: Path) -> None:
+    """The first stage of :func:`ensure_inputs` on its own: stop when an input cannot be had here (the
+    sweep driver runs it before it touches the tracking store).
+
+    Raises:
+        InputsMissing: inputs absent that cannot be fetched or made here.
+    """
+    missing = missing_inputs(configs, data_dir)
+    if missing:
+        raise InputsMissing(missing)
+
+
 def ensure_inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool = True, keep_going: bool = False,
                   progress: bool = True, log=print) -> dict:
     """The one input sequence of every entry point (``lamo-sweep``, its ``--prepare-only``, ``lamo-trial``):
