@@ -129,17 +129,22 @@ class _MlflowTuneReporter:
             self.buffer.pop(0)
 
     def flush(self, wait: bool = False) -> None:
-        """Send what is buffered; on a transient error keep it (or, with ``wait``, retry up to ``wait_s``)."""
+        """Send what is buffered; on a transient error keep it (or, with ``wait``, retry up to ``wait_s``).
+        The first failed delivery of an outage is reported (whether it happens mid-training or in the final
+        wait), and so is the delivery that ends it."""
         try:
-            tracking.retry(self._send, self.wait_s if wait else 0.0)
+            self._send()
         except Exception as e:  # noqa: BLE001
-            if wait or not tracking.is_transient(e):
+            if not tracking.is_transient(e):
                 raise
             if self.outage_since is None:
                 self.outage_since = time.monotonic()
-                self.say(f"[trial] tracking server unreachable ({type(e).__name__}); training goes on, "
-                         f"{len(self.buffer)} metric records buffered")
-            return
+                self.say(f"[trial] tracking server unreachable ({type(e).__name__}); "
+                         + (f"waiting up to {self.wait_s:.0f} s to deliver" if wait else "training goes on")
+                         + f", {len(self.buffer)} metric records buffered")
+            if not wait:
+                return
+            tracking.retry(self._send, self.wait_s)  # raises once wait_s has passed
         if self.outage_since is not None:
             self.say(f"[trial] tracking server back after {time.monotonic() - self.outage_since:.0f} s; "
                      f"buffered metrics delivered")

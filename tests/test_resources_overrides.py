@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -136,31 +137,52 @@ def test_yaml_loader_module_keeps_line_numbered_errors(tmp_path):
     assert "duplicate key 'base' at line 3 (first at line 2)" in str(ei.value)
 
 
+_TUNER_SCRIPT = """
+import json, sys
+import ray
+from ray import tune
+from orchestrator.schema import Sweep
+from orchestrator.sweep import trial_resource_request
+
+sw = Sweep.load(sys.argv[1])
+
+def report(config):
+    r = tune.get_context().get_trial_resources().required_resources
+    tune.report({"cpu": r.get("CPU", 0.0), "gpu": r.get("GPU", 0.0)})
+
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=sys.argv[3])
+try:
+    res = tune.Tuner(tune.with_resources(report, trial_resource_request(sw, sw.trials)),
+                     param_space={"trial": tune.grid_search([t.config_hash() for t in sw.trials])},
+                     run_config=tune.RunConfig(storage_path=sys.argv[2], verbose=0)).fit()
+    print("@@" + json.dumps({r.config["trial"]: [r.metrics["cpu"], r.metrics["gpu"]] for r in res}))
+finally:
+    ray.shutdown()
+"""
+
+
 @pytest.mark.slow(reason="starts a local Ray (2 CPUs, 1 declared GPU) and runs 8 no-op Tune trials: ~30-60 s")
 def test_tune_gives_each_trial_its_variants_resources(tmp_path):
     """The per-trial request reaches Ray Tune: each trial of a real Tuner reports the resources it got
     (``tune.get_context().get_trial_resources()``); a declared GPU (no device needed) lets GPU fractions
-    be scheduled on a CPU machine."""
-    ray = pytest.importorskip("ray")
-    from ray import tune
+    be scheduled on a CPU machine. The Tuner runs in a fresh interpreter: a Ray started in the pytest
+    process would inherit the Ray state (auth token) that earlier tests left in it."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    from orchestrator.sweep import trial_resource_request
+    from tests.conftest import REPO
 
-    sw = load(tmp_path, GOOD.replace("resources: {cpu: 2, gpu: 0.5}", "resources: {cpu: 0.5, gpu: 0.5}"))
-    want = {t.config_hash(): (sw.trial_resources(t).cpu, sw.trial_resources(t).gpu) for t in sw.trials}
-    assert len(set(want.values())) == 2
-
-    def report(config):
-        r = tune.get_context().get_trial_resources().required_resources
-        tune.report({"cpu": r.get("CPU", 0.0), "gpu": r.get("GPU", 0.0)})
-
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=str(tmp_path / "ray") if len(str(tmp_path)) < 60 else None)
-    try:
-        res = tune.Tuner(tune.with_resources(report, trial_resource_request(sw, sw.trials)),
-                         param_space={"trial": tune.grid_search(list(want))},
-                         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0)).fit()
-        got = {r.config["trial"]: (r.metrics["cpu"], r.metrics["gpu"]) for r in res}
-    finally:
-        ray.shutdown()
+    text = GOOD.replace("resources: {cpu: 2, gpu: 0.5}", "resources: {cpu: 0.5, gpu: 0.5}")
+    sw = load(tmp_path, text)
+    want = {t.config_hash(): [sw.trial_resources(t).cpu, sw.trial_resources(t).gpu] for t in sw.trials}
+    assert len({tuple(v) for v in want.values()}) == 2
+    sweep_file = write(tmp_path, text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    ray_tmp = tmp_path / "ray" if len(str(tmp_path)) < 60 else Path("/tmp") / f"ray-{os.getpid()}"
+    r = subprocess.run([sys.executable, "-c", _TUNER_SCRIPT, str(sweep_file), str(tmp_path / "tune"), str(ray_tmp)],
+                       capture_output=True, text=True, timeout=600, env={**env, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    got = json.loads(next(line[2:] for line in r.stdout.splitlines() if line.startswith("@@")))
     assert got == want
