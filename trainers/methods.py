@@ -5,7 +5,7 @@ methods are value-based).
 
 A method's **recipe** is data in :mod:`trainers.presets` (each value with its public source): its default
 preset and, where a domain needs other settings, the preset it means on that domain
-(:data:`trainers.presets.DOMAIN_VARIANTS`; e.g. ``cql`` on Atari is d3rlpy's DiscreteCQL recipe
+(:data:`trainers.presets.DOMAIN_VARIANTS`, read by :func:`trainers.presets.get_preset`; e.g. ``cql`` on Atari is d3rlpy's DiscreteCQL recipe
 ``cql-atari``, ``lamo`` on Atari is the official Atari script's ``lamo-atari``). Its **settings** are the
 trial config's sections (:class:`trainers.config.TrialConfig`; a baseline's d3rlpy fields are
 :class:`trainers.config.BaselineConfig`). Its **learner** is built by :meth:`Method.build_learner`:
@@ -44,17 +44,6 @@ class Method:
     preset: str
     algos: tuple[str, ...] = field(default=())
 
-    @property
-    def uses_d3rlpy(self) -> bool:
-        """Whether the method's learner is a d3rlpy baseline."""
-        return bool(self.algos)
-
-    def preset_for(self, domain: str | None) -> str:
-        """The preset this method's recipe means on ``domain`` (:data:`trainers.presets.DOMAIN_VARIANTS`)."""
-        from trainers.presets import DOMAIN_VARIANTS
-
-        return DOMAIN_VARIANTS.get(self.preset, {}).get(domain or "", self.preset)
-
 
 #: The paper's methods, in its column order (LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC, BC).
 METHODS: dict[str, Method] = {m.key: m for m in (
@@ -76,16 +65,6 @@ def method_key(name: object) -> str:
 def methods_of_family(family: str) -> tuple[str, ...]:
     """The keys of the registered methods of ``family``, in registry order."""
     return tuple(k for k, m in METHODS.items() if m.family == family)
-
-
-def method_of_preset(preset: str) -> Method | None:
-    """The method whose recipe (on any domain) is ``preset``, or ``None`` (an ablation's or a user's preset)."""
-    from trainers.presets import DOMAIN_VARIANTS
-
-    for m in METHODS.values():
-        if preset == m.preset or preset in DOMAIN_VARIANTS.get(m.preset, {}).values():
-            return m
-    return None
 
 
 def baseline_method(algo: str) -> Method:

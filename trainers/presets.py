@@ -153,7 +153,7 @@ _BASELINE_COMMON = {"model": {"lm": None, "init": "random"}, "language": {"weigh
 _ATARI_BASELINE = {"cql-atari": {"train": {"batch_size": 32}}, "bc-atari": {"train": {"batch_size": 100}}}
 _ATARI_EVAL = {"eval": {"every_steps": 200, "episodes": 5}}
 #: Per-domain variants of a method's recipe: ``{preset: {domain: the preset it means there}}`` (read through
-#: :func:`get_preset` and :meth:`trainers.methods.Method.preset_for`). The baselines' algorithms depend on
+#: :func:`get_preset`). The baselines' algorithms depend on
 #: the action space (d3rlpy's CQL/BC for continuous actions, its DiscreteCQL/DiscreteBC for Atari), and
 #: LaMo's and DT's official Atari scripts use other optimiser settings than their D4RL ones, so on an Atari
 #: task ``lamo``, ``dt``, ``cql`` and ``bc`` mean their Atari recipes and one sweep can span domains. On
