@@ -297,3 +297,23 @@ def run_one_trial_atari_sweep():
     """``run_one_trial_atari_sweep(tmp_path, sweep_text, experiment) -> (MlflowClient, finished run)``."""
     return _run_one_trial_atari_sweep
 
+
+# --- a trial killed right after a checkpoint ------------------------------------------------------------
+def _stop_after_checkpoint(workdir, step):
+    """A console reporter that raises ``KeyboardInterrupt`` right after the checkpoint of ``step`` is
+    written: the trial is killed there (the resume tests then continue it)."""
+    from trainers.train import ConsoleReporter
+
+    class StopAfterCheckpoint(ConsoleReporter):
+        def checkpoint(self, at, path, metrics):
+            if at == step:
+                raise KeyboardInterrupt(f"killed after the checkpoint of step {step}")
+
+    return StopAfterCheckpoint(workdir, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def stop_after_checkpoint():
+    """``stop_after_checkpoint(workdir, step) -> reporter`` (:func:`_stop_after_checkpoint`)."""
+    return _stop_after_checkpoint
+

@@ -78,24 +78,12 @@ def test_baseline_trains_on_the_same_subset_as_dt_and_lamo(data):
     assert len(cql.arrays["rewards"]) == sum(len(t["rewards"]) - 1 for t in cql.data.trajectories)
 
 
-class _StopAfterCheckpoint(ConsoleReporter):
-    """Raises right after the checkpoint of ``step`` is written: a trial killed there."""
-
-    def __init__(self, workdir, step):
-        super().__init__(workdir, quiet=True)
-        self.step = step
-
-    def checkpoint(self, step, path, metrics):
-        if step == self.step:
-            raise KeyboardInterrupt(f"killed after the checkpoint of step {step}")
-
-
 def _lines(wd):
     return [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("name", ["cql", "td3bc"])
-def test_resume_is_bit_exact(tmp_path, data, name):
+def test_resume_is_bit_exact(tmp_path, data, name, stop_after_checkpoint):
     """CQL (sampled actions, learned temperature) and TD3+BC (target noise, delayed actor) use d3rlpy's
     own randomness; both resume bit-exactly."""
     torch.set_num_threads(1)
@@ -103,7 +91,7 @@ def test_resume_is_bit_exact(tmp_path, data, name):
     ref = run_trial(cfg, tmp_path / "ref", data, ConsoleReporter(tmp_path / "ref", quiet=True))
     wd = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        run_trial(cfg, wd, data, _StopAfterCheckpoint(wd, 6))
+        run_trial(cfg, wd, data, stop_after_checkpoint(wd, 6))
     out = run_trial(cfg, wd, data, ConsoleReporter(wd, quiet=True))
     drop = "eval/episodes_per_s"
     assert {k: v for k, v in out.items() if k != drop} == {k: v for k, v in ref.items() if k != drop}

@@ -178,19 +178,7 @@ def test_learner_adds_the_alignment_loss(lm_dir, tmp_path):
         TrialConfig(task="reacher2d-medium", **{**get_preset("dt"), "alignment": {}})
 
 
-class _StopAfterCheckpoint(ConsoleReporter):
-    """Raises right after the checkpoint of ``step`` is written: a trial killed there."""
-
-    def __init__(self, workdir, step):
-        super().__init__(workdir, quiet=True)
-        self.step = step
-
-    def checkpoint(self, step, path, metrics):
-        if step == self.step:
-            raise KeyboardInterrupt
-
-
-def test_resume_is_bit_exact_with_the_alignment_loss(lm_dir, tmp_path):
+def test_resume_is_bit_exact_with_the_alignment_loss(lm_dir, tmp_path, stop_after_checkpoint):
     """The centres and the anneal step resume with the checkpoint: a trial killed after step 4 and resumed
     ends with the uninterrupted run's metrics (CPU)."""
     from trainers.data.collect import collect_dataset
@@ -204,7 +192,7 @@ def test_resume_is_bit_exact_with_the_alignment_loss(lm_dir, tmp_path):
     ref = run_trial(cfg, tmp_path / "ref", tmp_path, ConsoleReporter(tmp_path / "ref", quiet=True))
     wd = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        run_trial(cfg, wd, tmp_path, _StopAfterCheckpoint(wd, 4))
+        run_trial(cfg, wd, tmp_path, stop_after_checkpoint(wd, 4))
     out = run_trial(cfg, wd, tmp_path, ConsoleReporter(wd, quiet=True))
     drop = {"eval/episodes_per_s", "train/steps_per_s"}
     assert {k: v for k, v in out.items() if k not in drop} == {k: v for k, v in ref.items() if k not in drop}
