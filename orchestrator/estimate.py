@@ -76,7 +76,12 @@ BASELINE_STEPS_PER_S = {"cql": 4.85, "iql": 71.2, "td3bc": 94.4, "bc": 367.0, "d
 
 #: Shapes of hub LMs (n_layer, n_embd, n_inner, vocab): GPT-2's model card / config.json (Radford et al. 2019).
 HUB_LM_SHAPES = {"gpt2": (12, 768, 3072, 50257), "gpt2-medium": (24, 1024, 4096, 50257),
-                 "gpt2-large": (36, 1280, 5120, 50257), "gpt2-xl": (48, 1600, 6400, 50257)}
+                 "gpt2-large": (36, 1280, 5120, 50257), "gpt2-xl": (48, 1600, 6400, 50257),
+                 # SmolLM2-135M (Hugging Face HuggingFaceTB/SmolLM2-135M config.json: 30 layers, hidden 576,
+                 # 9 query / 3 key-value heads, SwiGLU MLP 1,536 wide, vocabulary 49,152). Its per-layer
+                 # matrices (q, o 576^2; k, v 576 x 192; gate, up, down 576 x 1,536: 3,538,944 weights)
+                 # written in Trunk's GPT-2 form 4 d^2 + 2 d n_inner, i.e. an equivalent n_inner of 1,920.
+                 "smollm2-135m": (30, 576, 1920, 49152)}
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,17 @@ def test_embedding_scale_of_the_dt_tokens_vs_the_lm_hidden_states(data_dir, held
     stream = ", ".join(f"{rms(h):.2f}" for h in hs[1:-1])
     print(f"\n[fidelity] per-token RMS entering block 0: DT tokens {dt:.3f} vs SmolLM2 token embeddings "
           f"{lm_in:.3f} ({dt / lm_in:.1f}x); residual stream after blocks 1..{k - 1}: {stream}")
+
+
+def test_cost_estimate_counts_the_loaded_blocks_matrix_weights(data_dir):
+    """``lamo-sweep --dry-run``'s FLOP model (``orchestrator.estimate.trunk_of``) for ``smollm2-135m`` cut
+    to k blocks counts the matrix-multiply weights the trial's Llama blocks really have (LoRA excluded)."""
+    from orchestrator.estimate import trunk_of
+
+    cfg = TrialConfig(task="reacher2d-medium", model={"lm": LM, "n_blocks": 2})
+    trunk = trunk_of(cfg)
+    m = trial_model(data_dir, n_blocks=2)
+    weights = sum(mod.weight.numel() for name, mod in m.trunk.layers.named_modules()
+                  if isinstance(mod, torch.nn.Linear) and "lora_" not in name)  # base layers, not LoRA's A / B
+    assert trunk.known and trunk.n_layer == 2 == len(m.trunk.layers)
+    assert trunk.matmul_params == weights
