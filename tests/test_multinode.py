@@ -156,6 +156,7 @@ def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
                 pass
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
+    assert "shipping the code in" in out  # the trials ran the checkout shipped as runtime_env working_dir
     assert {trial_pid(wd) for wd in wds} == set(paused.values())  # each finished in the process we paused
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = c.search_runs([c.get_experiment_by_name("packing").experiment_id], "tags.`lamo.role` = 'trial'")
