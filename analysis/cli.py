@@ -7,6 +7,7 @@ and each command lists the groups it takes (:data:`SOURCE`, :data:`RULE`, ``colu
 :data:`analysis.stats.DEFAULT_BOOTSTRAP`, the same as the report written at the end of a sweep::
 
     lamo-analysis report  --tracking-uri URI --experiment NAME --out DIR   # everything
+    lamo-analysis report  --experiment A --experiment B ... --out DIR     # each one's report + Figure 1 over all
     lamo-analysis tables  ...   # scores.csv, table.md, table_*.md/.tex/.csv, ablation_*.md/.tex/.csv
     lamo-analysis figures ...   # score_vs_ratio, domain_bars, learning_curves (.png + .pdf)
     lamo-analysis rliable ...   # rliable_aggregates, probability_of_improvement (.csv/.png/.pdf)
@@ -71,7 +72,10 @@ OPTIONS: dict[str, tuple[object, object]] = {
     "tracking_uri": (Annotated[str | None, typer.Option(
         help="MLflow tracking URI, any scheme MLflow accepts (sqlite:////abs/mlflow.db, http://host:5000, "
              "databricks, ...); default $MLFLOW_TRACKING_URI, else sqlite:///$PWD/lamo_runs/mlflow.db")], None),
-    "experiment": (Annotated[str, typer.Option(help="MLflow experiment name of the sweep")], _REQUIRED),
+    "experiment": (Annotated[list[str], typer.Option(
+        help="MLflow experiment of the sweep (the sweep's name unless its file sets tracking.experiment); repeat "
+             "it for one report over several (each one's report under experiments/<name>/, Figure 1's per-domain "
+             "averages over all of them; report, tables, figures, rliable, paper, claims)")], _REQUIRED),
     "out": (Annotated[Path, typer.Option(help="output directory")], _REQUIRED),
     "parent_run_id": (Annotated[str | None, typer.Option(help="only children of this sweep (parent) run")], None),
     "target_rule": (Annotated[TargetRule, typer.Option(help="RTG target: best (LaMo), largest (CORL), fixed")],
@@ -169,22 +173,50 @@ def resolve_store(kw: dict) -> str:
     return uri
 
 
+def one_experiment(kw: dict, command: str) -> str:
+    """``kw["experiment"]`` (a list: ``--experiment`` repeats) as one name, for the commands that read one.
+
+    Raises:
+        typer.Exit: code 2 when several were given, naming the command and the ones that take several.
+    """
+    names = list(dict.fromkeys(kw["experiment"]))
+    if len(names) != 1:
+        raise _fail(f"`lamo-analysis {command}` reads one experiment, got --experiment {' '.join(names)}: give "
+                    f"one, or use `lamo-analysis report` for one report over several")
+    kw["experiment"] = names[0]
+    return names[0]
+
+
 def _run(parts: tuple[str, ...], show_table: bool, kw: dict) -> None:
     resolve_store(kw)
     kw["out_dir"] = kw.pop("out")
+    several = len(set(kw["experiment"])) > 1
+    if several and kw.get("parent_run_id"):
+        raise _fail("--parent-run-id selects one invocation of one sweep: give one --experiment with it")
+    if not several:
+        kw["experiment"] = kw["experiment"][0]
     try:
         kw["rule"] = selection_rule(kw)
         if "reps" in kw:
             kw["bootstrap"] = bootstrap(kw)
         if "method_map" in kw:
             kw["method_map"] = parse_method_map(kw["method_map"])
-        paths = write_report(parts=parts, **kw)
+        if several:
+            from analysis.combined import write_combined_report
+
+            kw.pop("parent_run_id", None)
+            paths = write_combined_report(experiments=list(dict.fromkeys(kw.pop("experiment"))), parts=parts, **kw)
+            show_table = False
+        else:
+            paths = write_report(parts=parts, **kw)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     except MlflowException as exc:
         raise _fail(f"MLflow error at {kw['tracking_uri']}: {exc.message}", code=1) from None
     if show_table and "table" in paths:
         console.print(Markdown(paths["table"].read_text(encoding="utf-8")))
+    if several:
+        console.print(Markdown((kw["out_dir"] / "report.md").read_text(encoding="utf-8")))
     for name, path in paths.items():
         if name not in ("scores", "table", "figure"):
             console.print(f"[green]wrote[/green] {escape(str(path))}")
@@ -250,6 +282,7 @@ def claims(**kw) -> None:
 def export(**kw) -> None:
     """evals.csv (one row per trial × evaluation step × RTG target) and scores.csv (one per trial)."""
     out = kw["out"]
+    one_experiment(kw, "export")
     resolve_store(kw)
     try:
         rule = selection_rule(kw)
@@ -271,6 +304,7 @@ def export(**kw) -> None:
 def rules(**kw) -> None:
     """target_rules.md/.csv: per task × ratio × variant, the best-target score per seed vs on the seed mean."""
     out = kw.pop("out")
+    one_experiment(kw, "rules")
     resolve_store(kw)
     try:
         rule = SelectionRule.from_options("best", kw.pop("checkpoint"), None, kw.pop("last_k"))

@@ -70,6 +70,9 @@ def run(
         "else sqlite:///<storage>/mlflow.db"),
     log_checkpoints: bool = typer.Option(False, "--log-checkpoints", help="also upload each trial's final "
                                          "checkpoint to its MLflow run (default: record its location only)"),
+    ship_code: bool = typer.Option(True, "--ship-code/--no-ship-code", help="with --address: send this checkout "
+                                   "to the cluster's workers (Ray runtime_env working_dir; the nodes still need the "
+                                   "same packages); --no-ship-code runs the copy installed on each node"),
     storage: Optional[Path] = typer.Option(None, "--storage", help="directory for runs, data, MLflow store"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory (default <storage>/data)"),
     prepare_only: bool = typer.Option(False, "--prepare-only", help="download and make every input it can, "
@@ -135,6 +138,7 @@ def run(
         console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
         return
 
+    from orchestrator.runtime_env import ShipCodeError
     from orchestrator.sweep import MissingInputsError, ResourceError, run_sweep
     from orchestrator.tracking import TrackingError
 
@@ -152,7 +156,10 @@ def run(
         return
     try:
         res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
-                        analysis=not no_analysis, log_checkpoints=log_checkpoints)
+                        analysis=not no_analysis, log_checkpoints=log_checkpoints, ship_code=ship_code)
+    except ShipCodeError as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(2) from None
     except (MissingInputsError, TrackingError, ResourceError) as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise typer.Exit(3) from None

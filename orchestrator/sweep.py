@@ -231,7 +231,8 @@ class SweepResult:
 
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
               data_dir: Path | None = None, analysis: bool = True, progress: bool = True,
-              log=print, ray_init_kwargs: dict | None = None, log_checkpoints: bool = False) -> SweepResult:
+              log=print, ray_init_kwargs: dict | None = None, log_checkpoints: bool = False,
+              ship_code: bool = True) -> SweepResult:
     """Run ``sweep`` end to end (see the module docstring): check, prepare, fan out, record, analyse.
 
     Args:
@@ -248,6 +249,10 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         ray_init_kwargs: extra ``ray.init`` arguments for a local Ray (tests).
         log_checkpoints: also upload each trial's final checkpoint (``state.pt``) to its run's artifacts;
             by default only its location is recorded (tag ``lamo.checkpoint_uri``).
+        ship_code: with ``address``, ship this checkout to the cluster's workers through Ray's
+            ``runtime_env`` ``working_dir`` (:func:`orchestrator.runtime_env.code_runtime_env`), so that the
+            nodes need the same packages but not the same copy of this project; ``False`` (``--no-ship-code``)
+            runs whatever each node has installed. A local Ray never ships (its workers see this checkout).
 
     Returns:
         a :class:`SweepResult` (finished / failed / skipped trial slugs, the parent run id, report paths);
@@ -263,7 +268,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     t0 = time.perf_counter()
     storage = sweep.storage
     storage.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(data_dir or sweep.data_dir)
+    # absolute: a cluster's workers (and a shipped working_dir) do not share the driver's current directory
+    data_dir = Path(data_dir or sweep.data_dir).expanduser().resolve()
     explicit = tracking_uri or sweep.spec.tracking.uri
     uri = tracking.resolve_tracking_uri(explicit, storage)
     if not explicit and os.environ.get(C.TRACKING_URI_ENV):
@@ -297,7 +303,15 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     if todo:
         with contextlib.ExitStack() as stack:
             if address:  # a cluster already runs: refuse impossible resources before preparing anything
-                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
+                code = None
+                if ship_code:
+                    from orchestrator.runtime_env import code_runtime_env
+
+                    code = code_runtime_env(storage, data_dir)
+                    log(f"[sweep] shipping the code in {code['working_dir']} to the cluster's workers (runtime_env "
+                        f"working_dir; {len(code['excludes'])} exclude patterns)" if code else
+                        "[sweep] not a source checkout: the workers run the lamo-sweep installed on each node")
+                stack.enter_context(_ray_session(address, ray_init_kwargs or {}, code))
                 check_cluster_resources(sweep)
             try:
                 ensure_inputs(todo, data_dir, progress=progress, log=log)
@@ -360,8 +374,11 @@ class ResourceError(RuntimeError):
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None, ray_init_kwargs: dict):
+def _ray_session(address: str | None, ray_init_kwargs: dict, code: dict | None = None):
     """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started.
+
+    ``code``: the ``working_dir`` / ``excludes`` of :func:`orchestrator.runtime_env.code_runtime_env`, merged
+    into the job's ``runtime_env`` (a ``working_dir`` already in ``ray_init_kwargs`` wins).
 
     A local Ray listens on 127.0.0.1 only (:func:`orchestrator.ray_local.loopback_node_ip`; exceptions,
     if any: :data:`orchestrator.ray_local.RAY_NON_LOOPBACK_SOCKETS`); a cluster connection is left as Ray
@@ -383,6 +400,8 @@ def _ray_session(address: str | None, ray_init_kwargs: dict):
             runtime_env = dict(kw.get("runtime_env") or {})
             runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
             kw["runtime_env"] = runtime_env
+        if code and "working_dir" not in (kw.get("runtime_env") or {}):
+            kw["runtime_env"] = {**(kw.get("runtime_env") or {}), **code}
         try:
             if address:
                 ray.init(address=address, **kw)

@@ -318,3 +318,15 @@ def test_mlflow_image_pins_match_the_project(pyproject):
 def test_gpu_image_pins_torch_like_the_project(pyproject):
     text = (DOCKER / "Dockerfile.gpu").read_text()
     assert f"torch=={_pins(pyproject)['torch']}" in text
+
+
+def test_sweep_files_are_mounted_not_baked(compose):
+    """The image holds no sweep file (a changed sweep needs no rebuild); the driver gets the repository's
+    sweeps/ mounted read-only at /sweeps, and its default sweep is one of them."""
+    gpu = DOCKER / "Dockerfile.gpu"
+    copied = [shlex.split(args) for kw, args in _instructions(gpu) if kw in ("COPY", "ADD")]
+    assert not any(src.rstrip("/").split("/")[0] == "sweeps" for c in copied for src in c[:-1]), copied
+    driver = compose["services"]["driver"]
+    assert "../sweeps:/sweeps:ro" in driver["volumes"] and "lamo-shared:/shared" in driver["volumes"]
+    (sweep,) = driver["command"]
+    assert sweep.startswith("/sweeps/") and (REPO / "sweeps" / sweep.removeprefix("/sweeps/")).is_file()

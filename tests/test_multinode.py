@@ -156,6 +156,7 @@ def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
                 pass
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
+    assert "shipping the code in" in out  # the trials ran the checkout shipped as runtime_env working_dir
     assert {trial_pid(wd) for wd in wds} == set(paused.values())  # each finished in the process we paused
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = c.search_runs([c.get_experiment_by_name("packing").experiment_id], "tags.`lamo.role` = 'trial'")
@@ -222,7 +223,8 @@ from orchestrator.sweep import _ray_session
 
 @ray.remote(num_cpus=0)
 def probe():
-    return {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME")}
+    return {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
+                                           "MLFLOW_TRACKING_PASSWORD")}
 
 ray.init(address=sys.argv[1], log_to_driver=False)
 plain = ray.get(probe.remote())
@@ -238,10 +240,52 @@ def test_mlflow_variables_reach_cluster_workers(head, tmp_path):
     the driver's MLFLOW_TRACKING_TOKEN (the control); with lamo-sweep's session (runtime_env) they do."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_TOKEN="s3cret", MLFLOW_TRACKING_USERNAME="lamo",
+               MLFLOW_TRACKING_PASSWORD="basic-auth-pw1",  # scripts/tracking_server.sh --host: basic auth
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     r = subprocess.run([sys.executable, "-c", _ENV_PROBE, head], capture_output=True, text=True, env=env,
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     plain, ours = json.loads(r.stdout.split("@@", 1)[1].splitlines()[0])
-    assert plain == {"MLFLOW_TRACKING_TOKEN": None, "MLFLOW_TRACKING_USERNAME": None}
-    assert ours == {"MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_TRACKING_USERNAME": "lamo"}
+    assert plain == {"MLFLOW_TRACKING_TOKEN": None, "MLFLOW_TRACKING_USERNAME": None, "MLFLOW_TRACKING_PASSWORD": None}
+    assert ours == {"MLFLOW_TRACKING_TOKEN": "s3cret", "MLFLOW_TRACKING_USERNAME": "lamo",
+                    "MLFLOW_TRACKING_PASSWORD": "basic-auth-pw1"}
+
+
+# A driver joins the cluster twice, with and without lamo-sweep's shipped code (runtime_env working_dir);
+# each time a task reports where its `trainers` package and current directory are.
+_CODE_PROBE = """
+import json, os, sys
+from pathlib import Path
+import ray
+from orchestrator.runtime_env import code_runtime_env
+from orchestrator.sweep import _ray_session
+
+@ray.remote(num_cpus=0)
+def probe():
+    import trainers
+    root = Path(trainers.__file__).resolve().parents[1]
+    return {"trainers": str(root), "cwd": os.getcwd(), "git": (root / ".git").exists(),
+            "sweep_py": (root / "orchestrator" / "sweep.py").read_text()}
+
+code = code_runtime_env(Path(sys.argv[2]) / "runs", Path(sys.argv[2]) / "data")
+with _ray_session(sys.argv[1], {"log_to_driver": False}):
+    plain = ray.get(probe.remote())
+with _ray_session(sys.argv[1], {"log_to_driver": False}, code):
+    ours = ray.get(probe.remote())
+print("@@" + json.dumps([code["working_dir"], plain, ours]))
+"""
+
+
+def test_code_shipped_to_cluster_workers(head, tmp_path):
+    """With lamo-sweep's runtime_env the cluster's workers import this checkout's code from the copy Ray
+    unpacked on the node (its own directory, not the driver's checkout, without the git database); without
+    it they import whatever the node's own environment gives (the control)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-c", _CODE_PROBE, head, str(tmp_path)], capture_output=True, text=True,
+                       env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    checkout, plain, ours = json.loads(r.stdout.split("@@", 1)[1].splitlines()[0])
+    assert ours["trainers"] == ours["cwd"] != checkout and plain["trainers"] != ours["trainers"]
+    assert "runtime_resources" in ours["cwd"] and not ours["git"]
+    assert ours["sweep_py"] == (Path(checkout) / "orchestrator" / "sweep.py").read_text()

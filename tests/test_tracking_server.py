@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -146,3 +148,114 @@ def test_status_and_stop_leave_no_process(tracking_server, tracking_script):
     r = _script("status", server, timeout=60)
     assert r.returncode == 1 and "MLflow: stopped" in r.stderr and "PostgreSQL: stopped" in r.stderr
     assert not list(Path(server["dir"]).glob("*.pid"))
+
+
+# --- beyond loopback: MLflow's basic-auth app ------------------------------------------------------
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tracking_server.sh"
+MLFLOW = str(Path(__import__("sys").executable).parent / "mlflow")
+
+
+def _start(tmp_path: Path, *args: str, env: dict | None = None, mlflow: str = MLFLOW,
+           timeout: float = 60) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.run(["bash", str(SCRIPT), "start", "--dir", str(tmp_path / "state"), "--mlflow", mlflow,
+                           "--port", str(_free_port()), "--pg-port", str(_free_port()), *args],
+                          capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})})
+
+
+@pytest.mark.parametrize("args, password, message", [
+    (("--host", "0.0.0.0"), None, r"--host 0\.0\.0\.0 is not loopback\) and MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
+    (("--host", "10.20.30.40"), None, r"MLFLOW_AUTH_ADMIN_PASSWORD is not set"),
+    (("--auth",), None, r"basic auth is on \(--auth / LAMO_MLFLOW_AUTH=1\)"),
+    (("--host", "0.0.0.0"), "short-pw", r"has 8 characters; MLflow's basic auth needs >= 12"),
+    (("--host", "0.0.0.0"), "password1234", r"default admin password that old MLflow"),
+])
+def test_beyond_loopback_refuses_to_start_without_a_real_admin_password(tmp_path, args, password, message):
+    """Before anything starts (no PostgreSQL cluster, no server): a non-loopback host, or --auth, needs the
+    admin's password, of MLflow's minimum length, and not the default old MLflow versions shipped."""
+    env = {} if password is None else {"MLFLOW_AUTH_ADMIN_PASSWORD": password}
+    r = _start(tmp_path, *args, env=env)
+    assert r.returncode == 1 and r.stdout == ""
+    assert re.search(message, r.stderr), r.stderr
+    assert not (tmp_path / "state" / "pg").exists() and not (tmp_path / "state" / "mlflow.pid").exists()
+
+
+def test_missing_auth_extra_is_named(tmp_path):
+    """An MLflow whose environment lacks Flask-WTF (the ``mlflow[auth]`` extra): refused before anything
+    starts, naming the package to install (a stand-in ``python`` beside the ``mlflow`` executable that
+    cannot import it)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "mlflow").write_text("#!/bin/sh\nexit 99\n")
+    (fake / "python").write_text("#!/bin/sh\nexit 1\n")
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    r = _start(tmp_path, "--host", "0.0.0.0", env={"MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-admin-pw"},
+               mlflow=str(fake / "mlflow"))
+    assert r.returncode == 1 and "needs Flask-WTF" in r.stderr and "mlflow[auth]" in r.stderr, r.stderr
+    assert not (tmp_path / "state" / "pg").exists()
+
+
+def test_bad_host_is_refused(tmp_path):
+    r = _start(tmp_path, "--host", "a b;rm")
+    assert r.returncode == 2 and "bad --host" in r.stderr
+
+
+@pytest.mark.slow(reason="starts PostgreSQL + mlflow server with the basic-auth app (~20 s)")
+def test_basic_auth_server_refuses_anonymous_and_logs_for_the_admin(tmp_path, monkeypatch):
+    """``start --auth`` (on loopback, as a non-loopback host runs it): an unauthenticated or wrongly
+    authenticated request is refused (401); a client with MLFLOW_TRACKING_USERNAME / _PASSWORD (what the
+    workers get, tests/test_multinode.py) logs a trial run through the project's writer."""
+    pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed in the venv")
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra), "
+                        "which this venv and requirements.lock do not have; install mlflow[auth] to run this test")
+    import requests
+
+    # the PostgreSQL cluster runs as `postgres` when we are root: a traversable directory (see conftest)
+    d = Path(tempfile.mkdtemp(prefix="lamo-auth-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    password = "lamo-test-" + os.urandom(8).hex()
+    ports = ["--port", str(_free_port()), "--pg-port", str(_free_port())]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {**base, "LAMO_MLFLOW": MLFLOW, "MLFLOW_AUTH_ADMIN_PASSWORD": password}
+
+    def script(cmd):
+        return subprocess.run(["bash", str(SCRIPT), cmd, "--dir", str(d), "--auth", *ports], capture_output=True,
+                              text=True, timeout=240, env=env)
+
+    try:
+        r = script("start")
+        if r.returncode != 0 and "PostgreSQL (initdb, pg_ctl) not found" in r.stderr:
+            pytest.skip(f"PostgreSQL cannot be installed here: {r.stderr.strip().splitlines()[-1]}")
+        assert r.returncode == 0, r.stderr
+        uri = r.stdout.strip().splitlines()[-1]
+        assert "basic auth" in r.stderr
+        assert oct((d / "basic_auth.ini").stat().st_mode)[-3:] == "600" and password not in (d / "basic_auth.ini").read_text()
+        search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert requests.get(search, timeout=10).status_code == 401
+        assert requests.get(search, auth=("admin", "wrong-password-1"), timeout=10).status_code == 401
+        assert requests.get(search, auth=("admin", password), timeout=10).status_code == 200
+
+        from orchestrator.tracking import TrialRun, ensure_experiment
+        from trainers.config import TrialConfig
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        from mlflow.tracking import MlflowClient
+
+        exp = ensure_experiment(uri, "auth-check", None)
+        parent = MlflowClient(uri).create_run(exp, run_name="sweep").info.run_id
+        run = TrialRun.open(uri, exp, parent, TrialConfig(task="reacher2d-medium", seed=0, variant="auth"))
+        run.log_metrics(0, {"train/action_loss": 1.5})
+        run.finish("FINISHED")
+        got = requests.get(f"{uri}/api/2.0/mlflow/runs/get", params={"run_id": run.run_id},
+                           auth=("admin", password), timeout=10).json()["run"]
+        assert got["info"]["status"] == "FINISHED"
+        assert {m["key"]: m["value"] for m in got["data"]["metrics"]} == {"train/action_loss": 1.5}
+        assert requests.get(f"{uri}/api/2.0/mlflow/runs/get", params={"run_id": run.run_id},
+                            timeout=10).status_code == 401
+    finally:
+        script("stop")
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
