@@ -6,8 +6,9 @@ of a project function (``orchestrator/``, ``trainers/``, ``analysis/``) made whi
 ``run_sweep`` calls and the ones those call), until the fan-out (``_run_tune``, stopped there, so no Ray
 trial runs). Then:
 
-* **places**: distinct project functions in that trace (comprehensions, lambdas and module bodies are
-  part of the function or import that runs them, not places of their own);
+* **places**: distinct project functions in that trace (comprehensions, generator expressions and
+  lambdas are part of the function they are written in: neither places nor levels of their own; a module
+  body run by an import is a level, not a place);
 * **files**: distinct files they are in;
 * **returns**: in the order a reader first meets the places, the times the walk enters a file it had
   already left (the reader goes back to a file).
@@ -34,6 +35,14 @@ class _Stop(Exception):
     pass
 
 
+def _inline(code) -> bool:
+    """A comprehension, generator expression or lambda: part of the function it is written in, so it is
+    neither a place nor a level of its own (before Python 3.12 a comprehension is a frame of its own; without
+    this rule, what ``run_sweep`` calls from inside ``[... for t in trials]`` would count one level deeper
+    than the same call written as a loop)."""
+    return code.co_name.startswith("<") and code.co_name != "<module>"
+
+
 def walk(data_dir: Path, depth: int) -> list[tuple[str, str]]:
     """The traced ``(file, function)`` calls, in order (module docstring)."""
     import orchestrator.sweep as S
@@ -52,12 +61,13 @@ def walk(data_dir: Path, depth: int) -> list[tuple[str, str]]:
                 return
             if level[0] is None:
                 return
-            if code.co_filename.startswith(PACKAGES):
+            if code.co_filename.startswith(PACKAGES) and not _inline(code):
                 level[0] += 1
-                if level[0] <= depth and not code.co_name.startswith("<"):
+                if level[0] <= depth and code.co_name != "<module>":
                     calls.append((str(Path(code.co_filename).relative_to(REPO)), code.co_qualname))
                 frame.f_locals  # noqa: B018 - keep the frame's code reachable for the return event
-        elif event == "return" and level[0] is not None and code.co_filename.startswith(PACKAGES):
+        elif (event == "return" and level[0] is not None and code.co_filename.startswith(PACKAGES)
+              and not _inline(code)):
             if code is S.run_sweep.__code__:
                 level[0] = None
             else:

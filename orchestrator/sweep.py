@@ -1,20 +1,24 @@
 """Run a sweep: validate -> check inputs -> prepare -> Ray Tune fan-out -> MLflow runs -> analysis.
 
-The driver (``lamo-sweep``) does, in order, and stops at the first problem before any compute:
+The driver (``lamo-sweep``, :func:`run_sweep`) does, in order, one call per step, and stops at the first
+problem before any compute:
 
-1. validate and expand the sweep file (:mod:`orchestrator.schema`);
-2. check the tracking store, and that every input can be had here (D4RL files and hub LMs offline
-   cannot: :func:`trainers.inputs.require_available`) before the store is touched;
-3. skip trials whose config hash already has a FINISHED child run in the experiment;
-4. the inputs of the trials to run, with :func:`trainers.inputs.ensure_inputs` (the sequence every entry
-   point shares): ``prepare`` what is absent (collect datasets, pre-train project LMs, downloads; once, in the driver), then validate every
-   distinct input once (each dataset with the trials' own loader, each LM, each corpus): a missing or bad
-   input stops the sweep here, before Ray starts and before any MLflow run is opened (with ``--address``,
-   the driver connects to the cluster and checks its resources before preparing);
-5. start (or connect to) Ray, open the parent MLflow run, and run one Tune trial per trial config with
-   the sweep's per-trial resources;
-6. close the parent run, write the analysis (tables, figures, claims) from the MLflow store and attach
-   it to the parent run's artifacts.
+1. load: validate and expand the sweep file (:mod:`orchestrator.schema`, before :func:`run_sweep`);
+2. the tracking store, resolved and reachable (:func:`orchestrator.tracking.open_store`);
+3. check inputs: every input can be had here (D4RL files and hub LMs offline cannot:
+   :func:`trainers.inputs.require_available`, through :func:`_inputs`), before the store is touched;
+4. plan: open the experiment, skip trials whose config hash already has a FINISHED child run, note what
+   changed since the last invocation (:func:`orchestrator.tracking.plan_sweep`);
+5. fan out (:func:`_fan_out`): the inputs of the trials to run, with :func:`trainers.inputs.ensure_inputs`
+   (the sequence every entry point shares): ``prepare`` what is absent (collect datasets, pre-train
+   project LMs, downloads; once, in the driver), then validate every distinct input once (each dataset
+   with the trials' own loader, each LM, each corpus): a missing or bad input stops the sweep here, before
+   Ray starts and before any MLflow run is opened (with ``--address``, the driver connects to the cluster
+   and checks its resources before preparing); then start (or connect to) Ray, open the parent MLflow run
+   (:func:`orchestrator.tracking.parent_run`) and run one Tune trial per trial config with the sweep's
+   per-trial resources;
+6. record and analyse: close the parent run, write the analysis (tables, figures, claims) from the
+   MLflow store and attach it to the parent run's artifacts (:func:`_analyse`).
 
 Each Tune trial runs :func:`trial_trainable`: it opens (or reattaches to) its MLflow child run, trains
 with :func:`trainers.train.run_trial` in a stable per-trial directory under ``<storage>/trials`` (so a
@@ -266,107 +270,109 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
         ResourceError: no node of the Ray cluster can give a trial's resources (before any trial starts).
     """
     t0 = time.perf_counter()
-    storage = sweep.storage
-    storage.mkdir(parents=True, exist_ok=True)
     # absolute: a cluster's workers (and a shipped working_dir) do not share the driver's current directory
     data_dir = Path(data_dir or sweep.data_dir).expanduser().resolve()
-    explicit = tracking_uri or sweep.spec.tracking.uri
-    uri = tracking.resolve_tracking_uri(explicit, storage)
-    if not explicit and os.environ.get(C.TRACKING_URI_ENV):
-        from orchestrator.schema import tracking_uri_problem
-
-        if problem := tracking_uri_problem(os.environ[C.TRACKING_URI_ENV]):
-            raise tracking.TrackingError(f"${C.TRACKING_URI_ENV}: {problem}")
-        log(f"[sweep] tracking URI from ${C.TRACKING_URI_ENV}: {uri}")
-    tracking.check_reachable(uri)
-    try:  # inputs that cannot be had here stop the sweep before the tracking store is touched
-        require_available(sweep.trials, data_dir)
-    except InputsMissing as e:
-        raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
-                                 + "\n  - ".join(str(m) for m in e.missing)) from None
-    exp_id = tracking.ensure_experiment(uri, sweep.experiment, storage / "mlartifacts")
-    done = tracking.finished_hashes(uri, exp_id)
-    todo = [t for t in sweep.trials if t.config_hash() not in done]
-    result = SweepResult(sweep.experiment, uri, None, skipped=[t.slug() for t in sweep.trials
-                                                                if t.config_hash() in done])
-    if result.skipped:
-        log(f"[sweep] {len(result.skipped)} trial(s) already FINISHED in experiment {sweep.experiment!r}: skipped")
-    prev_id, prev = tracking.previous_trial_hashes(uri, exp_id, sweep.spec.name)
-    now_hashes = [t.config_hash() for t in sweep.trials]
-    added = [t.slug() for t in sweep.trials if prev_id and prev and t.config_hash() not in set(prev)]
-    removed = len(set(prev) - set(now_hashes))
-    if prev_id and prev and (added or removed):
-        log(f"[sweep] the sweep changed since its last invocation (parent run {prev_id}): {len(added)} new or "
-            f"changed trial(s) will run; {removed} trial(s) no longer in the sweep are left alone (their runs are kept)")
-    result.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
-    statuses: dict[str, bool] = {}
-    if todo:
-        with contextlib.ExitStack() as stack:
-            if address:  # a cluster already runs: refuse impossible resources before preparing anything
-                code = None
-                if ship_code:
-                    from orchestrator.runtime_env import code_runtime_env
-
-                    code = code_runtime_env(storage, data_dir)
-                    log(f"[sweep] shipping the code in {code['working_dir']} to the cluster's workers (runtime_env "
-                        f"working_dir; {len(code['excludes'])} exclude patterns)" if code else
-                        "[sweep] not a source checkout: the workers run the lamo-sweep installed on each node")
-                stack.enter_context(_ray_session(address, ray_init_kwargs or {}, code))
-                check_cluster_resources(sweep)
-            try:
-                ensure_inputs(todo, data_dir, progress=progress, log=log)
-            except InputsMissing as e:
-                raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
-                                         + "\n  - ".join(str(m) for m in e.missing)) from None
-            except DownloadError as e:  # a failed or unverifiable download: an input problem, exit 3
-                raise MissingInputsError(f"an input could not be downloaded; nothing was started: {e}") from None
-            except InputsUnusable as e:
-                raise InvalidInputsError(f"{len(e.problems)} input(s) of the sweep are unusable; nothing was "
-                                         f"started:\n  - " + "\n  - ".join(map(str, e.problems))) from None
-            if not address:  # a local Ray starts only once the inputs are known to be good
-                stack.enter_context(_ray_session(address, ray_init_kwargs or {}))
-                check_cluster_resources(sweep)
-            result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
-            try:
-                statuses = _run_tune(sweep, todo, {
-                    "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": result.parent_run_id,
-                    "storage": str(storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
-                    "cpu_by_trial": {t.config_hash(): sweep.trial_resources(t).cpu for t in todo},
-                    "tracking_wait_s": sweep.spec.tracking.wait_s, "log_checkpoints": log_checkpoints,
-                })
-            except BaseException:
-                tracking.set_run_status(uri, result.parent_run_id, "KILLED")
-                raise
-    else:  # nothing to run: still record the invocation
-        result.parent_run_id = _start_parent(sweep, uri, exp_id, result)
+    uri = tracking.open_store(sweep, tracking_uri, log)  # resolved and reachable, not touched yet
+    _inputs(sweep.trials, data_dir, prepare=False)  # what cannot be had here stops the sweep first
+    plan = tracking.plan_sweep(uri, sweep, log)  # the experiment; FINISHED trials skipped; what changed
+    result = SweepResult(sweep.experiment, uri, None, skipped=plan.skipped, changes=plan.changes)
+    result.parent_run_id, statuses = _fan_out(sweep, plan, uri, data_dir, address=address, progress=progress,
+                                              log=log, ray_init_kwargs=ray_init_kwargs or {},
+                                              log_checkpoints=log_checkpoints, ship_code=ship_code)
     for slug, ok in statuses.items():
         (result.finished if ok else result.failed).append(slug)
     tracking.finish_parent_run(uri, result.parent_run_id, finished=len(result.finished), failed=len(result.failed),
                                skipped=len(result.skipped))
     result.seconds = time.perf_counter() - t0
     if analysis:
-        from analysis.report import write_report
-
-        out = storage / "analysis" / sweep.experiment
-        try:
-            result.report = write_report(uri, sweep.experiment, out)
-        except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
-            log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
-        else:
-            try:
-                tracking.retry(lambda: tracking.log_report(uri, result.parent_run_id, out), sweep.spec.tracking.wait_s)
-            except Exception as e:  # noqa: BLE001 - the report is on disk either way
-                log(f"[sweep] the report in {out} could not be attached to the parent run ({e})")
+        result.report = _analyse(sweep, uri, result.parent_run_id, log)
     return result
 
 
-def _start_parent(sweep: Sweep, uri: str, exp_id: str, result: SweepResult) -> str:
-    ch = result.changes
-    changes = (f"previous={ch['previous_parent_run_id']} added={len(ch['added'])} removed={ch['removed']}"
-               if ch.get("previous_parent_run_id") else None)
-    return tracking.start_parent_run(uri, exp_id, sweep.spec.name,
-                                     Path(sweep.source) if Path(sweep.source).is_file() else None,
-                                     sweep.trials, len(result.skipped), changes, sweep.spec.description)
+def _inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool, progress: bool = True,
+            log=print) -> None:
+    """The inputs of ``configs``, as the sweep's errors. Without ``prepare``: only whether each can be had
+    here (:func:`trainers.inputs.require_available`; the driver asks before it touches the tracking store).
+    With it: :func:`trainers.inputs.ensure_inputs` (prepare what is absent, once, then open every distinct
+    input once).
+
+    Raises:
+        MissingInputsError: inputs absent that cannot be had here, or a failed or unverifiable download.
+        InvalidInputsError: inputs that exist but do not open (after ``prepare``).
+    """
+    try:
+        if prepare:
+            ensure_inputs(configs, data_dir, progress=progress, log=log)
+        else:
+            require_available(configs, data_dir)
+    except InputsMissing as e:
+        raise MissingInputsError("the sweep needs inputs that are not available here:\n  - "
+                                 + "\n  - ".join(str(m) for m in e.missing)) from None
+    except DownloadError as e:  # a failed or unverifiable download: an input problem, exit 3
+        raise MissingInputsError(f"an input could not be downloaded; nothing was started: {e}") from None
+    except InputsUnusable as e:
+        raise InvalidInputsError(f"{len(e.problems)} input(s) of the sweep are unusable; nothing was "
+                                 f"started:\n  - " + "\n  - ".join(map(str, e.problems))) from None
+
+
+def _fan_out(sweep: Sweep, plan: tracking.SweepPlan, uri: str, data_dir: Path, *, address: str | None,
+             progress: bool, log, ray_init_kwargs: dict, log_checkpoints: bool,
+             ship_code: bool = True) -> tuple[str, dict[str, bool]]:
+    """Run the plan's trials: prepare and check their inputs (:func:`_inputs`), start (or connect to) Ray
+    with the sweep's resources checked, open the parent run (:func:`orchestrator.tracking.parent_run`) and
+    run one Tune trial per config (:func:`_run_tune`). With ``address`` the cluster is connected to (and
+    its resources checked) before anything is prepared; a local Ray starts only once the inputs are known
+    to be good. With nothing to run, only the parent run is opened (it records the invocation).
+
+    Returns:
+        the parent run id and ``{slug: finished_ok}``.
+    """
+    if not plan.todo:
+        with tracking.parent_run(uri, sweep, plan) as rid:
+            return rid, {}
+    with contextlib.ExitStack() as stack:
+        if address:
+            code = _shipped_code(sweep, data_dir, ship_code, log)
+            stack.enter_context(_ray_session(address, ray_init_kwargs, sweep, code))
+        _inputs(plan.todo, data_dir, prepare=True, progress=progress, log=log)
+        if not address:
+            stack.enter_context(_ray_session(address, ray_init_kwargs, sweep))
+        rid = stack.enter_context(tracking.parent_run(uri, sweep, plan))
+        return rid, _run_tune(sweep, plan.todo, uri, plan.experiment_id, rid, data_dir, log_checkpoints)
+
+
+def _shipped_code(sweep: Sweep, data_dir: Path, ship_code: bool, log) -> dict | None:
+    """The ``runtime_env`` part that ships this checkout to a cluster's workers
+    (:func:`orchestrator.runtime_env.code_runtime_env`), or ``None`` with ``ship_code`` off or outside a
+    source checkout (the workers then run the lamo-sweep installed on each node)."""
+    if not ship_code:
+        return None
+    from orchestrator.runtime_env import code_runtime_env
+
+    code = code_runtime_env(sweep.storage, data_dir)
+    log(f"[sweep] shipping the code in {code['working_dir']} to the cluster's workers (runtime_env "
+        f"working_dir; {len(code['excludes'])} exclude patterns)" if code else
+        "[sweep] not a source checkout: the workers run the lamo-sweep installed on each node")
+    return code
+
+
+def _analyse(sweep: Sweep, uri: str, parent_run_id: str, log) -> dict[str, Path]:
+    """Write the report (tables, figures, claims) under ``<storage>/analysis/<experiment>`` from the
+    store and attach it to the parent run; a failure is logged, never raised (the runs are safe in MLflow).
+    Returns the report's paths (empty when it failed)."""
+    from analysis.report import write_report
+
+    out = sweep.storage / "analysis" / sweep.experiment
+    try:
+        report = write_report(uri, sweep.experiment, out)
+    except Exception as e:  # noqa: BLE001 - the sweep's runs are safe in MLflow either way
+        log(f"[sweep] analysis failed ({e}); rerun it with `lamo-analysis report`")
+        return {}
+    try:
+        tracking.retry(lambda: tracking.log_report(uri, parent_run_id, out), sweep.spec.tracking.wait_s)
+    except Exception as e:  # noqa: BLE001 - the report is on disk either way
+        log(f"[sweep] the report in {out} could not be attached to the parent run ({e})")
+    return report
 
 
 class ResourceError(RuntimeError):
@@ -374,8 +380,11 @@ class ResourceError(RuntimeError):
 
 
 @contextlib.contextmanager
-def _ray_session(address: str | None, ray_init_kwargs: dict, code: dict | None = None):
-    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started.
+def _ray_session(address: str | None, ray_init_kwargs: dict, sweep: Sweep | None = None,
+                 code: dict | None = None):
+    """Connect to ``address`` (a running cluster) or start a local Ray; shut down what we started. With
+    ``sweep``, its per-trial resources are checked against the cluster first (:func:`check_cluster_resources`,
+    which raises :class:`ResourceError`).
 
     ``code``: the ``working_dir`` / ``excludes`` of :func:`orchestrator.runtime_env.code_runtime_env`, merged
     into the job's ``runtime_env`` (a ``working_dir`` already in ``ray_init_kwargs`` wins).
@@ -419,6 +428,8 @@ def _ray_session(address: str | None, ray_init_kwargs: dict, code: dict | None =
                                     f"`ray start --head` or drop --address for a local Ray") from None
             raise
     try:
+        if sweep is not None:
+            check_cluster_resources(sweep)
         yield
     finally:
         if started_here:
@@ -467,10 +478,18 @@ def trial_resource_request(sweep: Sweep, todo: list[TrialConfig]):
     return lambda config: pgfs[config["trial"]]
 
 
-def _run_tune(sweep: Sweep, todo: list[TrialConfig], ctx: dict) -> dict[str, bool]:
-    """Run the trials with Ray Tune (Ray already initialised); return ``{slug: finished_ok}``."""
+def _run_tune(sweep: Sweep, todo: list[TrialConfig], uri: str, experiment_id: str, parent_run_id: str,
+              data_dir: Path, log_checkpoints: bool) -> dict[str, bool]:
+    """Run the trials with Ray Tune (Ray already initialised), each trial a child run of ``parent_run_id``
+    (:func:`trial_trainable`, with its per-trial resources); return ``{slug: finished_ok}``."""
     from ray import tune
 
+    ctx = {  # what every trial needs besides its config, passed once through the object store
+        "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
+        "storage": str(sweep.storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
+        "cpu_by_trial": {t.config_hash(): sweep.trial_resources(t).cpu for t in todo},
+        "tracking_wait_s": sweep.spec.tracking.wait_s, "log_checkpoints": log_checkpoints,
+    }
     trials = {t.config_hash(): t.model_dump(mode="json") for t in todo}
     slugs = {h: t.slug() for h, t in zip(trials, todo)}
     trainable = tune.with_resources(tune.with_parameters(trial_trainable, trials=trials, ctx=ctx),

@@ -8,18 +8,23 @@ creation fails).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from trainers import contract as C
 from trainers.config import TrialConfig
 
+if TYPE_CHECKING:
+    from orchestrator.schema import Sweep
 
 
 class TrackingError(RuntimeError):
@@ -47,6 +52,31 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             f"{problem}. Start it first (scripts/tracking_server.sh start, or `mlflow server "
             f"--backend-store-uri sqlite:///$PWD/mlflow.db --host 127.0.0.1 --port 5000 --workers 1`), or drop "
             f"--tracking-uri / tracking.uri / ${C.TRACKING_URI_ENV} to use a local SQLite store.")
+
+
+def open_store(sweep: "Sweep", tracking_uri: str | None = None, log=print) -> str:
+    """The sweep's tracking store, resolved and reachable; nothing in it is touched yet.
+
+    The URI is ``tracking_uri`` (``--tracking-uri``), else the sweep's ``tracking.uri``, else
+    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<storage>/mlflow.db`` (:func:`trainers.contract.resolve_tracking_uri`);
+    the sweep's storage directory is created. Returns the absolute URI.
+
+    Raises:
+        TrackingError: ``$MLFLOW_TRACKING_URI`` (when it is the one used) is not a URI MLflow accepts, or a
+            server does not answer (:func:`check_reachable`).
+    """
+    storage = sweep.storage
+    storage.mkdir(parents=True, exist_ok=True)
+    explicit = tracking_uri or sweep.spec.tracking.uri
+    uri = C.resolve_tracking_uri(explicit, storage)
+    if not explicit and os.environ.get(C.TRACKING_URI_ENV):
+        from orchestrator.schema import tracking_uri_problem
+
+        if problem := tracking_uri_problem(os.environ[C.TRACKING_URI_ENV]):
+            raise TrackingError(f"${C.TRACKING_URI_ENV}: {problem}")
+        log(f"[sweep] tracking URI from ${C.TRACKING_URI_ENV}: {uri}")
+    check_reachable(uri)
+    return uri
 
 
 #: Prefixes of the environment variables a trial needs to use the store as the driver does (MLflow's
@@ -151,6 +181,57 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
         c.log_artifact(rid, str(sweep_file))
     c.log_text(rid, json.dumps([t.record() for t in trials], indent=1), C.RESOLVED_TRIALS_ARTIFACT)
     return rid
+
+
+@dataclass
+class SweepPlan:
+    """What this invocation of a sweep runs, from what its experiment already holds (:func:`plan_sweep`)."""
+
+    experiment_id: str
+    todo: list[TrialConfig]  # trials without a FINISHED run, in the sweep's order
+    skipped: list[str] = field(default_factory=list)  # slugs of the trials already FINISHED
+    changes: dict = field(default_factory=dict)  # previous_parent_run_id, added (slugs), removed (count)
+
+
+def plan_sweep(uri: str, sweep: "Sweep", log=print) -> SweepPlan:
+    """Open the sweep's experiment (created with its artifacts under ``<storage>/mlartifacts`` when new,
+    :func:`ensure_experiment`) and plan this invocation: trials whose config hash has a FINISHED run are
+    skipped (:func:`finished_hashes`); trials added or changed since the sweep's latest invocation, and the
+    number no longer in it, are logged and kept for the parent run (:func:`previous_trial_hashes`)."""
+    exp_id = ensure_experiment(uri, sweep.experiment, sweep.storage / "mlartifacts")
+    done = finished_hashes(uri, exp_id)
+    hashes = [t.config_hash() for t in sweep.trials]
+    plan = SweepPlan(exp_id, [t for t, h in zip(sweep.trials, hashes) if h not in done],
+                     [t.slug() for t, h in zip(sweep.trials, hashes) if h in done])
+    if plan.skipped:
+        log(f"[sweep] {len(plan.skipped)} trial(s) already FINISHED in experiment {sweep.experiment!r}: skipped")
+    prev_id, prev = previous_trial_hashes(uri, exp_id, sweep.spec.name)
+    added = [t.slug() for t, h in zip(sweep.trials, hashes) if prev_id and prev and h not in set(prev)]
+    removed = len(set(prev) - set(hashes))
+    if prev_id and prev and (added or removed):
+        log(f"[sweep] the sweep changed since its last invocation (parent run {prev_id}): {len(added)} new or "
+            f"changed trial(s) will run; {removed} trial(s) no longer in the sweep are left alone (their runs are kept)")
+    plan.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
+    return plan
+
+
+@contextlib.contextmanager
+def parent_run(uri: str, sweep: "Sweep", plan: SweepPlan) -> Iterator[str]:
+    """The parent run of this invocation (:func:`start_parent_run`: the sweep file if it is one, the
+    resolved trials, the skipped count, a summary of :attr:`SweepPlan.changes`); yields its id. If the
+    block raises (a failed fan-out, Ctrl-C), the run ends ``KILLED`` and the error goes on; otherwise it
+    stays open for :func:`finish_parent_run`."""
+    ch = plan.changes
+    changes = (f"previous={ch['previous_parent_run_id']} added={len(ch['added'])} removed={ch['removed']}"
+               if ch.get("previous_parent_run_id") else None)
+    source = Path(sweep.source)
+    rid = start_parent_run(uri, plan.experiment_id, sweep.spec.name, source if source.is_file() else None,
+                           sweep.trials, len(plan.skipped), changes, sweep.spec.description)
+    try:
+        yield rid
+    except BaseException:
+        set_run_status(uri, rid, "KILLED")
+        raise
 
 
 def finish_parent_run(uri: str, run_id: str, finished: int, failed: int, skipped: int) -> None:

@@ -92,3 +92,79 @@ def test_context_layout_fed_to_the_model(setup):
     # states are normalised with the training-set statistics
     obs0 = rec.calls[0][0][0, -1].numpy() * std + mean
     assert np.all(np.isfinite(obs0)) and not np.allclose(rec.calls[0][0][0, -1].numpy(), obs0)
+
+
+class _CountingEnv:
+    """An env whose episode seeded ``s`` lasts ``s % 5 + 1`` steps; reward = the action; obs = steps so
+    far. Records its seed, the actions it got and whether it was closed."""
+
+    def __init__(self, log):
+        self.log, self.closed, self.actions = log, False, []
+        log.append(self)
+
+    def reset(self, seed):
+        self.seed, self.t = seed, 0
+        return np.array([0.0]), {}
+
+    def step(self, action):
+        self.actions.append(action)
+        self.t += 1
+        return np.array([float(self.t)]), float(action), self.t >= self.seed % 5 + 1, False, {}
+
+    def close(self):
+        self.closed = True
+
+
+class _RecordingPolicy:
+    """Action of episode i = i + 1; records what the loop hands it."""
+
+    def __init__(self):
+        self.acted, self.observed = [], []
+
+    def start(self, obs, horizon):
+        self.first, self.horizon = obs.copy(), horizon
+
+    def act(self, t, active, obs, returns):
+        self.acted.append((t, active.tolist(), obs[:, 0].tolist(), returns.tolist()))
+        return [i + 1 for i in active]
+
+    def observe(self, t, active, obs, rewards):
+        self.observed.append((t, active.tolist(), obs[:, 0].tolist(), rewards.tolist()))
+
+
+def test_the_one_rollout_loop_seeds_steps_and_counts():
+    from trainers.evaluate import run_episodes
+    from trainers.tasks import get_task
+
+    task = get_task("hopper-medium")
+    envs, policy = [], _RecordingPolicy()
+    out = run_episodes(policy, task, [10.0, 20.0], 3, seed=2, max_episode_steps=4, make=lambda: _CountingEnv(envs),
+                       first_episode=1)
+    seeds = [e.seed for e in envs]
+    assert seeds == [2 * 100_003 + 1 + i % 3 for i in range(6)]  # target-major, same seeds per target
+    lengths = [min(s % 5 + 1, 4) for s in seeds]  # the env's end or the horizon, whichever first
+    assert [len(e.actions) for e in envs] == lengths and all(e.closed for e in envs)
+    assert all(e.actions == [i + 1] * lengths[i] for i, e in enumerate(envs))  # each env got its own action
+    assert policy.first.shape == (6, 1) and policy.horizon == 4
+    for t, active, obs, returns in policy.acted:  # only running episodes, their returns so far
+        assert active == [i for i in range(6) if lengths[i] > t]
+        assert obs == [float(t)] * len(active) and returns == [float(t * (i + 1)) for i in active]
+    assert [o[1] for o in policy.observed] == [a[1] for a in policy.acted]  # an ending step is observed too
+    for k, target in enumerate([10.0, 20.0]):
+        rets = [lengths[i] * (i + 1.0) for i in range(3 * k, 3 * k + 3)]
+        assert out[f"eval/rtg_{target:g}/return_mean"] == pytest.approx(np.mean(rets))
+        assert out[f"eval/rtg_{target:g}/length_mean"] == pytest.approx(np.mean(lengths[3 * k:3 * k + 3]))
+
+
+def test_the_rollout_loop_closes_its_envs_when_the_policy_fails():
+    from trainers.evaluate import run_episodes
+    from trainers.tasks import get_task
+
+    class Broken(_RecordingPolicy):
+        def act(self, t, active, obs, returns):
+            raise RuntimeError("boom")
+
+    envs = []
+    with pytest.raises(RuntimeError, match="boom"):
+        run_episodes(Broken(), get_task("hopper-medium"), [None], 2, seed=0, make=lambda: _CountingEnv(envs))
+    assert len(envs) == 2 and all(e.closed for e in envs)

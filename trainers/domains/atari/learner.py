@@ -14,13 +14,12 @@ Evaluation (:func:`evaluate_atari`): greedy (argmax) actions, return-to-go = tar
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers.evaluate import evaluation_metrics
+from trainers.evaluate import eval_mode, run_episodes
 from trainers.domains.atari.model import AtariDecisionTransformer
 from trainers.config import AtariSettings, TrialConfig
 from trainers.domains.atari.data import AtariBatchSampler, AtariSubset
@@ -85,11 +84,53 @@ def action_loss(logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor)
     return F.cross_entropy(logits[m], actions[m])
 
 
+class _FrameContext:
+    """The Atari model's side of :func:`evaluate_atari` (a :class:`trainers.evaluate.RolloutPolicy`): the
+    last ``min(t + 1, K)`` steps (no padding), absolute timesteps clipped to ``max_ep_len - 1``, RTG
+    ``(target - return so far) / rtg_scale``, argmax action; each step's state embedding (the CNN) is
+    computed once, when its frames arrive, and kept while the step is in the window."""
+
+    def __init__(self, model: AtariDecisionTransformer, task: TaskSpec, targets: list[float], episodes: int,
+                 context_length: int, rtg_scale: float, device):
+        self.model, self.K, self.rtg_scale, self.device = model, context_length, rtg_scale, device
+        self.max_ep_len = task.max_ep_len
+        self.target = np.array([targets[i // episodes] for i in range(len(targets) * episodes)], np.float64)
+
+    def start(self, obs: np.ndarray, horizon: int) -> None:
+        n, K = len(obs), self.K
+        self.acts = np.zeros((n, K), np.int64)  # the last K steps of each episode, newest last (rolling windows)
+        self.rtg = np.zeros((n, K), np.float32)
+        self.emb = torch.zeros(n, K, self.model.hidden, device=self.device)
+        self.emb[:, -1] = self.model.encode_states(torch.from_numpy(obs).to(self.device))
+
+    def act(self, t: int, active: np.ndarray, obs: np.ndarray, returns: np.ndarray) -> list[int]:
+        K, dev = self.K, self.device
+        L = min(t + 1, K)
+        self.rtg[active, -1] = (self.target[active] - returns) / self.rtg_scale
+        ts = np.minimum(np.arange(t + 1 - L, t + 1), self.max_ep_len - 1)[None].repeat(len(active), 0)
+        idx = torch.from_numpy(active).to(dev)
+        logits = self.model(None, torch.from_numpy(self.acts[active, K - L:]).to(dev),
+                            torch.from_numpy(self.rtg[active, K - L:, None]).to(dev), torch.from_numpy(ts).to(dev),
+                            state_embeddings=self.emb[idx, K - L:])[:, -1]
+        a = logits.argmax(-1).cpu().numpy()
+        self.acts[active, -1] = a
+        return [int(x) for x in a]
+
+    def observe(self, t: int, active: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
+        idx = torch.from_numpy(active).to(self.device)
+        self.acts[active] = np.roll(self.acts[active], -1, axis=1)
+        self.rtg[active] = np.roll(self.rtg[active], -1, axis=1)
+        self.acts[active, -1] = 0
+        self.emb[idx] = torch.roll(self.emb[idx], -1, dims=1)
+        self.emb[idx, -1] = self.model.encode_states(torch.from_numpy(obs).to(self.device))
+
+
 @torch.no_grad()
 def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: list[float], episodes: int,
                    context_length: int, rtg_scale: float, seed: int, max_episode_steps: int | None = None,
                    device: str | torch.device = "cpu", eval_env: str = "d4rl-atari") -> dict[str, float]:
-    """Roll out ``len(targets) * episodes`` episodes in parallel (one batched forward per step).
+    """Roll out ``len(targets) * episodes`` episodes in parallel (one batched forward per step), with the
+    one rollout loop :func:`trainers.evaluate.run_episodes`.
 
     As LaMo's ``eval`` (``experiment-atari/core.py``): all episodes start together, the model sees the last
     ``min(t + 1, K)`` steps (no padding), timesteps are absolute (clipped to ``max_ep_len - 1``), the RTG
@@ -108,52 +149,10 @@ def evaluate_atari(model: AtariDecisionTransformer, task: TaskSpec, targets: lis
     """
     from trainers.domains.atari.env import game_of, make_atari_eval_env
 
-    horizon = max_episode_steps or task.max_ep_len
-    n, K = len(targets) * episodes, context_length
-    start = time.perf_counter()
-    envs = [make_atari_eval_env(game_of(task.env_id), eval_env) for _ in range(n)]
-    first = np.stack([env.reset(seed=seed * 100_003 + i % episodes)[0] for i, env in enumerate(envs)])
-    acts = np.zeros((n, K), np.int64)  # the last K steps of each episode, newest last (rolling windows)
-    rtg = np.zeros((n, K), np.float32)
-    returns, lengths, done = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
-    target = np.array([targets[i // episodes] for i in range(n)], np.float64)
-    was_training = model.training
-    model.eval()
-    try:
-        # each step's state embedding depends only on its own frames: computed once, kept for K steps
-        emb = torch.zeros(n, K, model.hidden, device=device)
-        emb[:, -1] = model.encode_states(torch.from_numpy(first).to(device))
-        for t in range(horizon):
-            active = np.flatnonzero(~done)
-            if active.size == 0:
-                break
-            L = min(t + 1, K)
-            rtg[active, -1] = (target[active] - returns[active]) / rtg_scale
-            ts = np.minimum(np.arange(t + 1 - L, t + 1), task.max_ep_len - 1)[None].repeat(len(active), 0)
-            idx = torch.from_numpy(active).to(device)
-            logits = model(None, torch.from_numpy(acts[active, K - L:]).to(device),
-                           torch.from_numpy(rtg[active, K - L:, None]).to(device), torch.from_numpy(ts).to(device),
-                           state_embeddings=emb[idx, K - L:])[:, -1]
-            a = logits.argmax(-1).cpu().numpy()
-            acts[active, -1] = a
-            obs = np.empty((len(active), 4, 84, 84), np.uint8)
-            for j, i in enumerate(active):
-                o, r, term, trunc, _ = envs[i].step(int(a[j]))
-                obs[j] = o
-                returns[i] += r
-                lengths[i] += 1
-                if term or trunc or lengths[i] >= horizon:
-                    done[i] = True
-            acts[active] = np.roll(acts[active], -1, axis=1)
-            rtg[active] = np.roll(rtg[active], -1, axis=1)
-            acts[active, -1] = 0
-            emb[idx] = torch.roll(emb[idx], -1, dims=1)
-            emb[idx, -1] = model.encode_states(torch.from_numpy(obs).to(device))
-    finally:
-        model.train(was_training)
-        for env in envs:
-            env.close()
-    return evaluation_metrics(task, targets, returns, lengths, time.perf_counter() - start)
+    policy = _FrameContext(model, task, targets, episodes, context_length, rtg_scale, device)
+    with eval_mode(model):
+        return run_episodes(policy, task, targets, episodes, seed, max_episode_steps,
+                            make=lambda: make_atari_eval_env(game_of(task.env_id), eval_env))
 
 
 class _TokenSchedule:
