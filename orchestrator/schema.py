@@ -255,22 +255,51 @@ class SweepSpec(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------------
+def _sub_models(ann: Any) -> list[type[BaseModel]]:
+    """The config sections (pydantic models) an annotation holds: the model itself, or the members of an
+    optional section or of a union such as the ``baseline`` section (one settings class per method)."""
+    return [c for c in (ann, *getattr(ann, "__args__", ())) if isinstance(c, type) and issubclass(c, BaseModel)]
+
+
+def _fields_of(models: list[type[BaseModel]]) -> list[str]:
+    """The field names of ``models``, each once, in order."""
+    return list(dict.fromkeys(n for m in models for n in m.model_fields))
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names allowed at ``loc`` (a path into ``model``), for "did you mean" hints."""
-    cur: Any = model
+    """Field names allowed at ``loc`` (a path into ``model``), for "did you mean" hints (of every member of a
+    union section)."""
+    cur: list[type[BaseModel]] = [model]
     for part in loc:
-        if isinstance(part, int) or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+        if isinstance(part, int) or not cur:
             continue
-        f = cur.model_fields.get(part)
+        f = next((m.model_fields[part] for m in cur if part in m.model_fields), None)
         if f is None:
             return []
-        ann = f.annotation
-        nxt = None
-        for cand in (ann, *getattr(ann, "__args__", ())):
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                nxt = cand
-        cur = nxt
-    return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else []
+        cur = _sub_models(f.annotation)
+    return _fields_of(cur)
+
+
+def _untagged(model: type[BaseModel], loc: tuple) -> tuple:
+    """``loc`` without the tags pydantic inserts below a discriminated union (``("baseline", "cql",
+    "conservative_weight")`` -> ``("baseline", "conservative_weight")``), so that a problem is reported at the
+    config field the user wrote."""
+    out: list = []
+    cur: list[type[BaseModel]] = [model]
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        out.append(part)
+        f = next((m.model_fields[part] for m in cur if isinstance(part, str) and part in m.model_fields), None)
+        if f is None:
+            cur = [] if not isinstance(part, int) else cur
+            continue
+        cur = _sub_models(f.annotation)
+        if f.discriminator and parts:  # the next element is the member's tag
+            tag = parts.pop(0)
+            cur = [m for m in cur if m.model_fields.get(f.discriminator) is not None
+                   and m.model_fields[f.discriminator].default == tag] or cur
+    return tuple(out)
 
 
 def _fmt_loc(loc: tuple) -> str:
@@ -284,7 +313,7 @@ def _pydantic_problems(err: ValidationError, model: type[BaseModel], prefix: str
                        skip_prefix: int = 0) -> list[tuple[str, str]]:
     probs = []
     for e in err.errors():
-        loc = tuple(e["loc"])[skip_prefix:]
+        loc = _untagged(model, tuple(e["loc"])[skip_prefix:])
         field = ".".join(filter(None, [prefix, _fmt_loc(loc)]))
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
@@ -342,20 +371,18 @@ _AXIS_FIXED = {"task", "sample_ratio", "seed", "variant"}
 
 def _axis_path_problem(axis: str) -> str | None:
     """Why the dotted path ``axis`` does not name a trial-config field (with a "did you mean"), or None."""
-    cur: Any = TrialConfig
+    cur: list[type[BaseModel]] = [TrialConfig]
     parts = axis.split(".")
     for i, part in enumerate(parts):
-        if not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+        if not cur:
             return (f"{'.'.join(parts[:i])!r} is a value, not a section: {axis!r} is not a path to a "
                     f"trial-config field")
-        fields = list(cur.model_fields)
+        fields = _fields_of(cur)
         if part not in fields:
             hint = did_you_mean(part, fields)
             where = f" in {'.'.join(parts[:i])!r}" if i else ""
             return f"unknown field {part!r}{where}.{hint} Allowed here: {', '.join(fields)}"
-        ann = cur.model_fields[part].annotation
-        cur = next((c for c in (ann, *getattr(ann, "__args__", ()))
-                    if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        cur = _sub_models(next(m.model_fields[part] for m in cur if part in m.model_fields).annotation)
     return None
 
 

@@ -57,7 +57,8 @@ def _tiny(trial: TrialConfig) -> TrialConfig:
         "device": "cpu",
         "train": trial.train.model_copy(update={"steps": 4, "batch_size": 4, "log_every": 1, "checkpoint_every": 2}),
         "eval": trial.eval.model_copy(update={"every_steps": 4, "episodes": 1, "max_episode_steps": 8}),
-        "baseline": trial.baseline.model_copy(update={"n_quantiles": 8} if trial.baseline.n_quantiles else {}),
+        "baseline": trial.baseline.model_copy(update={"n_quantiles": 8} if getattr(trial.baseline, "n_quantiles", None)
+                                              else {}),
     })
 
 

@@ -39,14 +39,14 @@ import numpy as np
 import torch
 
 from trainers import contract
-from trainers.config import DISCRETE_BASELINES, AtariSettings, TrialConfig
+from trainers.config import BASELINE_SETTINGS, AtariSettings, TrialConfig
 from trainers.domains.atari.data import FRAME_SHAPE, STACK, stack_frames
 from trainers.data.trajectories import TrajectorySet
 from trainers.evaluate import evaluate_discrete_policy, evaluate_policy
 
-#: ``baseline.algo`` -> d3rlpy config class name (``d3rlpy.algos``).
-D3RLPY_CONFIGS = {"cql": "CQLConfig", "iql": "IQLConfig", "td3bc": "TD3PlusBCConfig", "bc": "BCConfig",
-                  "discrete_cql": "DiscreteCQLConfig", "discrete_bc": "DiscreteBCConfig"}
+#: ``baseline.algo`` -> d3rlpy config class name (``d3rlpy.algos``): each settings class's ``d3rlpy_config``
+#: (:mod:`trainers.baseline_settings`).
+D3RLPY_CONFIGS = {algo: cls.d3rlpy_config for algo, cls in BASELINE_SETTINGS.items() if cls.d3rlpy_config}
 
 
 def transitions(data: TrajectorySet, terminals: list[bool]) -> dict[str, np.ndarray]:
@@ -90,28 +90,28 @@ def transitions(data: TrajectorySet, terminals: list[bool]) -> dict[str, np.ndar
 
 
 def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
-    """Build the d3rlpy algorithm of ``cfg.baseline`` (config class :data:`D3RLPY_CONFIGS`) with its
-    networks and optimisers created for the task's shapes.
+    """Build the d3rlpy algorithm of ``cfg.baseline`` (its settings class's ``d3rlpy_config``,
+    :mod:`trainers.baseline_settings`) with its networks and optimisers created for the task's shapes.
 
-    The set hyperparameters of ``cfg.baseline`` (:meth:`trainers.config.BaselineConfig.d3rlpy_kwargs`)
-    are passed by name; the others keep d3rlpy's defaults. ``data``: the :class:`TrajectorySet`
-    (continuous baselines) or the :class:`trainers.domains.atari.data.AtariSubset` (discrete ones, which get
-    ``PixelEncoderFactory()``, ``PixelObservationScaler()``, ``AdamFactory(eps=baseline.adam_eps)``,
-    ``QRQFunctionFactory(n_quantiles)`` and ``ClipRewardScaler(-1, 1)`` as the baseline asks; inputs
-    ``(4, 84, 84)``, ``task.act_dim`` actions).
+    The set hyperparameters of ``cfg.baseline`` (``cfg.baseline.d3rlpy_kwargs()``) are passed by name; the
+    others keep d3rlpy's defaults; the fields the settings class lists in ``builds`` become d3rlpy objects here.
+    ``data``: the :class:`TrajectorySet` (continuous baselines) or the
+    :class:`trainers.domains.atari.data.AtariSubset` (discrete ones, which get ``PixelEncoderFactory()``,
+    ``PixelObservationScaler()``, ``AdamFactory(eps=baseline.adam_eps)``, ``QRQFunctionFactory(n_quantiles)``
+    and ``ClipRewardScaler(-1, 1)`` as the baseline asks; inputs ``(4, 84, 84)``, ``task.act_dim`` actions).
     """
     import d3rlpy
 
     b = cfg.baseline
-    cls = getattr(d3rlpy.algos, D3RLPY_CONFIGS[b.algo])
+    cls = getattr(d3rlpy.algos, b.d3rlpy_config)
     fields = {f.name for f in dataclasses.fields(cls)}
     kw: dict = {"batch_size": cfg.train.batch_size, **b.d3rlpy_kwargs()}
-    if b.algo in DISCRETE_BASELINES:
+    if b.discrete_actions:
         kw["encoder_factory"] = d3rlpy.models.PixelEncoderFactory()
         kw["observation_scaler"] = d3rlpy.preprocessing.PixelObservationScaler()
         if b.adam_eps is not None:
             kw["optim_factory"] = d3rlpy.optimizers.AdamFactory(eps=b.adam_eps)
-        if b.n_quantiles is not None:
+        if getattr(b, "n_quantiles", None) is not None:  # discrete CQL only
             kw["q_func_factory"] = d3rlpy.models.QRQFunctionFactory(n_quantiles=b.n_quantiles)
         if b.reward_scale == "clip":
             kw["reward_scaler"] = d3rlpy.preprocessing.ClipRewardScaler(-1.0, 1.0)
@@ -121,7 +121,7 @@ def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
     if b.hidden_units is not None:
         enc = d3rlpy.models.VectorEncoderFactory(list(b.hidden_units))
         kw |= {f: enc for f in fields if f.endswith("encoder_factory")}
-    if b.actor_dropout is not None:  # d3rlpy 2.8.0 VectorEncoder: Linear -> ReLU -> Dropout per hidden layer
+    if getattr(b, "actor_dropout", None) is not None:  # IQL only; d3rlpy 2.8.0 VectorEncoder: Linear -> ReLU -> Dropout per hidden layer
         kw["actor_encoder_factory"] = d3rlpy.models.VectorEncoderFactory(
             list(b.hidden_units) if b.hidden_units is not None else [256, 256], dropout_rate=b.actor_dropout)
     if b.reward_scale == "return_range_1000":
@@ -129,7 +129,7 @@ def d3rlpy_algorithm(cfg: TrialConfig, data, device: torch.device):
         span = max(returns) - min(returns)
         kw["reward_scaler"] = d3rlpy.preprocessing.ReturnBasedRewardScaler(
             return_max=max(returns), return_min=min(returns) - (0.0 if span > 0 else 1.0), multiplier=1000.0)
-    if b.actor_cosine_schedule:
+    if getattr(b, "actor_cosine_schedule", False):  # the actor-critic baselines (BC has one optimiser)
         sched = d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=cfg.train.steps)
         kw["actor_optim_factory"] = d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=sched)
     algo = cls(**kw).create(device="cuda:0" if device.type == "cuda" else "cpu:0")

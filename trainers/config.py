@@ -20,40 +20,19 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from trainers.baseline_settings import (  # noqa: F401 - re-exported: the settings classes
+    BASELINE_SETTINGS, DISCRETE_BASELINES, BaselineSettings, NoBaseline, settings_union)
+from trainers.config_base import LATER, StrictModel, is_later, later, omit_later_at_default  # noqa: F401
 from trainers.contract import flatten  # noqa: F401 - re-exported: the params of a child run
 from trainers.domains.base import domain_of
 from trainers.tasks import get_task
 
-#: ``json_schema_extra`` key of a field added after trials were first hashed (:func:`later`).
-LATER = "omitted_from_hash_at_default"
-
-
-def later(default=None, **kwargs):
-    """A config field added after trial configs were first hashed: :meth:`TrialConfig.record` (what is
-    logged and hashed) leaves it out while it equals its default, so adding it changes no existing trial's
-    hash or params. This is the config hash's one rule for new fields; ``default_factory=`` works too."""
-    extra = {**kwargs.pop("json_schema_extra", {}), LATER: True}
-    if "default_factory" in kwargs:
-        return Field(json_schema_extra=extra, **kwargs)
-    return Field(default, json_schema_extra=extra, **kwargs)
-
-
-def _omit_later_at_default(model: BaseModel, dumped: dict) -> dict:
-    """Drop from ``dumped`` (``model.model_dump(mode="json")``) every :func:`later` field of ``model`` and
-    its sub-models that equals its default (the config hash's rule, :func:`later`)."""
-    for name, f in type(model).model_fields.items():
-        value = getattr(model, name)
-        if (f.json_schema_extra or {}).get(LATER) and value == f.get_default(call_default_factory=True):
-            dumped.pop(name, None)
-        elif isinstance(value, BaseModel):
-            _omit_later_at_default(value, dumped[name])
-    return dumped
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+# The strict base model and the config hash's one rule (:func:`later`) live in :mod:`trainers.config_base`
+# (so that sections defined in their own module use them too); re-exported here.
+_Strict = StrictModel
+_omit_later_at_default = omit_later_at_default
 
 
 class ArchConfig(_Strict):
@@ -266,115 +245,17 @@ class DataConfig(_Strict):
         return self
 
 
-#: d3rlpy config fields a baseline may set, per ``baseline.algo`` (names as in d3rlpy 2.8.0's
-#: ``CQLConfig``, ``IQLConfig``, ``TD3PlusBCConfig``, ``BCConfig``).
+#: The ``baseline`` section's type: each d3rlpy method's settings as one typed class, a pydantic union
+#: discriminated on ``algo`` (:mod:`trainers.baseline_settings`: ``algo: none`` = :class:`NoBaseline`, a
+#: sequence model; ``cql`` = :class:`CQLSettings`, ``iql``, ``td3bc``, ``bc``, ``discrete_cql``,
+#: ``discrete_bc``). Another method's field is refused, naming both methods; the section serializes in the
+#: flat layout trials were first hashed with (the module's docstring).
+BaselineConfig = settings_union()
+#: Per ``baseline.algo``, the settings other than the general ``hidden_units`` / ``reward_scale`` /
+#: ``actor_cosine_schedule`` (derived from the settings classes; kept for callers of the former table).
 BASELINE_FIELDS: dict[str, tuple[str, ...]] = {
-    "cql": ("actor_learning_rate", "critic_learning_rate", "temp_learning_rate", "alpha_learning_rate",
-            "n_action_samples", "conservative_weight"),
-    # ``actor_dropout`` is not an IQLConfig field: it builds the actor's encoder factory
-    "iql": ("actor_learning_rate", "critic_learning_rate", "expectile", "weight_temp", "max_weight",
-            "actor_dropout"),
-    "td3bc": ("actor_learning_rate", "critic_learning_rate", "alpha", "target_smoothing_sigma",
-              "target_smoothing_clip", "update_actor_interval"),
-    "bc": ("learning_rate",),
-    # discrete actions (Atari tasks): d3rlpy 2.8.0's DiscreteCQLConfig / DiscreteBCConfig; ``n_quantiles``
-    # and ``adam_eps`` are not config fields but build its Q-function / optimiser factories
-    "discrete_cql": ("learning_rate", "alpha", "target_update_interval", "n_quantiles", "adam_eps"),
-    "discrete_bc": ("learning_rate", "beta", "adam_eps"),
-}
-#: Baseline algorithms for discrete actions (tasks of a domain with ``discrete_actions``, Atari); the others
-#: act in continuous action spaces.
-DISCRETE_BASELINES = ("discrete_cql", "discrete_bc")
-
-
-class BaselineConfig(_Strict):
-    """A value-based or imitation baseline trained with d3rlpy (:mod:`trainers.baselines`) instead of a
-    sequence model. Set by the presets ``cql``, ``iql``, ``td3bc`` and ``bc`` (hyperparameters and their
-    published sources: :mod:`trainers.presets`; on Atari tasks ``cql`` / ``bc`` mean ``cql-atari`` /
-    ``bc-atari``); ``algo: none`` (the default) = a sequence model.
-
-    Attributes:
-        algo: ``none`` or the d3rlpy algorithm (``CQLConfig``, ``IQLConfig``, ``TD3PlusBCConfig``,
-            ``BCConfig``; on Atari tasks ``discrete_cql`` = ``DiscreteCQLConfig``, ``discrete_bc`` =
-            ``DiscreteBCConfig``, with d3rlpy's Nature-DQN ``PixelEncoderFactory`` and
-            ``PixelObservationScaler``).
-        hidden_units: hidden layer widths of the actor and critic MLP encoders
-            (``d3rlpy.models.VectorEncoderFactory``); ``None`` = d3rlpy's default (256, 256).
-        reward_scale: ``none`` (raw rewards) or ``return_range_1000`` (rewards x 1000 / (max - min
-            trajectory return of the training subset): d3rlpy's ``ReturnBasedRewardScaler(multiplier=1000)``,
-            as d3rlpy's IQL reproduction and the IQL paper do for locomotion) or ``clip`` (rewards clipped to
-            [-1, 1], d3rlpy's ``ClipRewardScaler``, as its discrete CQL reproduction on Atari).
-        actor_cosine_schedule: cosine-anneal the actor learning rate to 0 over ``train.steps``
-            (``d3rlpy.optimizers.CosineAnnealingLRFactory``; d3rlpy's IQL reproduction).
-        the other fields: d3rlpy config fields of the same name (learning rates per network, CQL's
-            ``conservative_weight`` and ``n_action_samples``, IQL's ``expectile``, ``weight_temp``,
-            ``max_weight``, TD3+BC's ``alpha``, target smoothing and actor interval; discrete CQL's
-            ``alpha`` and ``target_update_interval`` (gradient steps), discrete BC's ``beta``);
-            ``None`` = d3rlpy's default. ``n_quantiles``: discrete CQL's Q-function is quantile
-            regression with that many quantiles (``QRQFunctionFactory``; ``None`` = d3rlpy's mean
-            Q-function). ``adam_eps``: Adam's epsilon (``AdamFactory(eps=...)``; ``None`` = torch's 1e-8).
-            ``actor_dropout`` (IQL): dropout probability after each hidden layer of the actor's MLP
-            (``VectorEncoderFactory(dropout_rate=...)`` as ``actor_encoder_factory``; ``None`` = none), as
-            the IQL paper's policy on Kitchen and Adroit (github.com/ikostrikov/implicit_q_learning
-            ``configs/kitchen_config.py`` ``dropout_rate = 0.1``; CORL ``algorithms/offline/iql.py``
-            ``actor_dropout``).
-            The five fields added after the first baselines are :func:`later` fields (left out of the
-            logged and hashed config while unset).
-            Which apply to which algorithm: :data:`BASELINE_FIELDS`; setting another is refused.
-
-    ``train.batch_size`` and ``train.steps`` apply; the sequence-model optimiser fields of
-    :class:`TrainConfig` (``lr``, ``weight_decay``, ``adam_eps``, ``warmup_steps``, ``grad_clip``),
-    ``context_length`` and ``rtg_scale`` do not.
-    """
-
-    algo: Literal["none", "cql", "iql", "td3bc", "bc", "discrete_cql", "discrete_bc"] = "none"
-    hidden_units: list[int] | None = None
-    reward_scale: Literal["none", "return_range_1000", "clip"] = "none"
-    actor_cosine_schedule: bool = False
-    learning_rate: float | None = Field(None, ge=0)
-    actor_learning_rate: float | None = Field(None, ge=0)
-    critic_learning_rate: float | None = Field(None, ge=0)
-    temp_learning_rate: float | None = Field(None, ge=0)
-    alpha_learning_rate: float | None = Field(None, ge=0)
-    n_action_samples: int | None = Field(None, ge=1)
-    conservative_weight: float | None = Field(None, ge=0)
-    expectile: float | None = Field(None, gt=0, lt=1)
-    weight_temp: float | None = Field(None, gt=0)
-    max_weight: float | None = Field(None, gt=0)
-    alpha: float | None = Field(None, ge=0)
-    target_smoothing_sigma: float | None = Field(None, ge=0)
-    target_smoothing_clip: float | None = Field(None, ge=0)
-    update_actor_interval: int | None = Field(None, ge=1)
-    target_update_interval: int | None = later(None, ge=1)
-    n_quantiles: int | None = later(None, ge=1)
-    adam_eps: float | None = later(None, gt=0)
-    beta: float | None = later(None, ge=0)
-    actor_dropout: float | None = later(None, ge=0, lt=1)
-
-    def d3rlpy_kwargs(self) -> dict[str, float | int]:
-        """The set d3rlpy config fields of :attr:`algo` (:data:`BASELINE_FIELDS`), by d3rlpy's names
-        (``n_quantiles``, ``adam_eps`` and ``actor_dropout`` build factories instead: :func:`trainers.baselines.d3rlpy_algorithm`)."""
-        return {f: getattr(self, f) for f in BASELINE_FIELDS.get(self.algo, ())
-                if getattr(self, f) is not None and f not in ("n_quantiles", "adam_eps", "actor_dropout")}
-
-    @model_validator(mode="after")
-    def _fields_fit_algo(self) -> "BaselineConfig":
-        allowed = set(BASELINE_FIELDS.get(self.algo, ()))
-        every = {f for fs in BASELINE_FIELDS.values() for f in fs}
-        wrong = sorted(f for f in every - allowed if getattr(self, f) is not None)
-        if wrong:
-            raise ValueError(f"baseline.algo {self.algo!r} has no field(s) {wrong}; it takes "
-                             f"{sorted(allowed) or 'none of them'} (remove the others)")
-        if self.algo == "none" and (self.hidden_units is not None or self.reward_scale != "none"
-                                    or self.actor_cosine_schedule):
-            raise ValueError("baseline.hidden_units / reward_scale / actor_cosine_schedule apply only to a "
-                             "baseline; set baseline.algo (or use preset cql/iql/td3bc/bc)")
-        if self.algo in DISCRETE_BASELINES and (self.hidden_units is not None or self.actor_cosine_schedule
-                                                or self.reward_scale == "return_range_1000"):
-            raise ValueError(f"baseline.algo {self.algo!r} uses d3rlpy's pixel encoder and one optimiser: "
-                             f"remove baseline.hidden_units / actor_cosine_schedule, and use reward_scale "
-                             f"none or clip")
-        return self
+    algo: tuple(f for f in cls.settings() if f not in ("hidden_units", "reward_scale", "actor_cosine_schedule"))
+    for algo, cls in BASELINE_SETTINGS.items() if algo != "none"}
 
 
 class AtariSettings(_Strict):
@@ -416,8 +297,10 @@ class TrialConfig(_Strict):
         context_length: K; ``None`` = the task's (20 MuJoCo, 5 Reacher2d).
         rtg_scale: ``None`` = the task's.
         device: ``auto`` picks CUDA when available.
-        baseline: a d3rlpy baseline (:class:`BaselineConfig`), or ``algo: none`` (the default: a
-            sequence model, LaMo, DT, ablations). A :func:`later` field.
+        baseline: a d3rlpy baseline's settings, one typed class per algorithm discriminated on ``algo``
+            (:data:`BaselineConfig`, :mod:`trainers.baseline_settings`), or ``algo: none`` (the default,
+            :class:`~trainers.baseline_settings.NoBaseline`: a sequence model, LaMo, DT, ablations). A
+            :func:`later` field.
         atari: Atari-only settings (:class:`AtariSettings`); ``None`` = its defaults. A :func:`later` field.
 
         alignment: Wiki-RL's k-means alignment loss (:class:`AlignmentConfig`); ``None`` (the default) = none.
@@ -440,7 +323,7 @@ class TrialConfig(_Strict):
     rtg_scale: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     atari: AtariSettings | None = later(None)
-    baseline: BaselineConfig = later(default_factory=BaselineConfig)
+    baseline: BaselineConfig = later(default_factory=NoBaseline)
     alignment: AlignmentConfig | None = later(None)
 
     @model_validator(mode="after")
@@ -475,13 +358,14 @@ class TrialConfig(_Strict):
         if algo == "none":
             return self
         discrete = domain_of(self.task).discrete_actions
-        if discrete and algo not in DISCRETE_BASELINES:
+        if discrete and not self.baseline.discrete_actions:
             raise ValueError(f"baseline.algo {algo!r} is d3rlpy's continuous-action algorithm, but task "
-                             f"{self.task!r} has discrete actions; use discrete_cql or discrete_bc (the "
+                             f"{self.task!r} has discrete actions; use {' or '.join(DISCRETE_BASELINES)} (the "
                              f"presets cql and bc choose them on such tasks)")
-        if not discrete and algo in DISCRETE_BASELINES:
+        if not discrete and self.baseline.discrete_actions:
+            continuous = [a for a, c in BASELINE_SETTINGS.items() if a != "none" and not c.discrete_actions]
             raise ValueError(f"baseline.algo {algo!r} is for discrete actions (Atari tasks), but task "
-                             f"{self.task!r} has continuous actions; use cql, iql, td3bc or bc")
+                             f"{self.task!r} has continuous actions; use {', '.join(continuous[:-1])} or {continuous[-1]}")
         return self
 
     @model_validator(mode="after")

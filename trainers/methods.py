@@ -5,22 +5,29 @@ methods are value-based).
 
 A method's **recipe** is data in :mod:`trainers.presets` (each value with its public source): its default
 preset and, where a domain needs other settings, the preset it means on that domain
-(:data:`trainers.presets.DOMAIN_VARIANTS`, read by :func:`trainers.presets.get_preset`; e.g. ``cql`` on Atari is d3rlpy's DiscreteCQL recipe
-``cql-atari``, ``lamo`` on Atari is the official Atari script's ``lamo-atari``). Its **settings** are the
-trial config's sections (:class:`trainers.config.TrialConfig`; a baseline's d3rlpy fields are
-:class:`trainers.config.BaselineConfig`). Its **learner** is built by :meth:`Method.build_learner`:
-every sequence method (LaMo, DT, Wiki-RL and the ablations) is :class:`trainers.learner.SequenceLearner`
-on the task's domain; every d3rlpy method is its domain's baseline learner
+(:data:`trainers.presets.DOMAIN_VARIANTS`, read by :func:`trainers.presets.get_preset`; e.g. ``cql`` on
+Atari is d3rlpy's DiscreteCQL recipe ``cql-atari``, ``lamo`` on Atari is the official Atari script's
+``lamo-atari``). Its **settings**: a d3rlpy method names its typed settings classes, one per d3rlpy
+algorithm (:mod:`trainers.baseline_settings`: :class:`~trainers.baseline_settings.CQLSettings` and
+:class:`~trainers.baseline_settings.DiscreteCQLSettings` for CQL, ...), which make the trial config's
+``baseline`` section a union discriminated on ``baseline.algo``; a sequence method's settings are the trial
+config's other sections (:class:`trainers.config.TrialConfig`). Its **learner** is built by
+:func:`build_learner`: every sequence method (LaMo, DT, Wiki-RL and the ablations) is
+:class:`trainers.learner.SequenceLearner` on the task's domain; every d3rlpy method is its domain's baseline learner
 (:meth:`trainers.domains.base.Domain.baseline_learner`).
 
-Adding a method = a recipe in :mod:`trainers.presets` + one :class:`Method` entry here (+ a learner class
-if it trains differently from both families).
+Adding a method = a recipe in :mod:`trainers.presets` + one :class:`Method` entry here (+ for a new d3rlpy
+algorithm, its settings class in :mod:`trainers.baseline_settings`; + a learner class if it trains
+differently from both families).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from trainers.baseline_settings import (BaselineSettings, BCSettings, CQLSettings, DiscreteBCSettings,
+                                        DiscreteCQLSettings, IQLSettings, TD3PlusBCSettings)
 
 #: Method families: return-conditioned sequence models, and the d3rlpy baselines.
 SEQUENCE, VALUE_BASED_FAMILY, IMITATION = "sequence", "value-based", "imitation"
@@ -35,14 +42,21 @@ class Method:
         display: the name the paper prints, e.g. ``"Wiki-RL"`` (table column headers, in registry order).
         family: :data:`SEQUENCE`, :data:`VALUE_BASED_FAMILY` or :data:`IMITATION`.
         preset: the default recipe (a preset of :mod:`trainers.presets`).
-        algos: the ``baseline.algo`` values of this method's d3rlpy learners (empty for sequence methods).
+        settings: the typed settings classes of this method's d3rlpy algorithms, one per action space
+            (:mod:`trainers.baseline_settings`; empty for sequence methods, whose settings are the trial
+            config's other sections).
     """
 
     key: str
     display: str
     family: str
     preset: str
-    algos: tuple[str, ...] = field(default=())
+    settings: tuple[type[BaselineSettings], ...] = field(default=())
+
+    @property
+    def algos(self) -> tuple[str, ...]:
+        """The ``baseline.algo`` values of this method's d3rlpy learners (its :attr:`settings` classes' tags)."""
+        return tuple(s.model_fields["algo"].default for s in self.settings)
 
 
 #: The paper's methods, in its column order (LaMo, DT, Wiki-RL, CQL, IQL, TD3+BC, BC).
@@ -50,10 +64,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("lamo", "LaMo", SEQUENCE, "lamo"),
     Method("dt", "DT", SEQUENCE, "dt"),
     Method("wikirl", "Wiki-RL", SEQUENCE, "wiki-rl"),
-    Method("cql", "CQL", VALUE_BASED_FAMILY, "cql", ("cql", "discrete_cql")),
-    Method("iql", "IQL", VALUE_BASED_FAMILY, "iql", ("iql",)),
-    Method("td3bc", "TD3+BC", VALUE_BASED_FAMILY, "td3bc", ("td3bc",)),
-    Method("bc", "BC", IMITATION, "bc", ("bc", "discrete_bc")),
+    Method("cql", "CQL", VALUE_BASED_FAMILY, "cql", (CQLSettings, DiscreteCQLSettings)),
+    Method("iql", "IQL", VALUE_BASED_FAMILY, "iql", (IQLSettings,)),
+    Method("td3bc", "TD3+BC", VALUE_BASED_FAMILY, "td3bc", (TD3PlusBCSettings,)),
+    Method("bc", "BC", IMITATION, "bc", (BCSettings, DiscreteBCSettings)),
 )}
 
 
