@@ -270,7 +270,7 @@ def probe():
 code = code_runtime_env(Path(sys.argv[2]) / "runs", Path(sys.argv[2]) / "data")
 with _ray_session(sys.argv[1], {"log_to_driver": False}):
     plain = ray.get(probe.remote())
-with _ray_session(sys.argv[1], {"log_to_driver": False}, code):
+with _ray_session(sys.argv[1], {"log_to_driver": False}, code=code):
     ours = ray.get(probe.remote())
 print("@@" + json.dumps([code["working_dir"], plain, ours]))
 """

@@ -114,12 +114,12 @@ def test_ray_session_hands_code_and_credentials_to_ray_init(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "lamo")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "a-long-secret-1")
     code = {"working_dir": "/x/checkout", "excludes": ["/data/"]}
-    with sweep._ray_session("10.0.0.5:6379", {}, code):
+    with sweep._ray_session("10.0.0.5:6379", {}, code=code):
         pass
     assert seen["address"] == "10.0.0.5:6379" and seen["shutdown"]
     assert seen["runtime_env"] == {"working_dir": "/x/checkout", "excludes": ["/data/"], "env_vars": {
         "MLFLOW_TRACKING_USERNAME": "lamo", "MLFLOW_TRACKING_PASSWORD": "a-long-secret-1"}}
     seen.clear()  # a working_dir the caller gives (a test, a RayJob's own) wins over ours
-    with sweep._ray_session("auto", {"runtime_env": {"working_dir": "/theirs"}}, code):
+    with sweep._ray_session("auto", {"runtime_env": {"working_dir": "/theirs"}}, code=code):
         pass
     assert seen["runtime_env"]["working_dir"] == "/theirs" and "excludes" not in seen["runtime_env"]
