@@ -40,7 +40,9 @@ Verdict (:func:`verdict`):
 Which trials form a side:
 
 * methods are variants, matched by :func:`analysis.domains.method_key` (``lamo``, ``dt``, ``cql``,
-  ``iql``, ``td3bc``; the display names of :data:`analysis.domains.METHOD_NAMES`);
+  ``iql``, ``td3bc``; the display names of :data:`analysis.domains.METHOD_NAMES`) of the variant's
+  ``method:`` in the sweep file (the run's tag ``lamo.method``) where it has one, else of its name (so
+  ``lamo-smollm2`` with ``method: lamo`` is LaMo; without it, no method);
 * "the best value-based method" (a ``best_of`` side) is not picked on the runs it is tested on: LaMo is
   tested against each of CQL, IQL and TD3+BC, one row each (beating the best one = beating each one, so
   "supported" in every row supports the claim — an intersection-union test, no further correction);
@@ -290,7 +292,12 @@ def row_test(cells: list[tuple[np.ndarray, np.ndarray]], margin: float | None, a
 # --- sides to trials --------------------------------------------------------------------------------
 def _with_keys(selected: pd.DataFrame) -> pd.DataFrame:
     sel = selected.dropna(subset=["normalised_score"]).copy()
-    sel["_method"] = sel["variant"].map(method_key) if "variant" in sel else ""
+    if "variant" not in sel:
+        sel["_method"] = ""
+    else:  # the sweep variant's `method:` (tag lamo.method) where it gave one, else the variant's name
+        named = sel["method"] if "method" in sel else pd.Series(None, index=sel.index, dtype="object")
+        sel["_method"] = [method_key(m) if isinstance(m, str) and m else method_key(v)
+                          for m, v in zip(named, sel["variant"])]
     sel["_group"] = sel["task"].map(lambda t: task_info(t).table)
     sel["_cell"] = sel["task"].astype(str)
     return sel

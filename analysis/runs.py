@@ -50,6 +50,7 @@ BASE_COLUMNS: dict[str, str] = {
     "sample_ratio": "float64",
     "seed": "Int64",
     "variant": "object",
+    "method": "object",
     contract.CONFIG_HASH: "object",
     contract.DATASET: "object",
     contract.DATA_SOURCE: "object",
@@ -196,7 +197,8 @@ def load_trial_runs(
 
     Returns:
         Columns ``run_id, run_name, status, task, sample_ratio`` (float fraction, e.g. 0.1),
-        ``seed`` (nullable int), ``variant, config_hash``, ``dataset`` (dataset name) and
+        ``seed`` (nullable int), ``variant``, ``method`` (the tag :data:`trainers.contract.METHOD`: the
+        paper method a variant stands for when its sweep said so, else missing), ``config_hash``, ``dataset`` (dataset name) and
         ``data_source`` (``collected`` = locally collected D4RL-style data; ``d4rl_hdf5`` /
         ``minari`` = real D4RL; ``unknown``; see :func:`_provenance`), ``data_subset_hash``, the
         ablation axes ``lm, init, embedding, finetune`` (strings) and ``language_weight`` (float),
@@ -229,6 +231,7 @@ def load_trial_runs(
             "run_name": run.info.run_name,
             "status": run.info.status,
             **{a: _axis(run, a) for a in RUN_AXES},
+            "method": run.data.tags.get(contract.METHOD),
             **_provenance(run),
             **{col: run.data.params.get(p) for col, p in ABLATION_FIELDS.items()},
             **{f"param.{k}": v for k, v in run.data.params.items()},

@@ -520,6 +520,28 @@ def _variant_resources(spec: SweepSpec) -> tuple[dict[str, Resources], Problems]
     return out, probs
 
 
+def _variant_methods(spec: SweepSpec) -> tuple[dict[str, str], Problems]:
+    """Each variant's ``method:`` (the paper method it stands for in the analysis, e.g. ``method: lamo`` on
+    a variant ``lamo-smollm2``), as a method key of :data:`trainers.methods.METHODS`. Not part of any
+    trial's config hash: it names the trials, it does not change them. Problems are named
+    ``variants.<name>.method``."""
+    from trainers.methods import METHODS, method_key
+
+    out: dict[str, str] = {}
+    probs: Problems = []
+    for name, own in spec.variants.items():
+        if not isinstance(own, dict) or own.get("method") is None:
+            continue
+        key = method_key(own["method"])
+        if key not in METHODS:
+            probs.append((f"variants.{name}.method", f"{own['method']!r} is not a method of the paper's tables; "
+                          f"use one of {', '.join(m.key for m in METHODS.values())} (or leave it out: the "
+                          f"variant's name is then its method when it names one)"))
+        else:
+            out[name] = key
+    return out, probs
+
+
 class Sweep:
     """A validated sweep: the spec, its source file, and the expanded trial configs.
 
@@ -528,8 +550,11 @@ class Sweep:
     """
 
     def __init__(self, spec: SweepSpec, trials: list[TrialConfig], source: str, raw: dict,
-                 variant_resources: dict[str, Resources] | None = None):
+                 variant_resources: dict[str, Resources] | None = None,
+                 variant_methods: dict[str, str] | None = None):
         self.spec, self.trials, self.source, self.raw = spec, trials, source, raw
+        #: per-variant ``method:`` (:func:`_variant_methods`), tagged on each trial's run (``lamo.method``)
+        self.variant_methods: dict[str, str] = dict(variant_methods or {})
         #: per-variant resources (:func:`_variant_resources`); a variant missing here uses ``spec.resources``
         self.variant_resources: dict[str, Resources] = dict(variant_resources or {})
 
@@ -624,7 +649,8 @@ class Sweep:
             raise SweepError(source, _pydantic_problems(e, SweepSpec, "")) from None
         layers, probs = _variant_layers(spec, base_over)
         resources, res_probs = _variant_resources(spec)
-        probs += res_probs + _grid_problems(spec)
+        methods, method_probs = _variant_methods(spec)
+        probs += res_probs + method_probs + _grid_problems(spec)
         if probs:
             raise SweepError(source, probs)
         trials, probs = _expand(spec, layers)
@@ -637,7 +663,7 @@ class Sweep:
                 raise SweepError(source, [("grid", f"trials {hashes[h].slug()} and {t.slug()} are identical "
                                                    f"(config hash {h}); remove the duplicate axis value")])
             hashes[h] = t
-        return cls(spec, trials, source, raw, resources)
+        return cls(spec, trials, source, raw, resources, methods)
 
 
 Problems = list[tuple[str, str]]
@@ -664,6 +690,7 @@ def _variant_layers(spec: SweepSpec, overrides: dict) -> tuple[dict[str, tuple[s
     for name, own in spec.variants.items():
         own = dict(own)
         own.pop("resources", None)  # where the trials run, not what they compute: see _variant_resources
+        own.pop("method", None)  # what the analysis calls the variant, not what it computes: see _variant_methods
         preset = own.pop("preset", None)
         if preset is None:
             layers[name] = (None, own)

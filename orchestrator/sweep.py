@@ -181,7 +181,8 @@ def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     wait_s = float(ctx.get("tracking_wait_s", 900))
-    run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg, wait_s)
+    run = tracking.TrialRun.open(ctx["tracking_uri"], ctx["experiment_id"], ctx["parent_run_id"], cfg, wait_s,
+                                 method=ctx.get("method_by_trial", {}).get(config["trial"]))
     from trainers.train import run_trial
 
     from trainers.checkpoint import CHECKPOINT_DIR
@@ -488,6 +489,8 @@ def _run_tune(sweep: Sweep, todo: list[TrialConfig], uri: str, experiment_id: st
         "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_run_id,
         "storage": str(sweep.storage), "data_dir": str(data_dir), "cpu": sweep.spec.resources.cpu,
         "cpu_by_trial": {t.config_hash(): sweep.trial_resources(t).cpu for t in todo},
+        "method_by_trial": {t.config_hash(): sweep.variant_methods[t.variant] for t in todo
+                            if t.variant in sweep.variant_methods},
         "tracking_wait_s": sweep.spec.tracking.wait_s, "log_checkpoints": log_checkpoints,
     }
     trials = {t.config_hash(): t.model_dump(mode="json") for t in todo}

@@ -330,7 +330,7 @@ class TrialRun:
 
     @classmethod
     def open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig,
-             wait_s: float = 0.0) -> "TrialRun":
+             wait_s: float = 0.0, method: str | None = None) -> "TrialRun":
         """Reattach to the trial's child run, or create it: the run of experiment ``experiment_id`` whose
         ``config_hash`` tag is ``cfg.config_hash()`` and that did not finish (so a retried or resumed trial
         continues its own run: one FINISHED child per config hash), else a new child of ``parent_run_id``
@@ -339,12 +339,17 @@ class TrialRun:
         Args:
             uri: the tracking URI (absolute; Ray changes each trial's working directory).
             wait_s: retry for up to this many seconds while the tracking server is unreachable.
+            method: the paper method the trial's variant stands for (a sweep variant's ``method:``), set as
+                the tag :data:`trainers.contract.METHOD`; ``None`` sets none.
 
         Raises:
             the MLflow client's last transient error (:func:`is_transient`: connection refused, HTTP 5xx)
             when the server stayed unreachable for ``wait_s`` seconds; other errors at once.
         """
-        return retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg), wait_s)
+        run = retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg), wait_s)
+        if method:
+            retry(lambda: run.set_tags({C.METHOD: method}), wait_s)
+        return run
 
     @classmethod
     def _open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":

@@ -280,3 +280,27 @@ def test_cli_claims_command(store, tmp_path):
     assert atari["verdict"] == C.NOT_ENOUGH and atari["reps"] == 50 and "cannot give a verdict" in atari["note"]
     assert atari["estimate"] == 1.0  # the effect is still reported
     assert not (tmp_path / "table.md").exists()  # only the claims part
+
+
+@pytest.mark.parametrize("method", ["lamo", None])
+def test_a_variants_method_tag_puts_it_on_its_methods_side(tmp_path, new_sqlite_uri, method):
+    """A variant named otherwise (``lamo-smollm2``) is LaMo in the claims when its sweep said ``method:
+    lamo`` (``TrialRun.open(method=...)`` tags ``lamo.method``), and no method when it did not."""
+    uri = new_sqlite_uri(tmp_path)
+    exp_id = tracking.ensure_experiment(uri, "method-tag", tmp_path / "artifacts")
+    cfgs = [TrialConfig(task=H, sample_ratio=0.01, seed=s, variant=v, **get_preset(p))
+            for v, p in (("lamo-smollm2", "lamo"), ("dt", "dt")) for s in SEEDS]
+    parent = tracking.start_parent_run(uri, exp_id, "method-tag", None, cfgs, 0)
+    for cfg in cfgs:
+        run = tracking.TrialRun.open(uri, exp_id, parent, cfg, method=method if cfg.variant != "dt" else None)
+        run.set_tags({contract.DATA_SUBSET_HASH: f"{cfg.seed:016d}"})
+        run.log_metrics(10, {contract.eval_key(TARGET, "normalised_score"):
+                             (60 if cfg.variant != "dt" else 30) + OFFSET[cfg.seed]})
+        run.finish("FINISHED")
+    sel = select_scores(load_trial_runs(uri, "method-tag"))
+    assert set(sel.loc[sel["variant"] == "lamo-smollm2", "method"].fillna("none")) == {method or "none"}
+    r = row(C.check_claims(sel, BOOT), "lamo_vs_dt", "Dense")
+    if method:
+        assert (r["runs_a"], r["runs_b"], r["verdict"]) == (7, 7, C.SUPPORTED)
+    else:
+        assert (r["runs_a"], r["verdict"]) == (0, C.NOT_ENOUGH)

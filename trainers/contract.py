@@ -65,6 +65,10 @@ CHANGES = "lamo.changes"
 LAST_PARENT_RUN = "lamo.last_parent_run_id"
 #: Attempt number of a child run (1 for a new run, +1 each time a retry or a resumed sweep reopens it).
 ATTEMPT = "lamo.attempt"
+#: The paper method a trial stands for when its variant's name is not one (a sweep variant's ``method:``, e.g.
+#: ``lamo`` for a variant ``lamo-smollm2``; a key of :data:`trainers.methods.METHODS`). The analysis groups
+#: trials by it (claims' sides); absent, the variant name's method key is used.
+METHOD = "lamo.method"
 #: Where the trial's final checkpoint directory is (``file://`` URI on the machine that trained it).
 CHECKPOINT_LOCATION = "lamo.checkpoint_uri"
 #: MLflow's run-description tag (the UI's "Description"); the parent run's holds the sweep's ``description``.
