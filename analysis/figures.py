@@ -86,7 +86,7 @@ def plot_score_vs_ratio(
     colours = _colours(table[column].unique())
     ncols = min(3, max(1, len(tasks)))
     nrows = max(1, math.ceil(len(tasks) / ncols))
-    fig = _figure(4.4 * ncols, 3.4 * nrows + 0.4)
+    fig = _figure(max(4.4 * ncols, 6.4), 3.4 * nrows + 0.4)  # at least wide enough for the title
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks):
         t = table[table["task"] == task]
@@ -194,7 +194,7 @@ def plot_learning_curves(
     colours = _colours(stats[column].unique())
     nc = min(4, max(1, len(panels)))
     nr = max(1, math.ceil(len(panels) / nc))
-    fig = _figure(3.6 * nc, 2.6 * nr + 0.9)
+    fig = _figure(max(3.6 * nc, 7.0), 2.6 * nr + 0.9)  # at least wide enough for the title and the legend
     axes = fig.subplots(nr, nc, squeeze=False).ravel()
     handles = {}
     for k, (ax, (task, ratio)) in enumerate(zip(axes, panels)):
