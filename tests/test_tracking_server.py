@@ -208,7 +208,7 @@ def test_basic_auth_server_refuses_anonymous_and_logs_for_the_admin(tmp_path, mo
     workers get, tests/test_multinode.py) logs a trial run through the project's writer."""
     pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed in the venv")
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra), "
-                        "which this venv and requirements.lock do not have; install mlflow[auth] to run this test")
+                        "which this venv lacks (requirements.lock and lamo-sweep[server] have it)")
     import requests
 
     # the PostgreSQL cluster runs as `postgres` when we are root: a traversable directory (see conftest)
