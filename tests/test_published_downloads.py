@@ -132,6 +132,11 @@ def test_prepare_only_fetches_what_it_can_then_lists_every_gap(tmp_path, monkeyp
     assert sorted(srv.requests) == sorted(files)
     ds = load_dqn_replay(replay_dir, "breakout", 4)
     assert ds.frames.shape == (120, 84, 84) and int(ds.terminals.sum()) == 3
+    # the checkpoint's value of the trials' dataset_sha256 tag: the hash of its four files' hashes
+    from trainers.downloads import dataset_file_sha256
+
+    lines = sorted(f"{p.name} {hashlib.sha256(arrays[k]).hexdigest()}\n" for k, p in dqn_replay_files(replay_dir).items())
+    assert dataset_file_sha256(replay_dir) == hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def test_lamo_trial_fetch_sweep_downloads_and_names_what_fails(d4rl_server, tmp_path, monkeypatch):

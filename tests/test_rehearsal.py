@@ -68,8 +68,10 @@ def test_rehearsal_sample_runs_every_domain_kind_on_real_formats(tmp_path):
         manifest = json.loads(cached.with_name(cached.name + ".fetched.json").read_text())
         assert manifest["sha256"] == _sha256(served) and manifest["url"].startswith("http://127.0.0.1:")
     replay = data / "dqn_replay" / "Breakout" / "1" / "replay_logs"
-    for f in (files / "dqn" / "Breakout" / "1" / "replay_logs").iterdir():
-        assert _sha256(replay / f.name) == _sha256(f)
+    served = sorted((files / "dqn" / "Breakout" / "1" / "replay_logs").iterdir())
+    assert len(served) == 4 and all(_sha256(replay / f.name) == _sha256(f) for f in served)
+    lines = "".join(f"{f.name} {_sha256(f)}\n" for f in served)  # the checkpoint's four files, by name
+    assert runs["atari"].data.tags["dataset_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
 
     # GPT-2 at its real size, downloaded into the (fresh) Hugging Face cache and loaded by the trial
     info = gpt2_info(out / "standins" / "hub" / "models" / "gpt2")
