@@ -173,6 +173,7 @@ def rehearse(out: Path, picks: list[tuple[str, list[str] | None, list[str] | Non
     "commands"}}, "standins": ..., "total_seconds", "steps", "in_process"}``.
     """
     from benchmarks.standins import StandIns, gpt2_info
+
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = out / "runs"
@@ -185,14 +186,15 @@ def rehearse(out: Path, picks: list[tuple[str, list[str] | None, list[str] | Non
 
     published = sorted({t for g in groups for t in g.tasks})
     t0 = time.perf_counter()
-    standins = StandIns(standins_dir or out / "standins", published)
-    build_s = time.perf_counter() - t0
+    standins = StandIns(standins_dir or out / "standins")
     env = standins.env(out / "hf_home")
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     if in_process and "huggingface_hub" in sys.modules:
         raise RuntimeError("huggingface_hub was imported before HF_ENDPOINT / HF_HOME pointed at the stand-ins "
                            "(it reads them at import); run the in-process rehearsal in a fresh interpreter")
+    os.environ.update(env)
+    standins.build(published)
+    build_s = time.perf_counter() - t0
     summary: dict = {"sweeps": {}, "steps": steps, "in_process": in_process, "standins": {
         "root": str(standins.root), "build_s": round(build_s, 1), "published_tasks": published,
         "gpt2": {k: v for k, v in gpt2_info(standins.gpt2_repo).items() if k != "digests"}}}

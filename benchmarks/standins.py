@@ -338,8 +338,8 @@ def write_gpt2(repo: Path, seed: int = 0, vocab_size_bpe: int = 2000) -> dict:
     (``config.json``, ``generation_config.json``, ``model.safetensors``, tokenizer files).
 
     Returns:
-        ``{"n_params", "digests": {parameter name: tensor_digest}, "config": {n_layer, n_embd, n_head,
-        vocab_size, n_positions}}`` (also written to ``repo/../<name>.standin.json``).
+        ``{"n_params", "safetensors_sha256", "digests": {parameter name: tensor_digest}, "config": {n_layer,
+        n_embd, n_head, vocab_size, n_positions}}`` (also written to ``repo/../<name>.standin.json``).
     """
     import torch
     from tokenizers import ByteLevelBPETokenizer
@@ -357,7 +357,11 @@ def write_gpt2(repo: Path, seed: int = 0, vocab_size_bpe: int = 2000) -> dict:
     GPT2TokenizerFast.from_pretrained(str(repo), eos_token="<|endoftext|>", bos_token="<|endoftext|>",
                                       unk_token="<|endoftext|>", model_max_length=1024).save_pretrained(repo)
     c = model.config
-    info = {"n_params": sum(p.numel() for p in model.parameters()),
+    sha = hashlib.sha256()
+    with open(repo / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    info = {"n_params": sum(p.numel() for p in model.parameters()), "safetensors_sha256": sha.hexdigest(),
             "digests": {n: tensor_digest(p) for n, p in model.named_parameters()},
             "config": {k: getattr(c, k) for k in ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions")}}
     (repo.parent / f"{repo.name}.standin.json").write_text(json.dumps(info))
@@ -371,41 +375,46 @@ def gpt2_info(repo: Path) -> dict:
 
 # --- everything a rehearsal needs, served ----------------------------------------------------------------------
 class StandIns:
-    """Writes the stand-in inputs of ``tasks`` under ``root`` (kept and reused when present) and serves them:
-    D4RL files and DQN Replay checkpoints from a :class:`FileServer`, GPT-2 (``gpt2``) and WikiText
-    (``Salesforce/wikitext``) from a :class:`StandInHub`. :meth:`env` gives the environment variables that
-    point the project at them through its documented resolution order (and at an empty offline mirror and
-    a fresh Hugging Face cache, so nothing local is used instead). ``close()`` stops the servers.
+    """Stand-ins of the canonical sources, served on loopback: D4RL files and DQN Replay checkpoints from a
+    :class:`FileServer`, GPT-2 (``gpt2``) and WikiText (``Salesforce/wikitext``) from a :class:`StandInHub`.
+    The servers start first (empty) so that :meth:`env` is known before anything imports
+    ``huggingface_hub`` (which reads ``HF_ENDPOINT`` / ``HF_HOME`` at import); :meth:`build` then writes the
+    files (kept and reused when present under ``root``). :meth:`env` points the project at them through its
+    documented resolution order, and at an empty offline mirror and a fresh Hugging Face cache so nothing
+    local is used instead. ``close()`` stops the servers.
 
     Args:
         root: directory for the served files (``root/files``, ``root/hub``) and the empty mirror.
-        tasks: registered task names whose published (``d4rl``) data is needed.
-        gpt2: serve GPT-2 (costs ~500 MB on disk and ~10 s to build once).
     """
 
-    def __init__(self, root: Path, tasks: list[str], gpt2: bool = True):
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.hub_root = self.root / "hub"
+        self.gpt2_repo = self.hub_root / "models" / "gpt2"
+        self.files = FileServer({})
+        self.hub = StandInHub(self.hub_root)
+        (self.root / "empty-mirror").mkdir(parents=True, exist_ok=True)
+
+    def build(self, tasks: list[str], gpt2: bool = True) -> None:
+        """Write (or reuse) and serve the published data of ``tasks`` (registered task names read with
+        ``data.source: d4rl``), WikiText, and with ``gpt2`` GPT-2 small (~500 MB, ~10 s to build once)."""
         from trainers.config import TrialConfig
+        from trainers.domains.base import get_domain
         from trainers.downloads import D4RL_BASE_URL, DQN_REPLAY_BASE_URL, WIKITEXT_REPO
         from trainers.tasks import get_task
 
-        self.root = Path(root).resolve()
-        files: dict[str, bytes] = {}
         store = self.root / "files"
         for name in sorted(set(tasks)):
             task = get_task(name)
             cfg = TrialConfig.model_validate({"task": name, "data": {"source": "d4rl"}, "variant": "dt",
                                               "model": {"lm": None, "init": "random"}, "language": {"weight": 0}})
-            from trainers.domains.base import get_domain
-
-            dom = get_domain(task.domain)
-            for url, target in dom.dataset_downloads(cfg, Path("/x") / "replay_logs"):
+            for url, target in get_domain(task.domain).dataset_downloads(cfg, Path("/x") / "replay_logs"):
                 if url.startswith(DQN_REPLAY_BASE_URL):
                     rel, key = "dqn/" + url[len(DQN_REPLAY_BASE_URL):], target.name.split("_")[1]
                     f = store / rel
                     if not f.is_file():
                         f.parent.mkdir(parents=True, exist_ok=True)
-                        game_seed = sum(map(ord, name))
-                        f.write_bytes(dqn_replay_checkpoint(n_actions=task.act_dim, seed=game_seed)[key])
+                        f.write_bytes(dqn_replay_checkpoint(n_actions=task.act_dim, seed=sum(map(ord, name)))[key])
                 else:
                     rel = "d4rl/" + url[len(D4RL_BASE_URL):]
                     f = store / rel
@@ -414,24 +423,11 @@ class StandIns:
                             write_d4rl_kitchen(f, seed=len(name))
                         else:
                             write_d4rl_mujoco(f, task.obs_dim, task.act_dim, seed=len(name))
-                files["/" + rel] = f.read_bytes()
-        self.files = FileServer(files)
-        hub_root = self.root / "hub"
-        if not (hub_root / "datasets" / WIKITEXT_REPO).is_dir():
-            write_wikitext_parquet(hub_root / "datasets" / WIKITEXT_REPO)
-        self.gpt2_repo = hub_root / "models" / "gpt2"
+                self.files.files["/" + rel] = f.read_bytes()
+        if not (self.hub_root / "datasets" / WIKITEXT_REPO).is_dir():
+            write_wikitext_parquet(self.hub_root / "datasets" / WIKITEXT_REPO)
         if gpt2 and not (self.gpt2_repo.parent / "gpt2.standin.json").is_file():
-            # in a child process: this one should not import huggingface_hub before HF_ENDPOINT / HF_HOME point
-            # at the stand-ins (the library reads them at import)
-            import subprocess
-            import sys
-
-            subprocess.run([sys.executable, "-c", "import sys; from benchmarks.standins import write_gpt2; "
-                            "write_gpt2(__import__('pathlib').Path(sys.argv[1]))", str(self.gpt2_repo)],
-                           check=True, env={**__import__("os").environ,
-                                            "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-        self.hub = StandInHub(hub_root)
-        (self.root / "empty-mirror").mkdir(exist_ok=True)
+            write_gpt2(self.gpt2_repo)
 
     def env(self, hf_home: Path) -> dict[str, str]:
         """Environment variables for a run against the stand-ins: ``LAMO_D4RL_BASE_URL``,
