@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
 PAPER_SWEEPS = ("paper_mujoco", "kitchen", "paper_sparse", "atari", "ablations", "low_data")
 #: The shrunk sizes (module docstring).
 SHRINK = {"train.batch_size": 4, "eval.episodes": 1, "eval.max_episode_steps": 5, "language.block_size": 64}
+#: Wiki-RL's k-means iterations in the rehearsal (its recipe: 100, trainers/config.py AlignmentConfig).
 KMEANS_ITERS = 2
 
 
@@ -66,6 +67,7 @@ class Group:
     seconds: float = 0.0
 
     def command(self, python: str = ".venv/bin/lamo-sweep") -> str:
+        """The invocation as a shell command line (values with brackets quoted)."""
         return " ".join([python, f"sweeps/{self.sweep}.yaml", *(f"'{a}'" if "{" in a or "[" in a else a
                                                                  for a in self.args)])
 
@@ -86,7 +88,7 @@ def sample_groups(sweep: str, steps: int = 2, variants: list[str] | None = None,
     Raises:
         orchestrator.schema.SweepError: the overrides do not fit the file (e.g. an unknown variant).
     """
-    from orchestrator.schema import Sweep
+    from orchestrator.schema import Sweep, parse_overrides, set_dotted
     from trainers.lm.runtime import project_lm_names
     from trainers.tasks import get_task
 
@@ -126,12 +128,11 @@ def sample_groups(sweep: str, steps: int = 2, variants: list[str] | None = None,
         args = ["--steps", str(steps), *_sets(pick), *_sets(shrink), "--max-concurrent", "2"]
         if storage is not None:
             args += ["--storage", str(storage)]
-        from orchestrator.schema import parse_overrides, set_dotted
-
         over = parse_overrides([a for i, a in enumerate(args) if i and args[i - 1] == "--set"])
         set_dotted(over, "train.steps", steps)
         trials = Sweep.load(path, over).trials
-        out.append(Group(sweep, domain, args, [c.slug() for c in trials], sorted({c.task for c in trials if c.data_source == "d4rl"})))
+        published = sorted({c.task for c in trials if c.data_source == "d4rl"})
+        out.append(Group(sweep, domain, args, [c.slug() for c in trials], published))
     return out
 
 

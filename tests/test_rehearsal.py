@@ -31,6 +31,33 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
+def test_sample_rule_one_trial_per_variant_and_domain_of_every_paper_sweep():
+    """The rehearsal's sample (no compute): per paper sweep file, one invocation per domain of its grid with one
+    trial per variant, all valid ``--set`` flags on the unchanged file, every trial shrunk, on CPU, and no
+    project LM left (the stand-in GPT-2 instead)."""
+    from benchmarks.rehearse_paper_sweeps import PAPER_SWEEPS, sample_groups
+    from orchestrator.schema import Sweep, parse_overrides, set_dotted
+    from trainers.tasks import get_task
+
+    counts = {}
+    for name in PAPER_SWEEPS:
+        full = Sweep.load(REPO / "sweeps" / f"{name}.yaml")
+        groups = sample_groups(name, steps=3)
+        assert [g.domain for g in groups] == list(dict.fromkeys(get_task(t).domain for t in full.spec.grid.task))
+        counts[name] = sum(len(g.trials) for g in groups)
+        for g in groups:
+            over = parse_overrides([a for i, a in enumerate(g.args) if i and g.args[i - 1] == "--set"])
+            set_dotted(over, "train.steps", 3)
+            sw = Sweep.load(REPO / "sweeps" / f"{name}.yaml", over)
+            assert sorted(t.variant for t in sw.trials) == sorted(full.spec.variants)
+            assert len({t.task for t in sw.trials}) == 1 and {t.seed for t in sw.trials} == {full.spec.grid.seed[0]}
+            for t in sw.trials:
+                assert (t.train.steps, t.train.batch_size, t.eval.episodes, t.eval.max_episode_steps) == (3, 4, 1, 5)
+                assert t.model.lm in (None, "gpt2"), t.model.lm
+                assert sw.trial_resources(t).ray_resources().get("gpu", 0) == 0
+    assert counts == {"paper_mujoco": 7, "kitchen": 2, "paper_sparse": 14, "atari": 4, "ablations": 6, "low_data": 2}
+
+
 @pytest.mark.slow(reason="builds GPT-2 small (500 MB), starts Ray and runs 3 one-trial sweeps (~45 s on 2 cores)")
 def test_rehearsal_sample_runs_every_domain_kind_on_real_formats(tmp_path):
     import torch
