@@ -2,7 +2,8 @@
 project cache -> offline mirror -> download from the canonical source), the verified atomic download
 (:mod:`trainers.downloads`) and the message without internet and without a mirror.
 
-There is no internet here, so **a local HTTP server stands in for the Hugging Face hub**: it serves the
+There is no internet here, so **a local HTTP server stands in for the Hugging Face hub**
+(:class:`benchmarks.standins.StandInHub`, shared with the rehearsal of the paper sweeps): it serves the
 same URL layout (``/api/<type>s/<repo>/paths-info/<rev>``, ``/<datasets/><repo>/resolve/<rev>/<path>``)
 and the same metadata (size, LFS sha256, git blob id) for small synthetic files written by the tests
 (synthetic WikiText-style parquet files, an untrained SB3 SAC agent). ``HF_ENDPOINT`` points the real
@@ -11,155 +12,23 @@ and the same metadata (size, LFS sha256, git blob id) for small synthetic files 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from benchmarks.standins import StandInHub, wiki_article, write_mirror_text, write_wikitext_parquet
 from tests.conftest import free_port
 from trainers.config import TrialConfig
 from trainers.downloads import DownloadError, WIKITEXT_FILES, WIKITEXT_REPO, fetch_hub_files, wikitext_files
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MIRROR = __import__("trainers.paths").paths.shared_mirror()  # before any test changes LAMO_SHARED_DIR
-LFS_SUFFIXES = (".parquet", ".zip", ".pkl")
-
-
-class StandInHub:
-    """A local stand-in for the Hugging Face hub: files under ``root/<repo_type>s/<repo_id>/<path>``.
-
-    ``published`` overrides what the metadata API claims for a repo path (to simulate a corrupted
-    transfer: the bytes served then differ from what the hub publishes). ``requests`` logs every path.
-    """
-
-    def __init__(self, root: Path):
-        self.root, self.published, self.requests = root, {}, []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):  # quiet
-                pass
-
-            def _file(self):
-                m = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", urllib.parse.urlparse(self.path).path)
-                if not m:
-                    return None
-                kind = "datasets" if m[1] else "models"
-                return hub.root / kind / m[2] / urllib.parse.unquote(m[4])
-
-            def _send_file(self, body: bool):
-                hub.requests.append(self.path)
-                f = self._file()
-                if f is None:
-                    self.send_response(200 if self.path == "/" else 404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if not f.is_file():
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = f.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-Repo-Commit", "0" * 40)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-            def do_HEAD(self):
-                self._send_file(False)
-
-            def do_GET(self):
-                path = urllib.parse.urlparse(self.path).path
-                m = re.match(r"^/api/(datasets|models)/([^/]+/[^/]+)/(revision|tree)/([^/]+)$", path)
-                if not m:
-                    return self._send_file(True)
-                hub.requests.append(self.path)
-                repo = hub.root / m[1] / m[2]
-                files = sorted(str(f.relative_to(repo)) for f in repo.rglob("*") if f.is_file())
-                if m[3] == "revision":  # repo info: the commit and the file names
-                    out = {"id": m[2], "sha": "0" * 40, "siblings": [{"rfilename": f} for f in files]}
-                else:  # the whole tree (recursive), one page
-                    out = [hub.entry(repo, f) for f in files]
-                self._json(out)
-
-            def _json(self, out):
-                body = json.dumps(out).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                hub.requests.append(self.path)
-                m = re.match(r"^/api/(datasets|models)/([^/]+/[^/]+)/paths-info/([^/]+)$", self.path)
-                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
-                repo = hub.root / m[1] / m[2]
-                self._json([hub.entry(repo, p) for p in form.get("paths", []) if (repo / p).is_file()])
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def entry(self, repo: Path, p: str) -> dict:
-        """The hub's metadata of one file: size, git blob id, and LFS sha256 / size for large-file types
-        (as ``paths-info`` and ``tree`` return them), with :attr:`published` overrides applied."""
-        data = (repo / p).read_bytes()
-        blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
-        entry = {"type": "file", "path": p, "size": len(data), "oid": blob}
-        if p.endswith(LFS_SUFFIXES):
-            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
-        for k, v in self.published.get(p, {}).items():
-            entry.setdefault("lfs", {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130})
-            if k == "sha256":
-                entry["lfs"]["oid"] = v
-            elif k == "size":
-                entry["size"] = entry["lfs"]["size"] = v
-        return entry
-
-
-def _article(title: str, n: int) -> list[str]:
-    lines = ["", f" = {title} = \n", ""]
-    lines += [f" {title} sentence {i} is about robots , language and reward . \n" for i in range(n)]
-    return lines
-
-
-def write_wikitext_parquet(root: Path) -> None:
-    """Synthetic text in the hub layout (``wikitext-103-raw-v1/*.parquet``, column ``text``, one row per
-    line with its ``\\n``, as the hub's parquet conversion of WikiText)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    for split, files in WIKITEXT_FILES.items():
-        for k, rel in enumerate(files):
-            rows = [x for a in range(25) for x in _article(f"{split} {k} article {a}", 8)]
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table({"text": rows}), root / rel)
-
-
-def write_mirror_text(text_root: Path) -> None:
-    """Synthetic text in the mirror layout (``wikitext-103/wiki.{valid,test}.tokens``)."""
-    d = text_root / "wikitext-103"
-    d.mkdir(parents=True, exist_ok=True)
-    for name in ("valid", "test"):
-        (d / f"wiki.{name}.tokens").write_text("".join(x for a in range(25) for x in _article(f"{name} {a}", 8)))
 
 
 @pytest.fixture
@@ -240,7 +109,7 @@ def _tiny_lm(out: Path) -> Path:
 
     out.mkdir(parents=True)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([x for a in range(5) for x in _article(f"t {a}", 5)], vocab_size=300,
+    bpe.train_from_iterator([x for a in range(5) for x in wiki_article(f"t {a}", 5)], vocab_size=300,
                             special_tokens=["<|endoftext|>"], show_progress=False)
     bpe.save_model(str(out))
     GPT2TokenizerFast.from_pretrained(str(out), eos_token="<|endoftext|>").save_pretrained(out)

@@ -2,8 +2,8 @@
 downloaded by ``prepare`` (verified, atomic, with a manifest whose sha256 is logged with each trial), and
 ``--prepare-only`` fetches what it can before listing every input it cannot get.
 
-A local HTTP server stands in for D4RL's file server and the DQN Replay bucket (this machine has no
-internet), reached through the mirror variables ``LAMO_D4RL_BASE_URL`` / ``LAMO_DQN_REPLAY_BASE_URL``;
+A local HTTP server (:class:`benchmarks.standins.FileServer`) stands in for D4RL's file server and the DQN
+Replay bucket (this machine has no internet), reached through the mirror variables ``LAMO_D4RL_BASE_URL`` / ``LAMO_DQN_REPLAY_BASE_URL``;
 the files it serves are written in the real formats by the real writers (D4RL layout with
 :func:`trainers.data.d4rl_hdf5.write_d4rl_hdf5`; Dopamine's gzip-compressed ``.npy`` per array)."""
 
@@ -12,51 +12,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.standins import FileServer
 from tests.conftest import free_port
 from trainers.config import TrialConfig
-
-
-class FileServer:
-    """Serves ``files`` (URL path -> bytes) on loopback; ``short`` paths announce more bytes than they send."""
-
-    def __init__(self, files: dict[str, bytes], short: tuple[str, ...] = ()):
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_HEAD(self):
-                self.send_response(200 if self.path == "/" or self.path in files else 404)
-                self.end_headers()
-
-            def do_GET(self):
-                outer.requests.append(self.path)
-                if self.path not in files:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = files[self.path]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body) + (100 if self.path in short else 0)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _d4rl_bytes(tmp: Path, obs_dim: int, act_dim: int, n: int = 300) -> bytes:
@@ -169,6 +132,11 @@ def test_prepare_only_fetches_what_it_can_then_lists_every_gap(tmp_path, monkeyp
     assert sorted(srv.requests) == sorted(files)
     ds = load_dqn_replay(replay_dir, "breakout", 4)
     assert ds.frames.shape == (120, 84, 84) and int(ds.terminals.sum()) == 3
+    # the checkpoint's value of the trials' dataset_sha256 tag: the hash of its four files' hashes
+    from trainers.downloads import dataset_file_sha256
+
+    lines = sorted(f"{p.name} {hashlib.sha256(arrays[k]).hexdigest()}\n" for k, p in dqn_replay_files(replay_dir).items())
+    assert dataset_file_sha256(replay_dir) == hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def test_lamo_trial_fetch_sweep_downloads_and_names_what_fails(d4rl_server, tmp_path, monkeypatch):

@@ -449,9 +449,17 @@ def fetch_url(url: str, target: str | os.PathLike, *, size: int | None = None, s
 
 def dataset_file_sha256(path: str | os.PathLike | None) -> str | None:
     """The sha256 recorded when ``path`` was downloaded (:func:`fetch_url`'s manifest), or ``None`` for a
-    file this project did not download (collected, or placed by the user)."""
+    file this project did not download (collected, or placed by the user).
+
+    A directory of downloaded files (Atari's DQN Replay ``replay_logs``): the sha256 of the lines
+    ``"<file name> <sha256>\n"`` of its files that have a manifest, sorted by name (``None`` when none has),
+    so two runs on the same downloaded checkpoint files carry the same value."""
     if path is None:
         return None
+    if Path(path).is_dir():
+        lines = sorted(f"{m.name[:-len('.fetched.json')]} {h}\n" for m in Path(path).glob("*.fetched.json")
+                       if (h := dataset_file_sha256(m.with_name(m.name[:-len(".fetched.json")]))))
+        return hashlib.sha256("".join(lines).encode()).hexdigest() if lines else None
     manifest = Path(path).with_name(Path(path).name + ".fetched.json")
     try:
         return json.loads(manifest.read_text()).get("sha256")
