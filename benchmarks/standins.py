@@ -54,6 +54,19 @@ GPT2_SMALL_PARAMS = 124_439_808
 
 
 # --- servers -----------------------------------------------------------------------------------------------
+def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``handler`` on a free loopback port, serving in a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _stop(server: ThreadingHTTPServer) -> None:
+    """Stop a server started by :func:`_serve` and close its socket."""
+    server.shutdown()
+    server.server_close()
+
+
 class FileServer:
     """Serves ``files`` (URL path -> bytes) on loopback at :attr:`url`; ``short`` paths announce 100 bytes
     more than they send (a truncated transfer). ``requests`` logs every GET path. ``close()`` stops it."""
@@ -82,13 +95,11 @@ class FileServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        _stop(self.server)
 
 
 class StandInHub:
@@ -168,13 +179,11 @@ class StandInHub:
                 repo = hub.root / m[1] / m[2]
                 self._json([hub.entry(repo, p) for p in form.get("paths", []) if (repo / p).is_file()])
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = _serve(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        _stop(self.server)
 
     def hashes(self, f: Path) -> tuple[str, str]:
         """``(git blob sha1, sha256)`` of file ``f`` (remembered per path, size and mtime: a 500 MB weight
