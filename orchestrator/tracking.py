@@ -346,13 +346,11 @@ class TrialRun:
             the MLflow client's last transient error (:func:`is_transient`: connection refused, HTTP 5xx)
             when the server stayed unreachable for ``wait_s`` seconds; other errors at once.
         """
-        run = retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg), wait_s)
-        if method:
-            retry(lambda: run.set_tags({C.METHOD: method}), wait_s)
-        return run
+        return retry(lambda: cls._open(uri, experiment_id, parent_run_id, cfg, method), wait_s)
 
     @classmethod
-    def _open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig) -> "TrialRun":
+    def _open(cls, uri: str, experiment_id: str, parent_run_id: str, cfg: TrialConfig,
+              method: str | None = None) -> "TrialRun":
         c = client(uri)
         h = cfg.config_hash()
         existing = c.search_runs([experiment_id], f"tags.{C.CONFIG_HASH} = '{h}' and tags.`{C.ROLE}` = '{C.ROLE_TRIAL}' "
@@ -366,13 +364,14 @@ class TrialRun:
                 attempt = 2
             c.update_run(rid, status="RUNNING")
             run = cls(uri, rid, attempt, _attempt_record(parent_run_id))
-            run.set_tags({C.LAST_PARENT_RUN: parent_run_id, **run.attempt_tags()})
+            run.set_tags({C.LAST_PARENT_RUN: parent_run_id, **run.attempt_tags(),
+                          **({C.METHOD: method} if method else {})})
             return run
         record = _attempt_record(parent_run_id)
         tags = {C.ROLE: C.ROLE_TRIAL, C.PARENT_RUN: parent_run_id,
                 C.ATTEMPT: "1", C.attempt_tag(1): json.dumps(record),
                 **C.axis_tags(cfg.task, cfg.sample_ratio, cfg.seed, cfg.variant),
-                C.CONFIG_HASH: h, C.GIT_COMMIT: git_commit(),
+                C.CONFIG_HASH: h, C.GIT_COMMIT: git_commit(), **({C.METHOD: method} if method else {}),
                 **{f"{C.VERSION_PREFIX}{k}": v for k, v in package_versions().items()}}
         run = c.create_run(experiment_id, run_name=cfg.slug(), tags=tags)
         from mlflow.entities import Param
