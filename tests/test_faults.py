@@ -71,6 +71,9 @@ def alive(p: psutil.Process) -> bool:
         return False
 
 
+# Alone (`make test` runs `serial` tests after the parallel part): any other local sweep on the machine would
+# reap the killed driver's orphaned Ray agents itself (orchestrator/ray_local.py), before this test's rerun.
+@pytest.mark.serial(reason="checks that the rerun reaps the Ray agents the killed driver left on the machine")
 def test_driver_sigkill_then_rerun_finishes_exactly_once(tmp_path, make_sweep, wait_for, checkpoint_step,
                                                          check_runs):
     sweep_file = make_sweep(tmp_path, "driverkill")

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
@@ -115,6 +114,19 @@ print(json.dumps([ray.cluster_resources(), avail]))
 """
 
 
+# Waits (up to 60 s) until the cluster has sys.argv[2] alive nodes; exits non-zero if it does not.
+_NODES = """
+import sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+deadline = time.time() + 60
+while len([n for n in ray.nodes() if n["Alive"]]) < int(sys.argv[2]):
+    if time.time() > deadline:
+        sys.exit(f"only {len([n for n in ray.nodes() if n['Alive']])} node(s) joined in 60 s")
+    time.sleep(0.5)
+"""
+
+
 def test_fractional_gpu_packs_four_trials(head, tmp_path, make_sweep, wait_for):
     """Four trials of ``gpu: 0.25`` run at once on one (fake) GPU. Observed directly, not from timestamps:
     each trial process is paused (SIGSTOP) as soon as it has started, so none can finish and free its share;
@@ -171,14 +183,10 @@ def test_worker_node_killed_mid_sweep(head, ray_temp_dir, tmp_path, make_sweep, 
                                "--block", "--disable-usage-stats", f"--temp-dir={ray_temp_dir}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        import ray
-
-        deadline = time.time() + 60
-        ray.init(address=head, log_to_driver=False)
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert time.time() < deadline, "worker node did not join"
-            time.sleep(0.5)
-        ray.shutdown()
+        # asked from a process of its own, as in the packing test: a process that imported Ray before this
+        # test's token was set (another test's, under pytest-xdist) keeps the token mode it first read
+        r = subprocess.run([sys.executable, "-c", _NODES, head, "2"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
         proc = sweep_cli(sweep_file, head)
         wds = [trial_workdir(tmp_path / "runs", t) for t in sweep.trials]
         node = psutil.Process(worker.pid)
