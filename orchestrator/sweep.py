@@ -8,7 +8,8 @@ problem before any compute:
 3. check inputs: every input can be had here (D4RL files and hub LMs offline cannot:
    :func:`trainers.inputs.require_available`, through :func:`_inputs`), before the store is touched;
 4. plan: open the experiment, skip trials whose config hash already has a FINISHED child run, note what
-   changed since the last invocation (:func:`orchestrator.tracking.plan_sweep`);
+   changed since the last invocation (:func:`orchestrator.tracking.plan_sweep`: it reads the plan,
+   :meth:`orchestrator.tracking.SweepPlan.read`, and says what it skips and what changed);
 5. fan out (:func:`_fan_out`): the inputs of the trials to run, with :func:`trainers.inputs.ensure_inputs`
    (the sequence every entry point shares): ``prepare`` what is absent (collect datasets, pre-train
    project LMs, downloads; once, in the driver), then validate every distinct input once (each dataset

@@ -185,33 +185,48 @@ def start_parent_run(uri: str, experiment_id: str, sweep_name: str, sweep_file: 
 
 @dataclass
 class SweepPlan:
-    """What this invocation of a sweep runs, from what its experiment already holds (:func:`plan_sweep`)."""
+    """What this invocation of a sweep runs, from what its experiment already holds (:meth:`read`,
+    :func:`plan_sweep`)."""
 
     experiment_id: str
     todo: list[TrialConfig]  # trials without a FINISHED run, in the sweep's order
     skipped: list[str] = field(default_factory=list)  # slugs of the trials already FINISHED
     changes: dict = field(default_factory=dict)  # previous_parent_run_id, added (slugs), removed (count)
 
+    @classmethod
+    def read(cls, uri: str, sweep: "Sweep") -> "SweepPlan":
+        """Open the sweep's experiment (created with its artifacts under ``<storage>/mlartifacts`` when new,
+        :func:`ensure_experiment`) and compare the sweep's trials with what it holds: a trial whose config
+        hash has a FINISHED run is skipped (:func:`finished_hashes`); the trials added or changed since the
+        sweep's latest invocation, and the number no longer in it, go to :attr:`changes`
+        (:func:`previous_trial_hashes`). Logs nothing (:func:`plan_sweep` tells).
+
+        Raises:
+            the MLflow client's errors (the store was found reachable before, :func:`open_store`).
+        """
+        exp_id = ensure_experiment(uri, sweep.experiment, sweep.storage / "mlartifacts")
+        done = finished_hashes(uri, exp_id)
+        prev_id, prev = previous_trial_hashes(uri, exp_id, sweep.spec.name)  # (None, []): no earlier one
+        trials = list(zip(sweep.trials, [t.config_hash() for t in sweep.trials]))
+        changes = {"previous_parent_run_id": prev_id,
+                   "added": [t.slug() for t, h in trials if prev and h not in set(prev)],
+                   "removed": len(set(prev) - {h for _, h in trials})}
+        return cls(exp_id, [t for t, h in trials if h not in done], [t.slug() for t, h in trials if h in done],
+                   changes)
+
 
 def plan_sweep(uri: str, sweep: "Sweep", log=print) -> SweepPlan:
-    """Open the sweep's experiment (created with its artifacts under ``<storage>/mlartifacts`` when new,
-    :func:`ensure_experiment`) and plan this invocation: trials whose config hash has a FINISHED run are
-    skipped (:func:`finished_hashes`); trials added or changed since the sweep's latest invocation, and the
-    number no longer in it, are logged and kept for the parent run (:func:`previous_trial_hashes`)."""
-    exp_id = ensure_experiment(uri, sweep.experiment, sweep.storage / "mlartifacts")
-    done = finished_hashes(uri, exp_id)
-    hashes = [t.config_hash() for t in sweep.trials]
-    plan = SweepPlan(exp_id, [t for t, h in zip(sweep.trials, hashes) if h not in done],
-                     [t.slug() for t, h in zip(sweep.trials, hashes) if h in done])
+    """Plan this invocation (:meth:`SweepPlan.read`: the experiment opened, FINISHED trials skipped, what
+    changed since the sweep's latest invocation) and say so: the trials skipped, and the trials added or
+    changed and the number no longer in the sweep (their runs are kept)."""
+    plan = SweepPlan.read(uri, sweep)
     if plan.skipped:
         log(f"[sweep] {len(plan.skipped)} trial(s) already FINISHED in experiment {sweep.experiment!r}: skipped")
-    prev_id, prev = previous_trial_hashes(uri, exp_id, sweep.spec.name)
-    added = [t.slug() for t, h in zip(sweep.trials, hashes) if prev_id and prev and h not in set(prev)]
-    removed = len(set(prev) - set(hashes))
-    if prev_id and prev and (added or removed):
-        log(f"[sweep] the sweep changed since its last invocation (parent run {prev_id}): {len(added)} new or "
-            f"changed trial(s) will run; {removed} trial(s) no longer in the sweep are left alone (their runs are kept)")
-    plan.changes = {"previous_parent_run_id": prev_id, "added": added, "removed": removed}
+    ch = plan.changes  # added or removed: there is an earlier invocation to compare with
+    if ch["added"] or ch["removed"]:
+        log(f"[sweep] the sweep changed since its last invocation (parent run {ch['previous_parent_run_id']}): "
+            f"{len(ch['added'])} new or changed trial(s) will run; {ch['removed']} trial(s) no longer in the sweep "
+            f"are left alone (their runs are kept)")
     return plan
 
 
