@@ -14,9 +14,12 @@ What stands in for what (and what differs from the real thing):
   ``infos/action_log_probs``, ``infos/qpos``, ``infos/qvel``, ``metadata/algorithm``,
   ``metadata/iteration``), and ``kitchen/<name>.hdf5`` in the layout of D4RL's kitchen files
   (``scripts/generation/generate_kitchen_datasets.py``: gzip-compressed ``observations``, ``actions``,
-  ``rewards``, float32 ``terminals`` and a flat ``infos``; plus ``timeouts``, which the hosted files carry
-  although the script does not write it, as D4RL issue #176 shows for maze2d), written with h5py as D4RL
-  does. Values are random: shapes, dtypes, keys, compression and episode structure are D4RL's.
+  ``rewards``, float32 ``terminals`` and a flat ``infos``; plus ``timeouts``, which the script does not write
+  but the hosted files carry: Minari's conversion scripts read ``f['timeouts']`` from the hosted complete and
+  partial files, minari-dataset-generation-scripts ``scripts/kitchen/d4rl_datasets/dataset.py`` and
+  ``total_steps.py``), written with h5py as D4RL does; some demos end at the 280-step limit with
+  ``timeouts`` set and no terminal (inferred, :func:`write_d4rl_kitchen`). Values are random: shapes,
+  dtypes, keys, compression and episode structure are D4RL's.
 * **the DQN Replay bucket** (``LAMO_DQN_REPLAY_BASE_URL``): ``<Game>/1/replay_logs/$store$_<array>_ckpt.10.gz``
   as Dopamine's ``OutOfGraphReplayBuffer.save`` writes them (``dopamine/replay_memory/circular_replay_buffer.py``:
   ``np.save`` of each store array into a ``gzip.GzipFile``): ``observation (N, 84, 84) uint8``,
@@ -290,21 +293,47 @@ def write_d4rl_mujoco(path: Path, obs_dim: int, act_dim: int, episodes: int = 12
         f["metadata/iteration"] = np.int32(3000)
 
 
-def write_d4rl_kitchen(path: Path, episodes: int = 8, ep_len: int = 60, seed: int = 0) -> None:
-    """A file in the layout of D4RL's kitchen files (module docstring): ``observations`` (N, 60) f32,
-    ``actions`` (N, 9) f32, ``rewards`` (N,) f32 (subtasks solved, 0..4), ``terminals`` (N,) **float32**
-    (1.0 on each demo's last row, as ``generate_kitchen_datasets.py`` writes), ``timeouts`` (N,) bool,
-    ``infos`` (N,) int (the demo index), gzip-compressed."""
+KITCHEN_STEP_LIMIT = 280  # D4RL d4rl/kitchen/__init__.py: kitchen-*-v0 max_episode_steps
+
+
+def kitchen_demos(episodes: int = 8, ep_len: int = 60, timeout_every: int = 4) -> list[tuple[int, bool]]:
+    """``(rows, timed_out)`` of :func:`write_d4rl_kitchen`'s demos, in file order: every ``timeout_every``-th
+    demo (the 4th, 8th, ...) runs into the kitchen envs' 280-step limit (:data:`KITCHEN_STEP_LIMIT` rows,
+    ``timed_out`` True), the others have ``ep_len`` rows and end at a terminal."""
+    out = []
+    for e in range(episodes):
+        cut = bool(timeout_every) and e % timeout_every == timeout_every - 1
+        out.append((KITCHEN_STEP_LIMIT if cut else ep_len, cut))
+    return out
+
+
+def write_d4rl_kitchen(path: Path, episodes: int = 8, ep_len: int = 60, seed: int = 0,
+                       timeout_every: int = 4) -> None:
+    """A file in the layout of D4RL's hosted kitchen files (module docstring), the six datasets the hosted
+    files hold: ``observations`` (N, 60) f32, ``actions`` (N, 9) f32, ``rewards`` (N,) f32 (subtasks solved,
+    0..4), ``terminals`` (N,) **float32**, ``timeouts`` (N,) bool, ``infos`` (N,) int64 (the demo index),
+    gzip-compressed. Demo lengths: :func:`kitchen_demos`. A demo of ``ep_len`` rows ends with
+    ``terminals`` 1.0 on its last row (as ``generate_kitchen_datasets.py`` writes); a demo cut at the
+    280-step limit ends with ``timeouts`` True and ``terminals`` 0, so its boundary is only in ``timeouts``
+    (inferred for the hosted partial/mixed files: loaders splitting kitchen-mixed at ``terminals`` alone add
+    two boundaries 280 rows after a terminal by hand, and CleanDiffuser's ``D4RLKitchenDataset`` cuts at
+    ``timeouts | terminals`` into 280-row buffers)."""
     import h5py
 
     rng = np.random.default_rng(seed)
-    n = episodes * ep_len
+    demos = kitchen_demos(episodes, ep_len, timeout_every)
+    lengths = [rows for rows, _ in demos]
+    timed_out = np.array([cut for _, cut in demos], bool)
+    n = sum(lengths)
+    ends = np.cumsum(lengths) - 1
     terminals = np.zeros(n, np.float32)
-    terminals[ep_len - 1::ep_len] = 1.0
+    terminals[ends[~timed_out]] = 1.0
+    timeouts = np.zeros(n, bool)
+    timeouts[ends[timed_out]] = True
     data = {"observations": rng.normal(size=(n, 60)).astype(np.float32),
             "actions": rng.uniform(-1, 1, (n, 9)).astype(np.float32),
             "rewards": rng.integers(0, 5, n).astype(np.float32), "terminals": terminals,
-            "timeouts": np.zeros(n, bool), "infos": np.repeat(np.arange(episodes), ep_len)}
+            "timeouts": timeouts, "infos": np.repeat(np.arange(episodes, dtype=np.int64), lengths)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         for k, v in data.items():

@@ -13,9 +13,22 @@ key                    shape / dtype        meaning
 ``next_observations``  (N, obs_dim) f32     s_{t+1} (optional)
 =====================  ===================  ==========================================================
 
-Other datasets/groups in a file (D4RL's ``infos/*``, ``metadata/*``) are ignored. File attributes hold
+Other datasets/groups in a file (D4RL's ``infos/*``, ``metadata/*``, the kitchen files' flat ``infos``) are
+ignored; ``terminals`` stored as float32 (D4RL's kitchen files) is read as ``!= 0``. File attributes hold
 free-form metadata: scalars and strings as HDF5 attributes, anything else JSON-encoded (the names of
 JSON-encoded attributes are listed in the reserved attribute ``_json_attrs``).
+
+``timeouts`` is required, not inferred. D4RL's hosted files carry it: the MuJoCo ``-v2`` files
+(``scripts/generation/mujoco/convert_buffer.py``) and the kitchen files ``kitchen-{complete,partial,mixed}-v0``,
+whose generation script (``scripts/generation/generate_kitchen_datasets.py``) writes only ``observations``,
+``actions``, ``rewards``, float32 ``terminals`` and ``infos``, but whose hosted copies are read with
+``f['timeouts']`` by Farama's Minari conversion scripts (minari-dataset-generation-scripts
+``scripts/kitchen/d4rl_datasets/dataset.py`` on the complete file, ``total_steps.py`` on the partial one) and
+through ``env.get_dataset()`` by CleanDiffuser (``cleandiffuser/dataset/d4rl_kitchen_dataset.py``, kitchen-mixed,
+paths cut at ``timeouts | terminals`` into 280-row buffers). ``terminals`` alone seems not to give every
+kitchen boundary (inferred: loaders that split kitchen-mixed at ``terminals`` only insert two boundaries 280
+rows, the env's step limit, after a terminal). A file without ``timeouts`` (as D4RL's generation scripts
+write; maze2d, D4RL issue #176) is refused: an unflagged time-limit cut cannot be told from a long episode.
 """
 
 from __future__ import annotations
@@ -38,6 +51,12 @@ _FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
 _BOOL_KEYS = ("terminals", "timeouts")
 _MATRIX_KEYS = ("observations", "actions", "next_observations")
 _JSON_ATTRS = "_json_attrs"
+_MISSING_TIMEOUTS = (
+    " 'timeouts' marks the last row of each episode cut by a time limit, so trajectory boundaries cannot be "
+    "recovered without it. D4RL's hosted files (MuJoCo -v2, kitchen-*-v0) carry it; files written by D4RL's "
+    "scripts/generation/*.py do not: use the hosted file, or add an (N,) bool 'timeouts' that is True on the last "
+    "row of every episode that ended without 'terminals' set (all False only if every episode ends at a terminal)."
+)
 
 
 class DatasetError(ValueError):
@@ -78,6 +97,7 @@ def _validate(arrays: Mapping[str, Any], where: str, obs_dim: int | None, act_di
             raise DatasetError(
                 f"{where}: missing key {key!r} (found: {sorted(arrays)}). A D4RL-layout dataset needs "
                 f"{', '.join(REQUIRED_KEYS)}; re-create the file with trainers.data.collect or add the key."
+                + (_MISSING_TIMEOUTS if key == "timeouts" else "")
             )
     out: dict[str, np.ndarray] = {}
     for key in REQUIRED_KEYS + OPTIONAL_KEYS:
@@ -200,7 +220,9 @@ def split_trajectories(data: D4RLData | Mapping[str, np.ndarray]) -> list[dict[s
     """Cut a D4RL-layout dataset into trajectories.
 
     A trajectory ends at each row where ``terminals | timeouts`` is True (that row is its last step); rows
-    after the last flag form a final partial trajectory, which is kept.
+    after the last flag form a final partial trajectory, which is kept. These are the cuts of D4RL's own
+    ``sequence_dataset`` for files with ``timeouts`` (D4RL ``d4rl/__init__.py``; it drops such a tail);
+    LaMo's converter cuts differently (docs/deviations.md rows 16 and 45).
 
     Returns:
         A list of dicts with ``observations`` (T, obs_dim), ``actions`` (T, act_dim), ``rewards`` (T,),
