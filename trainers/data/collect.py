@@ -258,6 +258,83 @@ def _stats(task, returns: list[float]) -> dict[str, float]:
             "mean_normalised_score": task.normalised_score(mean)}
 
 
+def _resolve_budget(task_name: str, task, policy_name: str | None, episodes: int | None, transitions: int | None,
+                    n_envs: int) -> tuple[str, int | None, int | None, int]:
+    """``(policy_name, episodes, transitions, budget)`` of a collection, defaults from ``task.dataset``.
+
+    Exactly one of the returned ``episodes`` / ``transitions`` is set (a task giving both uses
+    ``episodes``); ``budget`` is that one's value (per behaviour policy).
+
+    Raises:
+        ValueError: no behaviour policy (argument or task), both budgets given, a budget < 1 (also a
+            task's own), or ``n_envs`` < 1.
+    """
+    policy_name = policy_name or task.dataset.behaviour_policy
+    if policy_name is None:
+        raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")
+    if episodes is not None and transitions is not None:
+        raise ValueError("give either episodes or transitions, not both")
+    if episodes is None and transitions is None:
+        episodes, transitions = task.dataset.episodes, task.dataset.transitions
+        if episodes is not None and transitions is not None:
+            transitions = None
+    budget = episodes if episodes is not None else transitions
+    if budget is None or budget < 1:
+        what = "episodes" if episodes is not None else "transitions"
+        raise ValueError(f"{what} must be >= 1, got {budget}")
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    return policy_name, episodes, transitions, budget
+
+
+def _collect_parts(task_name: str, task, names: list[str], policies: list, seed: int, episodes: int | None,
+                   transitions: int | None, n_envs: int, progress: bool, batched: bool) -> list[PartResult]:
+    """Roll out each behaviour policy in turn (:func:`_rollout`), one :class:`PartResult` per policy.
+
+    ``progress`` shows one ``rich`` bar, labelled ``task_name`` and the policy, over all parts (unit:
+    transitions with a transition budget, else episodes; total ``budget × len(policies)``). With
+    ``batched`` (any policy batched) torch runs with one intra-op thread meanwhile
+    (:func:`_torch_single_thread`).
+    """
+    budget = episodes if episodes is not None else transitions
+    unit = "transitions" if transitions is not None else "episodes"
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(unit), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not progress,
+    )
+    parts: list[PartResult] = []
+    with bar, _torch_single_thread(batched):
+        job = bar.add_task(f"collect {escape(task_name)}", total=budget * len(policies))
+        for p_idx, policy in enumerate(policies):
+            part_of = f" ({p_idx + 1}/{len(policies)})" if len(policies) > 1 else ""
+            bar.update(job, description=f"collect {escape(task_name)} {escape(names[p_idx])}{part_of}")
+            done = [0]
+
+            def on_progress(steps: int, finished: int, _base: int = p_idx * budget) -> None:
+                done[0] += steps if transitions is not None else finished
+                bar.update(job, completed=_base + min(done[0], budget))
+
+            parts.append(_rollout(task, policy, seed, episodes, transitions, n_envs, on_progress))
+            bar.update(job, completed=(p_idx + 1) * budget)
+    return parts
+
+
+def _join_parts(task, parts: list[PartResult]) -> tuple[dict[str, np.ndarray], str | None]:
+    """``(data, reward_note)``: the parts' arrays concatenated in order, rewards relabelled by the domain.
+
+    Every part but the last whose final row has neither flag (a cut episode) gets ``timeouts = True``
+    there, in place, so no trajectory spans two policies (module docstring). ``reward_note`` is the
+    domain's :meth:`~trainers.domains.base.Domain.relabel_rewards` note (``None``: env rewards kept).
+    """
+    for part in parts[:-1]:  # part boundary: end a cut episode there so no trajectory spans two policies
+        if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
+            part.arrays["timeouts"][-1] = True
+    data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
+    reward_note = get_domain(task.domain).relabel_rewards(task, data)
+    return data, reward_note
+
+
 def collect_dataset(
     task_name: str,
     out_path: str | os.PathLike,
@@ -307,60 +384,23 @@ def collect_dataset(
         (:func:`trainers.data.policies.get_behaviour_policy`).
     """
     task = get_task(task_name)
-    policy_name = policy_name or task.dataset.behaviour_policy
-    if policy_name is None:
-        raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")
-    if episodes is not None and transitions is not None:
-        raise ValueError("give either episodes or transitions, not both")
-    if episodes is None and transitions is None:
-        episodes, transitions = task.dataset.episodes, task.dataset.transitions
-        if episodes is not None and transitions is not None:
-            transitions = None
-    budget = episodes if episodes is not None else transitions
-    if budget is None or budget < 1:
-        what = "episodes" if episodes is not None else "transitions"
-        raise ValueError(f"{what} must be >= 1, got {budget}")
-    if n_envs < 1:
-        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    policy_name, episodes, transitions, _ = _resolve_budget(task_name, task, policy_name, episodes, transitions,
+                                                            n_envs)
     names = [p.strip() for p in policy_name.split("+")]
     policies = [get_behaviour_policy(name, seed, data_dir=data_dir) for name in names]  # fail fast, before any rollout
     batched = any(getattr(p, "batched", False) for p in policies)
 
     t0 = time.perf_counter()
-    unit = "transitions" if transitions is not None else "episodes"
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn(unit), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        disable=not progress,
-    )
-    parts: list[PartResult] = []
-    with bar, _torch_single_thread(batched):
-        job = bar.add_task(f"collect {escape(task_name)}", total=budget * len(policies))
-        for p_idx, policy in enumerate(policies):
-            part_of = f" ({p_idx + 1}/{len(policies)})" if len(policies) > 1 else ""
-            bar.update(job, description=f"collect {escape(task_name)} {escape(names[p_idx])}{part_of}")
-            done = [0]
-
-            def on_progress(steps: int, finished: int, _base: int = p_idx * budget) -> None:
-                done[0] += steps if transitions is not None else finished
-                bar.update(job, completed=_base + min(done[0], budget))
-
-            parts.append(_rollout(task, policy, seed, episodes, transitions, n_envs, on_progress))
-            bar.update(job, completed=(p_idx + 1) * budget)
+    parts = _collect_parts(task_name, task, names, policies, seed, episodes, transitions, n_envs, progress, batched)
     seconds = time.perf_counter() - t0
 
-    for part in parts[:-1]:  # part boundary: end a cut episode there so no trajectory spans two policies
-        if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
-            part.arrays["timeouts"][-1] = True
-    data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
-    reward_note = get_domain(task.domain).relabel_rewards(task, data)
+    data, reward_note = _join_parts(task, parts)
     per_policy = [
         {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
          "complete_episodes": len(p.returns), **_stats(task, p.returns)}
         for name, p in zip(names, parts)
     ]
-    all_returns = [r for p in parts for r in p.returns]
-    overall = _stats(task, all_returns)
+    overall = _stats(task, [r for p in parts for r in p.returns])
     n_rows = int(len(data["rewards"]))
     n_traj = sum(p.trajectories for p in parts)
     used_envs = n_envs if batched else 1
