@@ -335,6 +335,17 @@ def _join_parts(task, parts: list[PartResult]) -> tuple[dict[str, np.ndarray], s
     return data, reward_note
 
 
+def _summaries(task, names: list[str], parts: list[PartResult]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """``(per_policy, overall)``: one dict per part (name, transitions, trajectories, complete_episodes and
+    :func:`_stats`) and :func:`_stats` over the complete episodes of all parts (raw env-reward returns)."""
+    per_policy = [
+        {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
+         "complete_episodes": len(p.returns), **_stats(task, p.returns)}
+        for name, p in zip(names, parts)
+    ]
+    return per_policy, _stats(task, [r for p in parts for r in p.returns])
+
+
 def collect_dataset(
     task_name: str,
     out_path: str | os.PathLike,
@@ -395,12 +406,7 @@ def collect_dataset(
     seconds = time.perf_counter() - t0
 
     data, reward_note = _join_parts(task, parts)
-    per_policy = [
-        {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
-         "complete_episodes": len(p.returns), **_stats(task, p.returns)}
-        for name, p in zip(names, parts)
-    ]
-    overall = _stats(task, [r for p in parts for r in p.returns])
+    per_policy, overall = _summaries(task, names, parts)
     n_rows = int(len(data["rewards"]))
     n_traj = sum(p.trajectories for p in parts)
     used_envs = n_envs if batched else 1
