@@ -106,6 +106,24 @@ class _Episode:
         self.arrays = {k: np.asarray(v, dtype=_DTYPES[k]) for k, v in self.rows.items()}
         self.rows = {}
 
+    def record(self, action, next_obs, reward, terminated: bool, truncated: bool) -> bool:
+        """Append one env step's row (``timeouts`` only when truncated without terminating) and move on
+        to ``next_obs``; an episode that ends is marked done and packed. Returns whether it ended."""
+        r = self.rows
+        r["observations"].append(self.obs)
+        r["actions"].append(action)
+        r["rewards"].append(reward)
+        r["terminals"].append(terminated)
+        r["timeouts"].append(truncated and not terminated)
+        r["next_observations"].append(next_obs)
+        self.ret += float(reward)
+        self.length += 1
+        self.obs = next_obs
+        if terminated or truncated:
+            self.done = True
+            self.pack()
+        return self.done
+
 
 @dataclass
 class PartResult:
@@ -176,29 +194,11 @@ def _rollout(task, policy, seed: int, episodes: int | None, transitions: int | N
                 start(i)
         while not complete():
             active = [i for i in range(n_envs) if slots[i] is not None]
-            if batched:
-                obs = np.stack([slots[i].obs for i in active])
-                noise = (np.stack([slots[i].rng.standard_normal(act_dim) for i in active])
-                         if stochastic else None)
-                actions = policy(obs, noise=noise) if stochastic else policy(obs)
-            else:
-                actions = [policy(slots[i].obs) for i in active]
+            actions = _act(policy, [slots[i] for i in active], batched, stochastic, act_dim)
             for j, i in enumerate(active):
                 ep = slots[i]
                 next_obs, reward, terminated, truncated, _ = envs[i].step(actions[j])
-                r = ep.rows
-                r["observations"].append(ep.obs)
-                r["actions"].append(actions[j])
-                r["rewards"].append(reward)
-                r["terminals"].append(terminated)
-                r["timeouts"].append(truncated and not terminated)
-                r["next_observations"].append(next_obs)
-                ep.ret += float(reward)
-                ep.length += 1
-                ep.obs = next_obs
-                if terminated or truncated:
-                    ep.done = True
-                    ep.pack()
+                if ep.record(actions[j], next_obs, reward, terminated, truncated):
                     finished[ep.index] = ep
                     slots[i] = None
             on_progress(len(active), sum(slots[i] is None for i in active))
@@ -211,14 +211,32 @@ def _rollout(task, policy, seed: int, episodes: int | None, transitions: int | N
     finally:
         for env in envs:
             env.close()
+    return _assemble(finished, [e for e in slots if e is not None], episodes, transitions)
 
+
+def _act(policy, eps: list[_Episode], batched: bool, stochastic: bool, act_dim: int | None):
+    """The actions of the running episodes ``eps``, in order: one batched policy call on their stacked
+    observations (with each episode's own standard-normal noise, ``(len(eps), act_dim)``, when
+    ``stochastic``), else one call per episode."""
+    if batched:
+        obs = np.stack([ep.obs for ep in eps])
+        noise = np.stack([ep.rng.standard_normal(act_dim) for ep in eps]) if stochastic else None
+        return policy(obs, noise=noise) if stochastic else policy(obs)
+    return [policy(ep.obs) for ep in eps]
+
+
+def _assemble(finished: dict[int, _Episode], running: list[_Episode], episodes: int | None,
+              transitions: int | None) -> PartResult:
+    """One policy's :class:`PartResult` from its ``finished`` episodes (by index) and those still
+    ``running`` when collection stopped: episodes 0..``episodes``-1, or episodes in index order cut to
+    exactly ``transitions`` rows (see :func:`_rollout`)."""
     if episodes is not None:
         order, returns = [finished[k] for k in range(episodes)], None
     else:
         # Episodes 0, 1, ... in index order until they hold the budget. The last one is cut unless it
         # ends exactly at the budget; it may be in progress, or finished but longer than needed (the
         # prefix can jump past the budget when a long episode finishes after shorter later ones).
-        in_progress = {e.index: e for e in slots if e is not None}
+        in_progress = {e.index: e for e in running}
         order, rows = [], 0
         while rows < transitions:
             ep = finished.get(len(order)) or in_progress[len(order)]
