@@ -15,8 +15,9 @@ Counting rule (fixed; change it only together with every number recorded from it
 * the files are every ``*.py`` under the package directory, recursively, in the checkout this script
   sits in (``--root`` for another one); files that do not parse are reported and skipped.
 
-Output, one block per package: ``<lines>  <qualified name>  <file>:<line of def>``, longest first
-(ties by file and line).
+Output, one block per package: ``<lines>  (<lines without the docstring>)  <qualified name>
+<file>:<line of def>``, longest first by the rule above (ties by file and line); the count without the
+docstring is for information only and never changes the order.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class FunctionLength:
-    """One function: ``lines`` (the rule of the module docstring), its qualified name, file and ``def`` line."""
+    """One function: ``lines`` (the rule of the module docstring), ``doc_lines`` (lines of its docstring,
+    0 without one), its qualified name, file and ``def`` line."""
 
     lines: int
+    doc_lines: int
     qualname: str
     path: str
     lineno: int
@@ -53,7 +56,8 @@ def function_lengths(tree: ast.AST, path: str) -> list[FunctionLength]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 name = prefix + child.name
-                found.append(FunctionLength(child.end_lineno - child.lineno + 1, name, path, child.lineno))
+                found.append(FunctionLength(child.end_lineno - child.lineno + 1, _docstring_lines(child), name, path,
+                                            child.lineno))
                 visit(child, name + ".<locals>.")
             elif isinstance(child, ast.ClassDef):
                 visit(child, prefix + child.name + ".")
@@ -62,6 +66,15 @@ def function_lengths(tree: ast.AST, path: str) -> list[FunctionLength]:
 
     visit(tree, "")
     return found
+
+
+def _docstring_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Source lines of ``fn``'s docstring (its first statement, a string constant); 0 without one."""
+    first = fn.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return first.end_lineno - first.lineno + 1
+    return 0
 
 
 def package_lengths(root: Path, package: str) -> list[FunctionLength]:
@@ -100,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(f"{package}: longest functions (lines from `def` to the end of the body, docstring included)")
+        print(f"{package}: longest functions (lines from `def` to the end of the body, docstring included; "
+              "in brackets: without the docstring)")
         for x in lengths[:args.top]:
-            print(f"  {x.lines:4d}  {x.qualname}  {x.path}:{x.lineno}")
+            print(f"  {x.lines:4d}  ({x.lines - x.doc_lines:4d})  {x.qualname}  {x.path}:{x.lineno}")
     return 0
 
 
