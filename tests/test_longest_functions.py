@@ -50,7 +50,8 @@ def test_package_ranking_and_output(tmp_path, capsys):
     (pkg / "sub" / "b.py").write_text("def long():\n" + "    x = 1\n" * 20 + "    return x\n")
     (pkg / "broken.py").write_text("def (:\n")
     ranked = package_lengths(tmp_path, "pkg")
-    assert [(f.qualname, f.path, f.lines) for f in ranked[:2]] == [("long", "pkg/sub/b.py", 22), ("outer", "pkg/a.py", 8)]
+    assert [(f.qualname, f.path, f.lines) for f in ranked[:2]] == [("long", "pkg/sub/b.py", 22),
+                                                                   ("outer", "pkg/a.py", 8)]
     assert main(["--root", str(tmp_path), "--packages", "pkg", "--top", "2"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[1:] == ["    22  (  22)  long  pkg/sub/b.py:1", "     8  (   6)  outer  pkg/a.py:6"]
