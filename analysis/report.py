@@ -286,26 +286,14 @@ def write_report(
         raise ValueError(f"parts must be a subset of {PARTS}, got {sorted(parts)}")
     tidy, selected = load_selected(tracking_uri, experiment, parent_run_id, rule, include_unfinished)
     text = rule.describe()
-    if column not in selected or selected[column].isna().all():
-        raise ValueError(f"column {column!r} has no values in the trial runs; try 'variant', an ablation field "
-                         "(embedding, finetune, language_weight, init, lm) or a 'param.<name>'")
+    _check_column(selected, column)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _Writer(out)
-    source = f"experiment `{experiment}`" + (f", parent run `{parent_run_id}`" if parent_run_id else "")
-    source += f", tracking URI `{tracking_uri}`; {len(selected)} trials"
+    source = _source_text(tracking_uri, experiment, parent_run_id, len(selected))
     w.csv("scores.csv", selected)
-    unlabelled = selected[column].isna()
-    if unlabelled.any():
-        w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
-        selected = selected[~unlabelled]
-    # the paper-layout tables and the comparison: the paper's own rule unless a rule was chosen (tables.py)
-    paper_rule = T.paper_layout_rule(rule)
-    paper_sel = selected if paper_rule == rule else select_scores(tidy, paper_rule)
-    paper_sel = paper_sel[paper_sel[column].notna()]
-    paper_text = T.paper_rule_text(paper_rule)
-    if paper_rule != rule and {"tables", "paper"} & parts:
-        w.notes.append(f"Paper-layout tables and the paper comparison: {paper_text}")
+    selected = _drop_unlabelled(w, selected, column)
+    paper_rule, paper_sel, paper_text = _paper_selection(w, tidy, selected, rule, column, parts)
     if "tables" in parts:
         md = markdown_table(score_table(selected, by=(*ROWS, column)), text, column)
         w.text("table.md", md + f"\n_Source: {source}._\n")
@@ -319,13 +307,65 @@ def write_report(
     if "claims" in parts:
         _write_claims(w, selected, text, bootstrap, claims_min_runs)
     if parts == set(PARTS):
-        for pattern in _OWNED_GLOBS:  # tables of an earlier report that this data no longer produces
-            for stale in out.glob(pattern):
-                if stale.name not in w.paths:
-                    stale.unlink()
-                    w.notes.append(f"removed stale `{stale.name}` from an earlier report")
+        _remove_stale(w)
     _write_index(w, source, text, selected, bootstrap if {"rliable", "claims"} & parts else None)
-    paths = dict(w.paths)
+    return _with_aliases(w.paths)
+
+
+def _check_column(selected: pd.DataFrame, column: str) -> None:
+    """Raise ``ValueError`` (with the columns to try instead) when ``column`` has no value in ``selected``."""
+    if column not in selected or selected[column].isna().all():
+        raise ValueError(f"column {column!r} has no values in the trial runs; try 'variant', an ablation field "
+                         "(embedding, finetune, language_weight, init, lm) or a 'param.<name>'")
+
+
+def _source_text(tracking_uri: str, experiment: str, parent_run_id: str | None, trials: int) -> str:
+    """The source line of every table and ``report.md``: experiment, parent run, tracking URI, trials."""
+    source = f"experiment `{experiment}`" + (f", parent run `{parent_run_id}`" if parent_run_id else "")
+    return source + f", tracking URI `{tracking_uri}`; {trials} trials"
+
+
+def _drop_unlabelled(w: _Writer, selected: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``selected`` without the trials that have no value of ``column`` (a note in ``report.md`` counts them)."""
+    unlabelled = selected[column].isna()
+    if unlabelled.any():
+        w.notes.append(f"{int(unlabelled.sum())} trial(s) without a value of `{column}` left out of tables and figures")
+        selected = selected[~unlabelled]
+    return selected
+
+
+def _paper_selection(w: _Writer, tidy: pd.DataFrame, selected: pd.DataFrame, rule: SelectionRule, column: str,
+                     parts: set[str]) -> tuple[SelectionRule, pd.DataFrame, str]:
+    """``(paper_rule, paper_selected, paper_text)`` for the paper-layout tables and the paper comparison.
+
+    ``paper_rule`` is :func:`analysis.tables.paper_layout_rule` of ``rule`` (the paper's own rule unless a
+    rule was chosen); ``paper_selected`` is ``selected`` when it equals ``rule``, else ``tidy`` re-selected
+    under it, in both cases without trials lacking ``column``. When the rules differ and ``tables`` or
+    ``paper`` is in ``parts``, ``report.md`` gets a note naming the paper rule.
+    """
+    paper_rule = T.paper_layout_rule(rule)
+    paper_sel = selected if paper_rule == rule else select_scores(tidy, paper_rule)
+    paper_sel = paper_sel[paper_sel[column].notna()]
+    paper_text = T.paper_rule_text(paper_rule)
+    if paper_rule != rule and {"tables", "paper"} & parts:
+        w.notes.append(f"Paper-layout tables and the paper comparison: {paper_text}")
+    return paper_rule, paper_sel, paper_text
+
+
+def _remove_stale(w: _Writer) -> None:
+    """Delete files of :data:`_OWNED_GLOBS` in ``w.out`` that this report did not write (an earlier
+    report's tables that this data no longer produces), each with a note in ``report.md``."""
+    for pattern in _OWNED_GLOBS:
+        for stale in w.out.glob(pattern):
+            if stale.name not in w.paths:
+                stale.unlink()
+                w.notes.append(f"removed stale `{stale.name}` from an earlier report")
+
+
+def _with_aliases(paths: dict[str, Path]) -> dict[str, Path]:
+    """``paths`` (``name → path``) preceded by the aliases ``scores``, ``table`` and ``figure`` of the
+    files that were written (scores.csv, table.md, score_vs_ratio.png)."""
+    paths = dict(paths)
     aliases = {"scores": "scores.csv", "table": "table.md", "figure": "score_vs_ratio.png"}
     front = {k: paths[v] for k, v in aliases.items() if v in paths}
     return {**front, **paths}

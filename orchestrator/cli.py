@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -86,6 +86,34 @@ def run(
 ) -> None:
     """Validate SWEEP_FILE, prepare missing inputs, run every trial with Ray Tune, log to MLflow, and
     write the analysis table and plot."""
+    sweep = _load_sweep(sweep_file, set_, steps, storage, max_concurrent, tracking_uri)
+    _check_local_resources(sweep, address, dry_run, prepare_only, data_dir)
+    console.print(_plan_table(sweep))
+    if dry_run:
+        _dry_run(sweep, data_dir, gpus, calibration)
+        return
+    if prepare_only:
+        _prepare_only(sweep, data_dir)
+        return
+    res = _run_sweep(sweep, address, tracking_uri, data_dir, no_analysis, log_checkpoints, ship_code)
+    _print_outcome(sweep, res)
+    raise typer.Exit(res.exit_code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print ``error: MESSAGE`` (escaped) on stderr and exit with ``code`` (module docstring)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code) from None
+
+
+def _load_sweep(sweep_file: Path, set_: list[str], steps: int | None, storage: Path | None,
+                max_concurrent: int | None, tracking_uri: str | None) -> Sweep:
+    """The sweep file with the command line's overrides (``--set``, ``--steps``, ``--storage``,
+    ``--max-concurrent``) applied, after checking ``--tracking-uri`` and, when neither it nor the file
+    names a tracking URI, ``$MLFLOW_TRACKING_URI``.
+
+    Exits 2 on any :class:`~orchestrator.schema.SweepError`, printing its fields and fixes.
+    """
     try:
         overrides = parse_overrides(set_)
         if steps is not None:
@@ -102,9 +130,18 @@ def run(
                 and (problem := tracking_uri_problem(env_uri))):
             raise SweepError("environment", [("MLFLOW_TRACKING_URI", problem)])
     except SweepError as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    # per-trial resources against this machine (a cluster is checked once connected): before anything starts
+        _fail(str(e), 2)
+    return sweep
+
+
+def _check_local_resources(sweep: Sweep, address: str | None, dry_run: bool, prepare_only: bool,
+                           data_dir: Path | None) -> None:
+    """Check the per-trial resources against this machine before anything starts (a cluster, with
+    ``--address``, is checked once connected; ``--prepare-only`` needs none).
+
+    A real run exits 2 when some are short and no input is missing (missing inputs are reported first,
+    with exit 3, by the run itself); otherwise a shortage is printed as a warning.
+    """
     short = [] if (address or prepare_only) else [
         p for field, res in sweep.resource_blocks() for p in local_resource_problems(res, field)]
     short_txt = "\n".join(f"  - {loc}: {msg}" for loc, msg in short)
@@ -119,50 +156,65 @@ def run(
     if short:
         err.print(f"[bold yellow]warning:[/] per-trial resources this machine cannot give; a run here without "
                   f"--address will be refused:\n{escape(short_txt)}", highlight=False)
-    console.print(_plan_table(sweep))
-    if dry_run:
-        from trainers.inputs import inputs_to_prepare, missing_inputs
 
-        dd = data_dir or sweep.data_dir
-        todo = inputs_to_prepare(sweep.trials, dd)
-        missing = missing_inputs(sweep.trials, dd)
-        if todo:
-            console.print(f"inputs a run will prepare first (in {escape(str(dd))}):\n  - "
-                          + escape("\n  - ".join(todo)), highlight=False)
-        if missing:
-            err.print("[bold yellow]warning:[/] inputs missing (a run here exits 3 before any compute):\n  - "
-                      + escape("\n  - ".join(map(str, missing))), highlight=False)
-        if not todo and not missing:
-            console.print(f"inputs: all present in {escape(str(dd))}", highlight=False)
-        _print_estimate(sweep, gpus, calibration)
-        console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
-        return
 
+def _dry_run(sweep: Sweep, data_dir: Path | None, gpus: int | None, calibration: Path | None) -> None:
+    """``--dry-run``: list the inputs a run would prepare and those missing (a warning), print the
+    estimate (:func:`_print_estimate`, exit 2 on a bad ``--calibration``); start nothing."""
+    from trainers.inputs import inputs_to_prepare, missing_inputs
+
+    dd = data_dir or sweep.data_dir
+    todo = inputs_to_prepare(sweep.trials, dd)
+    missing = missing_inputs(sweep.trials, dd)
+    if todo:
+        console.print(f"inputs a run will prepare first (in {escape(str(dd))}):\n  - "
+                      + escape("\n  - ".join(todo)), highlight=False)
+    if missing:
+        err.print("[bold yellow]warning:[/] inputs missing (a run here exits 3 before any compute):\n  - "
+                  + escape("\n  - ".join(map(str, missing))), highlight=False)
+    if not todo and not missing:
+        console.print(f"inputs: all present in {escape(str(dd))}", highlight=False)
+    _print_estimate(sweep, gpus, calibration)
+    console.print(f"dry run: {len(sweep.trials)} trials valid; nothing started.")
+
+
+def _prepare_only(sweep: Sweep, data_dir: Path | None) -> None:
+    """``--prepare-only``: make every input that can be made, then stop; exit 3, listing every input
+    that cannot (:func:`trainers.inputs.ensure_inputs` with ``keep_going=True``)."""
+    from trainers.downloads import DownloadError
+    from trainers.inputs import InputsUnavailable, ensure_inputs
+
+    dd = data_dir or sweep.data_dir
+    try:
+        ensure_inputs(sweep.trials, dd, keep_going=True)
+    except (InputsUnavailable, DownloadError) as e:
+        _fail(str(e), 3)
+    console.print(f"prepared and checked inputs in {dd}")
+
+
+def _run_sweep(sweep: Sweep, address: str | None, tracking_uri: str | None, data_dir: Path | None,
+               no_analysis: bool, log_checkpoints: bool, ship_code: bool):
+    """Run the sweep (:func:`orchestrator.sweep.run_sweep`) and return its result.
+
+    Exits 2 when the checkout cannot be shipped to the cluster (``--ship-code``), 3 on missing or
+    unusable inputs, an unreachable tracking server or cluster resources that cannot be had.
+    """
     from orchestrator.runtime_env import ShipCodeError
     from orchestrator.sweep import MissingInputsError, ResourceError, run_sweep
     from orchestrator.tracking import TrackingError
 
-    if prepare_only:
-        from trainers.downloads import DownloadError
-        from trainers.inputs import InputsUnavailable, ensure_inputs
-
-        dd = data_dir or sweep.data_dir
-        try:
-            ensure_inputs(sweep.trials, dd, keep_going=True)
-        except (InputsUnavailable, DownloadError) as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-            raise typer.Exit(3) from None
-        console.print(f"prepared and checked inputs in {dd}")
-        return
     try:
-        res = run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
-                        analysis=not no_analysis, log_checkpoints=log_checkpoints, ship_code=ship_code)
+        return run_sweep(sweep, address=address, tracking_uri=tracking_uri, data_dir=data_dir,
+                         analysis=not no_analysis, log_checkpoints=log_checkpoints, ship_code=ship_code)
     except ShipCodeError as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(e), 2)
     except (MissingInputsError, TrackingError, ResourceError) as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise typer.Exit(3) from None
+        _fail(str(e), 3)
+
+
+def _print_outcome(sweep: Sweep, res) -> None:
+    """Print a finished sweep's counts, failed trials, MLflow location (with an ``mlflow ui`` command
+    for a local SQLite store) and, when the analysis ran, its table and output paths."""
     console.print(f"\n[bold]sweep {sweep.spec.name!r} done in {res.seconds:.0f} s[/]: "
                   f"{len(res.finished)} finished, {len(res.failed)} failed, {len(res.skipped)} skipped "
                   f"(already finished)")
@@ -181,7 +233,6 @@ def run(
             if name in res.report:
                 console.print(f"  {name}: {res.report[name]}")
         console.print(f"  all outputs: {Path(res.report['table']).parent} (report.md lists them)")
-    raise typer.Exit(res.exit_code)
 
 
 def _print_estimate(sweep: Sweep, gpus: int | None, calibration: Path | None) -> None:

@@ -106,6 +106,24 @@ class _Episode:
         self.arrays = {k: np.asarray(v, dtype=_DTYPES[k]) for k, v in self.rows.items()}
         self.rows = {}
 
+    def record(self, action, next_obs, reward, terminated: bool, truncated: bool) -> bool:
+        """Append one env step's row (``timeouts`` only when truncated without terminating) and move on
+        to ``next_obs``; an episode that ends is marked done and packed. Returns whether it ended."""
+        r = self.rows
+        r["observations"].append(self.obs)
+        r["actions"].append(action)
+        r["rewards"].append(reward)
+        r["terminals"].append(terminated)
+        r["timeouts"].append(truncated and not terminated)
+        r["next_observations"].append(next_obs)
+        self.ret += float(reward)
+        self.length += 1
+        self.obs = next_obs
+        if terminated or truncated:
+            self.done = True
+            self.pack()
+        return self.done
+
 
 @dataclass
 class PartResult:
@@ -176,29 +194,11 @@ def _rollout(task, policy, seed: int, episodes: int | None, transitions: int | N
                 start(i)
         while not complete():
             active = [i for i in range(n_envs) if slots[i] is not None]
-            if batched:
-                obs = np.stack([slots[i].obs for i in active])
-                noise = (np.stack([slots[i].rng.standard_normal(act_dim) for i in active])
-                         if stochastic else None)
-                actions = policy(obs, noise=noise) if stochastic else policy(obs)
-            else:
-                actions = [policy(slots[i].obs) for i in active]
+            actions = _act(policy, [slots[i] for i in active], batched, stochastic, act_dim)
             for j, i in enumerate(active):
                 ep = slots[i]
                 next_obs, reward, terminated, truncated, _ = envs[i].step(actions[j])
-                r = ep.rows
-                r["observations"].append(ep.obs)
-                r["actions"].append(actions[j])
-                r["rewards"].append(reward)
-                r["terminals"].append(terminated)
-                r["timeouts"].append(truncated and not terminated)
-                r["next_observations"].append(next_obs)
-                ep.ret += float(reward)
-                ep.length += 1
-                ep.obs = next_obs
-                if terminated or truncated:
-                    ep.done = True
-                    ep.pack()
+                if ep.record(actions[j], next_obs, reward, terminated, truncated):
                     finished[ep.index] = ep
                     slots[i] = None
             on_progress(len(active), sum(slots[i] is None for i in active))
@@ -211,14 +211,32 @@ def _rollout(task, policy, seed: int, episodes: int | None, transitions: int | N
     finally:
         for env in envs:
             env.close()
+    return _assemble(finished, [e for e in slots if e is not None], episodes, transitions)
 
+
+def _act(policy, eps: list[_Episode], batched: bool, stochastic: bool, act_dim: int | None):
+    """The actions of the running episodes ``eps``, in order: one batched policy call on their stacked
+    observations (with each episode's own standard-normal noise, ``(len(eps), act_dim)``, when
+    ``stochastic``), else one call per episode."""
+    if batched:
+        obs = np.stack([ep.obs for ep in eps])
+        noise = np.stack([ep.rng.standard_normal(act_dim) for ep in eps]) if stochastic else None
+        return policy(obs, noise=noise) if stochastic else policy(obs)
+    return [policy(ep.obs) for ep in eps]
+
+
+def _assemble(finished: dict[int, _Episode], running: list[_Episode], episodes: int | None,
+              transitions: int | None) -> PartResult:
+    """One policy's :class:`PartResult` from its ``finished`` episodes (by index) and those still
+    ``running`` when collection stopped: episodes 0..``episodes``-1, or episodes in index order cut to
+    exactly ``transitions`` rows (see :func:`_rollout`)."""
     if episodes is not None:
         order, returns = [finished[k] for k in range(episodes)], None
     else:
         # Episodes 0, 1, ... in index order until they hold the budget. The last one is cut unless it
         # ends exactly at the budget; it may be in progress, or finished but longer than needed (the
         # prefix can jump past the budget when a long episode finishes after shorter later ones).
-        in_progress = {e.index: e for e in slots if e is not None}
+        in_progress = {e.index: e for e in running}
         order, rows = [], 0
         while rows < transitions:
             ep = finished.get(len(order)) or in_progress[len(order)]
@@ -256,6 +274,94 @@ def _stats(task, returns: list[float]) -> dict[str, float]:
     mean = float(np.mean(returns))
     return {"mean_return": mean, "std_return": float(np.std(returns)),
             "mean_normalised_score": task.normalised_score(mean)}
+
+
+def _resolve_budget(task_name: str, task, policy_name: str | None, episodes: int | None, transitions: int | None,
+                    n_envs: int) -> tuple[str, int | None, int | None, int]:
+    """``(policy_name, episodes, transitions, budget)`` of a collection, defaults from ``task.dataset``.
+
+    Exactly one of the returned ``episodes`` / ``transitions`` is set (a task giving both uses
+    ``episodes``); ``budget`` is that one's value (per behaviour policy).
+
+    Raises:
+        ValueError: no behaviour policy (argument or task), both budgets given, a budget < 1 (also a
+            task's own), or ``n_envs`` < 1.
+    """
+    policy_name = policy_name or task.dataset.behaviour_policy
+    if policy_name is None:
+        raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")
+    if episodes is not None and transitions is not None:
+        raise ValueError("give either episodes or transitions, not both")
+    if episodes is None and transitions is None:
+        episodes, transitions = task.dataset.episodes, task.dataset.transitions
+        if episodes is not None and transitions is not None:
+            transitions = None
+    budget = episodes if episodes is not None else transitions
+    if budget is None or budget < 1:
+        what = "episodes" if episodes is not None else "transitions"
+        raise ValueError(f"{what} must be >= 1, got {budget}")
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    return policy_name, episodes, transitions, budget
+
+
+def _collect_parts(task_name: str, task, names: list[str], policies: list, seed: int, episodes: int | None,
+                   transitions: int | None, n_envs: int, progress: bool, batched: bool) -> list[PartResult]:
+    """Roll out each behaviour policy in turn (:func:`_rollout`), one :class:`PartResult` per policy.
+
+    ``progress`` shows one ``rich`` bar, labelled ``task_name`` and the policy, over all parts (unit:
+    transitions with a transition budget, else episodes; total ``budget × len(policies)``). With
+    ``batched`` (any policy batched) torch runs with one intra-op thread meanwhile
+    (:func:`_torch_single_thread`).
+    """
+    budget = episodes if episodes is not None else transitions
+    unit = "transitions" if transitions is not None else "episodes"
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(unit), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not progress,
+    )
+    parts: list[PartResult] = []
+    with bar, _torch_single_thread(batched):
+        job = bar.add_task(f"collect {escape(task_name)}", total=budget * len(policies))
+        for p_idx, policy in enumerate(policies):
+            part_of = f" ({p_idx + 1}/{len(policies)})" if len(policies) > 1 else ""
+            bar.update(job, description=f"collect {escape(task_name)} {escape(names[p_idx])}{part_of}")
+            done = [0]
+
+            def on_progress(steps: int, finished: int, _base: int = p_idx * budget) -> None:
+                done[0] += steps if transitions is not None else finished
+                bar.update(job, completed=_base + min(done[0], budget))
+
+            parts.append(_rollout(task, policy, seed, episodes, transitions, n_envs, on_progress))
+            bar.update(job, completed=(p_idx + 1) * budget)
+    return parts
+
+
+def _join_parts(task, parts: list[PartResult]) -> tuple[dict[str, np.ndarray], str | None]:
+    """``(data, reward_note)``: the parts' arrays concatenated in order, rewards relabelled by the domain.
+
+    Every part but the last whose final row has neither flag (a cut episode) gets ``timeouts = True``
+    there, in place, so no trajectory spans two policies (module docstring). ``reward_note`` is the
+    domain's :meth:`~trainers.domains.base.Domain.relabel_rewards` note (``None``: env rewards kept).
+    """
+    for part in parts[:-1]:  # part boundary: end a cut episode there so no trajectory spans two policies
+        if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
+            part.arrays["timeouts"][-1] = True
+    data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
+    reward_note = get_domain(task.domain).relabel_rewards(task, data)
+    return data, reward_note
+
+
+def _summaries(task, names: list[str], parts: list[PartResult]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """``(per_policy, overall)``: one dict per part (name, transitions, trajectories, complete_episodes and
+    :func:`_stats`) and :func:`_stats` over the complete episodes of all parts (raw env-reward returns)."""
+    per_policy = [
+        {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
+         "complete_episodes": len(p.returns), **_stats(task, p.returns)}
+        for name, p in zip(names, parts)
+    ]
+    return per_policy, _stats(task, [r for p in parts for r in p.returns])
 
 
 def collect_dataset(
@@ -307,60 +413,18 @@ def collect_dataset(
         (:func:`trainers.data.policies.get_behaviour_policy`).
     """
     task = get_task(task_name)
-    policy_name = policy_name or task.dataset.behaviour_policy
-    if policy_name is None:
-        raise ValueError(f"task {task_name!r} has no behaviour policy; pass policy_name explicitly")
-    if episodes is not None and transitions is not None:
-        raise ValueError("give either episodes or transitions, not both")
-    if episodes is None and transitions is None:
-        episodes, transitions = task.dataset.episodes, task.dataset.transitions
-        if episodes is not None and transitions is not None:
-            transitions = None
-    budget = episodes if episodes is not None else transitions
-    if budget is None or budget < 1:
-        what = "episodes" if episodes is not None else "transitions"
-        raise ValueError(f"{what} must be >= 1, got {budget}")
-    if n_envs < 1:
-        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    policy_name, episodes, transitions, _ = _resolve_budget(task_name, task, policy_name, episodes, transitions,
+                                                            n_envs)
     names = [p.strip() for p in policy_name.split("+")]
     policies = [get_behaviour_policy(name, seed, data_dir=data_dir) for name in names]  # fail fast, before any rollout
     batched = any(getattr(p, "batched", False) for p in policies)
 
     t0 = time.perf_counter()
-    unit = "transitions" if transitions is not None else "episodes"
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn(unit), TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        disable=not progress,
-    )
-    parts: list[PartResult] = []
-    with bar, _torch_single_thread(batched):
-        job = bar.add_task(f"collect {escape(task_name)}", total=budget * len(policies))
-        for p_idx, policy in enumerate(policies):
-            part_of = f" ({p_idx + 1}/{len(policies)})" if len(policies) > 1 else ""
-            bar.update(job, description=f"collect {escape(task_name)} {escape(names[p_idx])}{part_of}")
-            done = [0]
-
-            def on_progress(steps: int, finished: int, _base: int = p_idx * budget) -> None:
-                done[0] += steps if transitions is not None else finished
-                bar.update(job, completed=_base + min(done[0], budget))
-
-            parts.append(_rollout(task, policy, seed, episodes, transitions, n_envs, on_progress))
-            bar.update(job, completed=(p_idx + 1) * budget)
+    parts = _collect_parts(task_name, task, names, policies, seed, episodes, transitions, n_envs, progress, batched)
     seconds = time.perf_counter() - t0
 
-    for part in parts[:-1]:  # part boundary: end a cut episode there so no trajectory spans two policies
-        if not (part.arrays["terminals"][-1] or part.arrays["timeouts"][-1]):
-            part.arrays["timeouts"][-1] = True
-    data = {k: np.concatenate([p.arrays[k] for p in parts]) for k in _KEYS}
-    reward_note = get_domain(task.domain).relabel_rewards(task, data)
-    per_policy = [
-        {"name": name, "transitions": int(len(p.arrays["rewards"])), "trajectories": p.trajectories,
-         "complete_episodes": len(p.returns), **_stats(task, p.returns)}
-        for name, p in zip(names, parts)
-    ]
-    all_returns = [r for p in parts for r in p.returns]
-    overall = _stats(task, all_returns)
+    data, reward_note = _join_parts(task, parts)
+    per_policy, overall = _summaries(task, names, parts)
     n_rows = int(len(data["rewards"]))
     n_traj = sum(p.trajectories for p in parts)
     used_envs = n_envs if batched else 1
