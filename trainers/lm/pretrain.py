@@ -164,18 +164,10 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
     incl. evaluation and saving; seconds), ``n_params``,
     ``n_train_blocks``, ``n_heldout_blocks``.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel
     import transformers
 
     t_start = time.perf_counter()
-    if isinstance(recipe, str):
-        try:
-            recipe = LM_RECIPES[recipe]
-        except KeyError:
-            raise KeyError(f"unknown LM recipe {recipe!r}.{did_you_mean(recipe, LM_RECIPES)} "
-                           f"Known: {', '.join(sorted(LM_RECIPES))}") from None
-    if steps is not None:
-        recipe = dataclasses.replace(recipe, steps=steps)
+    recipe = _resolve_recipe(recipe, steps)
     out_dir = Path(out_dir).resolve()
     with atomic_path(out_dir) as work:  # removed on failure; replaces out_dir only when complete
         work.mkdir()
@@ -189,33 +181,10 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         heldout_blocks = load_token_blocks(recipe.heldout_corpus, tokenizer, recipe.block_size, data_dir=data_dir)
         t_data = time.perf_counter()
 
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
-                            n_layer=recipe.n_layer, n_head=recipe.n_head, resid_pdrop=recipe.dropout,
-                            embd_pdrop=recipe.dropout, attn_pdrop=recipe.dropout,
-                            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-        model = GPT2LMHeadModel(config)
+        model = _new_model(recipe, tokenizer)
         loss_before = evaluate_loss(model, heldout_blocks)
-
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.95))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe, recipe.steps))
-        batcher = LanguageBatcher(train_blocks, recipe.batch_size, recipe.seed)
-        model.train()
-        losses, t_loop = [], time.perf_counter()
-        with _progress(progress) as bar:
-            task = bar.add_task("train", total=recipe.steps, loss=float("nan"))
-            for _ in range(recipe.steps):
-                x = batcher.next_batch()
-                loss = model(input_ids=x, labels=x).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+        t_loop = time.perf_counter()
+        losses = _train(model, recipe, train_blocks, progress)
         t_train = time.perf_counter()
         loss_after = evaluate_loss(model, heldout_blocks)
 
@@ -231,16 +200,7 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
             "n_params": sum(p.numel() for p in model.parameters()),
             "n_train_blocks": len(train_blocks), "n_heldout_blocks": len(heldout_blocks),
         }
-
-        hf_bars = transformers.utils.logging.is_progress_bar_enabled()
-        if not progress:
-            transformers.utils.logging.disable_progress_bar()
-        try:
-            model.save_pretrained(work)
-            tokenizer.save_pretrained(work)
-        finally:
-            if hf_bars:
-                transformers.utils.logging.enable_progress_bar()
+        _save(model, tokenizer, work, progress)
         metrics["wall_s"] = time.perf_counter() - t_start
         meta = {
             "recipe": dataclasses.asdict(recipe), "metrics": metrics,
@@ -253,3 +213,71 @@ def pretrain_lm(recipe: str | PretrainRecipe, out_dir: str | Path, progress: boo
         }
         (work / META_FILE).write_text(json.dumps(meta, indent=2))
     return metrics
+
+
+def _resolve_recipe(recipe: str | PretrainRecipe, steps: int | None) -> PretrainRecipe:
+    """``recipe`` itself, or the :data:`LM_RECIPES` entry it names, with ``steps`` (when given) replacing
+    its step count. Raises ``KeyError`` naming the known recipes for an unknown name."""
+    if isinstance(recipe, str):
+        try:
+            recipe = LM_RECIPES[recipe]
+        except KeyError:
+            raise KeyError(f"unknown LM recipe {recipe!r}.{did_you_mean(recipe, LM_RECIPES)} "
+                           f"Known: {', '.join(sorted(LM_RECIPES))}") from None
+    return recipe if steps is None else dataclasses.replace(recipe, steps=steps)
+
+
+def _new_model(recipe: PretrainRecipe, tokenizer):
+    """A freshly initialised ``GPT2LMHeadModel`` of the recipe's shape over ``tokenizer``'s vocabulary
+    (its end-of-text token as BOS and EOS); draws its initial weights from torch's global generator."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
+                        n_layer=recipe.n_layer, n_head=recipe.n_head, resid_pdrop=recipe.dropout,
+                        embd_pdrop=recipe.dropout, attn_pdrop=recipe.dropout,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return GPT2LMHeadModel(config)
+
+
+def _train(model, recipe: PretrainRecipe, train_blocks, progress: bool) -> list[float]:
+    """Train ``model`` for ``recipe.steps`` steps of next-token loss on batches of ``train_blocks``
+    (:class:`~trainers.lm.corpus.LanguageBatcher`, seeded with ``recipe.seed``): AdamW (betas 0.9/0.95,
+    weight decay on matrices only), :func:`_lr_lambda`'s schedule, gradient clipping at ``recipe.grad_clip``.
+    Returns the per-step losses (nats/token)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe, recipe.steps))
+    batcher = LanguageBatcher(train_blocks, recipe.batch_size, recipe.seed)
+    model.train()
+    losses = []
+    with _progress(progress) as bar:
+        task = bar.add_task("train", total=recipe.steps, loss=float("nan"))
+        for _ in range(recipe.steps):
+            x = batcher.next_batch()
+            loss = model(input_ids=x, labels=x).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(task, advance=1, loss=float(np.mean(losses[-20:])))
+    return losses
+
+
+def _save(model, tokenizer, work: Path, progress: bool) -> None:
+    """``save_pretrained`` the model and tokenizer into ``work``, with transformers' progress bars off
+    unless ``progress``."""
+    import transformers
+
+    hf_bars = transformers.utils.logging.is_progress_bar_enabled()
+    if not progress:
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+    finally:
+        if hf_bars:
+            transformers.utils.logging.enable_progress_bar()
