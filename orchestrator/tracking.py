@@ -207,10 +207,11 @@ class SweepPlan:
         exp_id = ensure_experiment(uri, sweep.experiment, sweep.storage / "mlartifacts")
         done = finished_hashes(uri, exp_id)
         prev_id, prev = previous_trial_hashes(uri, exp_id, sweep.spec.name)  # (None, []): no earlier one
+        prev = set(prev)
         trials = list(zip(sweep.trials, [t.config_hash() for t in sweep.trials]))
         changes = {"previous_parent_run_id": prev_id,
-                   "added": [t.slug() for t, h in trials if prev and h not in set(prev)],
-                   "removed": len(set(prev) - {h for _, h in trials})}
+                   "added": [t.slug() for t, h in trials if prev and h not in prev],
+                   "removed": len(prev - {h for _, h in trials})}
         return cls(exp_id, [t for t, h in trials if h not in done], [t.slug() for t, h in trials if h in done],
                    changes)
 

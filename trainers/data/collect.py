@@ -277,11 +277,11 @@ def _stats(task, returns: list[float]) -> dict[str, float]:
 
 
 def _resolve_budget(task_name: str, task, policy_name: str | None, episodes: int | None, transitions: int | None,
-                    n_envs: int) -> tuple[str, int | None, int | None, int]:
-    """``(policy_name, episodes, transitions, budget)`` of a collection, defaults from ``task.dataset``.
+                    n_envs: int) -> tuple[str, int | None, int | None]:
+    """``(policy_name, episodes, transitions)`` of a collection, defaults from ``task.dataset``.
 
     Exactly one of the returned ``episodes`` / ``transitions`` is set (a task giving both uses
-    ``episodes``); ``budget`` is that one's value (per behaviour policy).
+    ``episodes``); it is the budget per behaviour policy.
 
     Raises:
         ValueError: no behaviour policy (argument or task), both budgets given, a budget < 1 (also a
@@ -302,7 +302,7 @@ def _resolve_budget(task_name: str, task, policy_name: str | None, episodes: int
         raise ValueError(f"{what} must be >= 1, got {budget}")
     if n_envs < 1:
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-    return policy_name, episodes, transitions, budget
+    return policy_name, episodes, transitions
 
 
 def _collect_parts(task_name: str, task, names: list[str], policies: list, seed: int, episodes: int | None,
@@ -413,8 +413,7 @@ def collect_dataset(
         (:func:`trainers.data.policies.get_behaviour_policy`).
     """
     task = get_task(task_name)
-    policy_name, episodes, transitions, _ = _resolve_budget(task_name, task, policy_name, episodes, transitions,
-                                                            n_envs)
+    policy_name, episodes, transitions = _resolve_budget(task_name, task, policy_name, episodes, transitions, n_envs)
     names = [p.strip() for p in policy_name.split("+")]
     policies = [get_behaviour_policy(name, seed, data_dir=data_dir) for name in names]  # fail fast, before any rollout
     batched = any(getattr(p, "batched", False) for p in policies)
