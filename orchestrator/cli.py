@@ -1,8 +1,10 @@
 """``lamo-sweep``: run a sweep file end to end.
 
 Exit status: 0 every trial finished; 1 some trial failed (its MLflow run is FAILED, the others are
-kept); 2 invalid sweep file or flag, or per-trial resources this machine cannot give when no
-``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server unavailable
+kept); 130 stopped with Ctrl-C before every trial finished (the interrupted trials' runs are KILLED, or
+RUNNING if their worker died first, and the parent run is KILLED; rerunning the same command resumes
+them from their checkpoints); 2 invalid sweep file or flag, or per-trial resources this machine cannot
+give when no ``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server unavailable
 (nothing started; an unusable input, such as a dataset with NaNs, is found after ``prepare`` and before
 Ray starts). Missing inputs are reported (3) before resources the local machine lacks, which are
 then shown as a warning; ``--dry-run`` only warns about resources, so any grid can be listed anywhere.
@@ -213,13 +215,19 @@ def _run_sweep(sweep: Sweep, address: str | None, tracking_uri: str | None, data
 
 
 def _print_outcome(sweep: Sweep, res) -> None:
-    """Print a finished sweep's counts, failed trials, MLflow location (with an ``mlflow ui`` command
-    for a local SQLite store) and, when the analysis ran, its table and output paths."""
-    console.print(f"\n[bold]sweep {sweep.spec.name!r} done in {res.seconds:.0f} s[/]: "
-                  f"{len(res.finished)} finished, {len(res.failed)} failed, {len(res.skipped)} skipped "
-                  f"(already finished)")
+    """Print a sweep's counts, failed and interrupted trials (with how to resume the latter), MLflow
+    location (with an ``mlflow ui`` command for a local SQLite store) and, when the analysis ran, its table
+    and output paths."""
+    ended = "interrupted after" if res.interrupted else "done in"
+    console.print(f"\n[bold]sweep {sweep.spec.name!r} {ended} {res.seconds:.0f} s[/]: "
+                  f"{len(res.finished)} finished, {len(res.failed)} failed, {len(res.interrupted)} interrupted, "
+                  f"{len(res.skipped)} skipped (already finished)")
     if res.failed:
         console.print("failed: " + ", ".join(res.failed))
+    if res.interrupted:
+        console.print("interrupted: " + ", ".join(res.interrupted) + "\n  rerun the same command to resume them "
+                      "from their latest checkpoints (finished trials are skipped); ignore Ray Tune's "
+                      "`Tuner.restore` hint above")
     console.print(f"MLflow: experiment {res.experiment!r} at {res.tracking_uri}"
                   + (f" (parent run {res.parent_run_id})" if res.parent_run_id else ""))
     if res.tracking_uri.startswith("sqlite:"):  # a server or Databricks has its own UI

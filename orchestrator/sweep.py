@@ -173,7 +173,10 @@ def trial_workdir(storage: Path, cfg: TrialConfig) -> Path:
 def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
     """Ray Tune function trainable. ``config = {"trial": <config hash>}`` (so Tune's tables and trial
     directories stay small); ``trials`` maps hashes to TrialConfig dicts and ``ctx`` is the sweep context,
-    both passed once through the object store (``tune.with_parameters``)."""
+    both passed once through the object store (``tune.with_parameters``). The trial's child run ends
+    FINISHED, FAILED on an error, or KILLED when the worker is stopped from outside (``SystemExit`` or
+    ``KeyboardInterrupt``, as on Ctrl-C); a worker killed outright (SIGKILL) leaves it RUNNING. A rerun
+    resumes every run that is not FINISHED (:meth:`orchestrator.tracking.TrialRun.open`)."""
     import torch
 
     cfg = TrialConfig.model_validate(trials[config["trial"]])
@@ -205,11 +208,15 @@ def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
             monitor = None
         tracking.retry(lambda: run.log_checkpoint(workdir / CHECKPOINT_DIR, bool(ctx.get("log_checkpoints"))),
                        wait_s)
-    except BaseException:
+    except BaseException as e:
         if monitor is not None:
             monitor.finish()
+        # Stopped from outside, not broken: on Ctrl-C in the driver's terminal Ray ends this worker (its own
+        # process group) with SystemExit (measured: SystemExit(0)); a KeyboardInterrupt is treated alike.
+        # The run is then KILLED (MLflow's status for that); a rerun resumes it either way.
+        status = "FAILED" if isinstance(e, Exception) else "KILLED"
         try:
-            tracking.retry(lambda: run.finish("FAILED"), min(wait_s, 60))
+            tracking.retry(lambda: run.finish(status), min(wait_s, 60))
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         raise
@@ -218,7 +225,13 @@ def trial_trainable(config: dict, trials: dict[str, dict], ctx: dict) -> None:
 
 @dataclass
 class SweepResult:
-    """What a sweep invocation did. ``exit_code``: 0 all trials finished, 1 some failed."""
+    """What a sweep invocation did, trial by trial (slugs): ``finished`` (its child run is FINISHED in the
+    store), ``failed`` (Ray Tune reports an error after its retries), ``interrupted`` (stopped before it
+    finished: Ctrl-C / SIGINT or SIGUSR1 to the driver, which Ray Tune turns into a graceful stop; its child
+    run is KILLED, or RUNNING if its worker
+    died first, and a rerun resumes it from its checkpoint), ``skipped`` (already FINISHED before this
+    invocation). ``exit_code``: 1 some trial failed, else 130 (the shell's code for SIGINT) some trial was
+    interrupted, else 0."""
 
     experiment: str
     tracking_uri: str
@@ -226,13 +239,14 @@ class SweepResult:
     finished: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
     seconds: float = 0.0
     report: dict[str, Path] = field(default_factory=dict)
     changes: dict = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed else 130 if self.interrupted else 0
 
 
 def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | None = None,
@@ -261,8 +275,8 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
             runs whatever each node has installed. A local Ray never ships (its workers see this checkout).
 
     Returns:
-        a :class:`SweepResult` (finished / failed / skipped trial slugs, the parent run id, report paths);
-        its ``exit_code`` is 1 when a trial failed.
+        a :class:`SweepResult` (finished / failed / interrupted / skipped trial slugs, the parent run id,
+        report paths); its ``exit_code`` is 1 when a trial failed, 130 when the sweep was interrupted.
 
     Raises:
         MissingInputsError: a D4RL file, hub LM or corpus is absent (before any compute).
@@ -281,10 +295,10 @@ def run_sweep(sweep: Sweep, *, address: str | None = None, tracking_uri: str | N
     result.parent_run_id, statuses = _fan_out(sweep, plan, uri, data_dir, address=address, progress=progress,
                                               log=log, ray_init_kwargs=ray_init_kwargs or {},
                                               log_checkpoints=log_checkpoints, ship_code=ship_code)
-    for slug, ok in statuses.items():
-        (result.finished if ok else result.failed).append(slug)
+    for slug, outcome in statuses.items():
+        getattr(result, outcome).append(slug)
     tracking.finish_parent_run(uri, result.parent_run_id, finished=len(result.finished), failed=len(result.failed),
-                               skipped=len(result.skipped))
+                               skipped=len(result.skipped), interrupted=len(result.interrupted))
     result.seconds = time.perf_counter() - t0
     if analysis:
         result.report = _analyse(sweep, uri, result.parent_run_id, log)
@@ -319,7 +333,7 @@ def _inputs(configs: list[TrialConfig], data_dir: Path, *, prepare: bool, progre
 
 def _fan_out(sweep: Sweep, plan: tracking.SweepPlan, uri: str, data_dir: Path, *, address: str | None,
              progress: bool, log, ray_init_kwargs: dict, log_checkpoints: bool,
-             ship_code: bool = True) -> tuple[str, dict[str, bool]]:
+             ship_code: bool = True) -> tuple[str, dict[str, str]]:
     """Run the plan's trials: prepare and check their inputs (:func:`_inputs`), start (or connect to) Ray
     with the sweep's resources checked, open the parent run (:func:`orchestrator.tracking.parent_run`) and
     run one Tune trial per config (:func:`_run_tune`). With ``address`` the cluster is connected to (and
@@ -327,7 +341,7 @@ def _fan_out(sweep: Sweep, plan: tracking.SweepPlan, uri: str, data_dir: Path, *
     to be good. With nothing to run, only the parent run is opened (it records the invocation).
 
     Returns:
-        the parent run id and ``{slug: finished_ok}``.
+        the parent run id and ``{slug: outcome}`` (:func:`_run_tune`).
     """
     if not plan.todo:
         with tracking.parent_run(uri, sweep, plan) as rid:
@@ -481,9 +495,13 @@ def trial_resource_request(sweep: Sweep, todo: list[TrialConfig]):
 
 
 def _run_tune(sweep: Sweep, todo: list[TrialConfig], uri: str, experiment_id: str, parent_run_id: str,
-              data_dir: Path, log_checkpoints: bool) -> dict[str, bool]:
+              data_dir: Path, log_checkpoints: bool) -> dict[str, str]:
     """Run the trials with Ray Tune (Ray already initialised), each trial a child run of ``parent_run_id``
-    (:func:`trial_trainable`, with its per-trial resources); return ``{slug: finished_ok}``."""
+    (:func:`trial_trainable`, with its per-trial resources); return ``{slug: outcome}`` for every trial of
+    ``todo``: ``"failed"`` when Tune reports an error, else ``"finished"`` when its child run is FINISHED in
+    the store, else ``"interrupted"``. Tune ends ``fit`` without an error on Ctrl-C (SIGINT) or SIGUSR1 and
+    reports the trials it stopped like finished ones, so the store, not Tune's error field, says which
+    trials finished."""
     from ray import tune
 
     ctx = {  # what every trial needs besides its config, passed once through the object store
@@ -514,7 +532,6 @@ def _run_tune(sweep: Sweep, todo: list[TrialConfig], uri: str, experiment_id: st
         ),
     )
     grid = tuner.fit()
-    out: dict[str, bool] = {}
-    for res in grid:
-        out[slugs[res.config["trial"]]] = res.error is None
-    return out
+    errored = {res.config["trial"] for res in grid if res.error is not None}
+    done = tracking.retry(lambda: tracking.finished_hashes(uri, experiment_id), sweep.spec.tracking.wait_s)
+    return {slugs[h]: "failed" if h in errored else "finished" if h in done else "interrupted" for h in trials}

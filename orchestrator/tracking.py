@@ -250,16 +250,17 @@ def parent_run(uri: str, sweep: "Sweep", plan: SweepPlan) -> Iterator[str]:
         raise
 
 
-def finish_parent_run(uri: str, run_id: str, finished: int, failed: int, skipped: int) -> None:
+def finish_parent_run(uri: str, run_id: str, finished: int, failed: int, skipped: int,
+                      interrupted: int = 0) -> None:
     """Log the trial counts (:data:`trainers.contract.PARENT_METRICS`) and end the parent run: FAILED if
-    any trial failed, else FINISHED."""
+    any trial failed, else KILLED if any was interrupted (Ctrl-C), else FINISHED."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    counts = dict(zip(C.PARENT_METRICS, (finished, failed, skipped)))
+    counts = dict(zip(C.PARENT_METRICS, (finished, failed, skipped, interrupted), strict=True))
     c = client(uri)
     c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in counts.items()])
-    c.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    c.set_terminated(run_id, "FAILED" if failed else "KILLED" if interrupted else "FINISHED")
 
 
 def log_report(uri: str, run_id: str, report_dir: Path) -> None:
@@ -477,5 +478,5 @@ class TrialRun:
         return {m.step for m in self.c.get_metric_history(self.run_id, key)}
 
     def finish(self, status: str) -> None:
-        """End the child run with ``status`` (``FINISHED`` or ``FAILED``)."""
+        """End the child run with ``status`` (``FINISHED``, ``FAILED``, or ``KILLED`` when interrupted)."""
         self.c.set_terminated(self.run_id, status)

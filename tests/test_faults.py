@@ -1,10 +1,12 @@
 """Fault tolerance with real Ray and a real MLflow store: the driver SIGKILLed mid-sweep and re-run; a
-trial's worker process SIGKILLed mid-training and retried by Ray Tune. Afterwards: exactly one FINISHED
+trial's worker process SIGKILLed mid-training and retried by Ray Tune; Ctrl-C mid-sweep, its counts, and
+the rerun. Afterwards: exactly one FINISHED
 child run per trial, every (metric, step) logged exactly once, and final metrics equal to an
 uninterrupted run of the same trial."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import Sweep
 from orchestrator.sweep import trial_workdir
+from trainers import contract as C
 from trainers.checkpoint import CHECKPOINT_DIR
 from trainers.train import run_trial
 
@@ -121,10 +124,6 @@ def test_trial_process_sigkill_is_retried_from_checkpoint(tmp_path, make_sweep, 
     assert int((wd / "trial.pid").read_text()) != victim  # a new worker process finished the trial
     finals = check_runs(tmp_path, "trialkill", sweep)
     # the retry is visible in the run: attempt 2, opened by the same invocation, resumed from the checkpoint
-    import json
-
-    from trainers import contract as C
-
     c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (child,) = c.search_runs([c.get_experiment_by_name("trialkill").experiment_id], "tags.`lamo.role` = 'trial'")
     tags = child.data.tags
@@ -133,3 +132,49 @@ def test_trial_process_sigkill_is_retried_from_checkpoint(tmp_path, make_sweep, 
     assert first["resumed_at_step"] == 0 and second["resumed_at_step"] >= 40, (first, second)
     assert first["pid"] == victim and second["pid"] != victim
     assert_same_as_uninterrupted(tmp_path, sweep, finals, tmp_path / "ref")
+
+
+def test_ctrl_c_reports_interrupted_trials_and_a_rerun_resumes_them(tmp_path, make_sweep, wait_for,
+                                                                   checkpoint_step, check_runs):
+    """Ctrl-C in a terminal (SIGINT to the whole foreground process group) while the second of two trials
+    trains: Ray Tune stops gracefully and ends ``fit`` without an error, so the counts must come from the
+    store. The first trial is finished, the second interrupted (exit 130, parent run KILLED with the
+    counts); the rerun skips the first and resumes the second from its checkpoint."""
+    sweep_file = make_sweep(tmp_path, "ctrlc")
+    sweep = Sweep.load(sweep_file)
+    first, second = (trial_workdir(tmp_path / "runs", t) for t in sweep.trials)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis",
+                             "--max-concurrent", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # its own group, as a shell's foreground job
+    wds = [first, second]
+    # one trial has finished (its final checkpoint) and the other one is training
+    wait_for(lambda: sorted(checkpoint_step(wd) for wd in wds)[0] >= 20
+             and sorted(checkpoint_step(wd) for wd in wds)[1] == 160, proc=proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-3000:]
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp_id = c.get_experiment_by_name("ctrlc").experiment_id
+    children = {ch.data.tags["config_hash"]: ch for ch in c.search_runs([exp_id], "tags.`lamo.role` = 'trial'")}
+    stopped = next(t for t in sweep.trials if children[t.config_hash()].info.status != "FINISHED")
+    # KILLED by the trial itself as Ray ends its worker (SystemExit); RUNNING if the worker died before that
+    assert children[stopped.config_hash()].info.status in {"KILLED", "RUNNING"}, out[-3000:]
+    assert sorted(ch.info.status == "FINISHED" for ch in children.values()) == [False, True]
+    assert "1 finished, 0 failed, 1 interrupted, 0 skipped" in out, out[-3000:]
+    assert f"interrupted: {stopped.slug()}" in out and "rerun the same command" in out
+    (parent,) = c.search_runs([exp_id], "tags.`lamo.role` = 'sweep'")
+    assert parent.info.status == "KILLED"
+    assert {k: parent.data.metrics[k] for k in C.PARENT_METRICS} == {
+        "trials_finished": 1, "trials_failed": 0, "trials_skipped": 0, "trials_interrupted": 1}
+    resumed_from = checkpoint_step(trial_workdir(tmp_path / "runs", stopped))
+    assert 20 <= resumed_from < 160, resumed_from
+
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "1 finished, 0 failed, 0 interrupted, 1 skipped" in r.stdout, r.stdout[-3000:]
+    check_runs(tmp_path, "ctrlc", sweep)  # one FINISHED run per trial, every (metric, step) exactly once
+    (rerun,) = [p for p in c.search_runs([exp_id], "tags.`lamo.role` = 'sweep'") if p.info.run_id != parent.info.run_id]
+    assert rerun.info.status == "FINISHED" and rerun.data.metrics["trials_interrupted"] == 0
+    attempts = json.loads(c.get_run(children[stopped.config_hash()].info.run_id).data.tags[C.attempt_tag(2)])
+    assert attempts["resumed_at_step"] == resumed_from, attempts

@@ -123,7 +123,7 @@ RESOLVED_TRIALS_ARTIFACT = "resolved_trials.json"
 REPORT_ARTIFACT_DIR = "analysis"
 #: Artifact folder of a child run holding its final checkpoint (``lamo-sweep --log-checkpoints``).
 CHECKPOINT_ARTIFACT_DIR = "checkpoint"
-PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped")
+PARENT_METRICS = ("trials_finished", "trials_failed", "trials_skipped", "trials_interrupted")
 
 # --- metric keys ----------------------------------------------------------------------------------
 def train_key(name: str) -> str:
