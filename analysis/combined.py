@@ -11,6 +11,10 @@ experiment per sweep). This writes, under ``out_dir``:
 ``domain_averages.csv``, ``domain_bars.*``  the Figure-1-style per-domain averages over all of them, with the
                                             paper's value (column ``paper``) and the experiments behind each
                                             domain (``experiments``)
+``learning_curves.*``                       every experiment's learning curves in one figure, a panel per
+                                            (task, sample ratio); a method that two experiments have in
+                                            the same cell gets one line each, labelled ``METHOD [experiment]``
+                                            (e.g. the same baseline trained for longer in its own sweep)
 ``report.md``                               index: source, rule, each experiment's report, the averages, notes
 ==========================================  ==========================================================
 
@@ -84,17 +88,18 @@ def write_combined_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    frames, notes = [], []
+    frames, tidies, notes = [], [], []
     for name, d in zip(experiments, dirs):
         try:
             written = write_report(tracking_uri, name, out / "experiments" / d, rule=rule,
                                    include_unfinished=include_unfinished, column=column, parts=parts,
                                    paper_numbers=paper_numbers, method_map=method_map, **report_kw)
-            _, selected = load_selected(tracking_uri, name, None, rule, include_unfinished)
+            tidy, selected = load_selected(tracking_uri, name, None, rule, include_unfinished)
         except ValueError as e:
             raise ValueError(f"experiment {name!r}: {e}") from None
         paths |= {f"{d}/{p.name}": p for p in written.values()}
         frames.append(selected.assign(experiment=name))
+        tidies.append(tidy)
     allsel = pd.concat(frames, ignore_index=True)
     if "config_hash" in allsel:
         dup = allsel["config_hash"].notna() & allsel.duplicated("config_hash", keep="first")
@@ -119,9 +124,28 @@ def write_combined_report(
         figs = (F.plot_domain_bars(averages, out / "domain_bars", column) if len(averages) else
                 F.plot_message(out / "domain_bars", "Per-domain averages", "no scores to average"))
         paths |= {p.name: p for p in figs}
+        curves = F.plot_learning_curves(pd.concat(tidies, ignore_index=True), label_shared(allsel, column),
+                                        out / "learning_curves", column)
+        paths |= {p.name: p for p in curves}
     _write_index(out, tracking_uri, experiments, dirs, allsel, rule, averages, notes)
     paths["report.md"] = out / "report.md"
     return paths
+
+
+def label_shared(selected: pd.DataFrame, column: str = "variant") -> pd.DataFrame:
+    """``selected`` (one row per trial, with its ``experiment``) with ``column`` relabelled
+    ``"<display name> [<experiment>]"`` where more than one experiment has that value in the same (task,
+    sample ratio) cell, so that their learning curves stay apart; other rows unchanged."""
+    from analysis.domains import method_display
+
+    if column not in selected or selected.empty:
+        return selected
+    shared = selected.groupby(["task", "sample_ratio", column], dropna=False)["experiment"].transform("nunique") > 1
+    out = selected.copy()
+    out[column] = out[column].astype(object)
+    out.loc[shared, column] = [f"{method_display(v, column)} [{e}]"
+                               for v, e in zip(out.loc[shared, column], out.loc[shared, "experiment"])]
+    return out
 
 
 def _domain(task: str) -> str:
@@ -148,9 +172,12 @@ def _write_index(out: Path, uri: str, experiments: list[str], dirs: list[str], a
             paper = "" if pd.isna(r.get("paper")) else f"{r['paper']:.1f}"
             lines.append(f"| {r['domain']} | {r['method']} | {r['mean']:.1f} | {r['n_rows']}/{r['n_rows_total']} | "
                          f"{paper} | {r['experiments']} |")
+    if averages is not None:
+        lines += ["", "Learning curves of every experiment, a panel per (task, sample ratio): "
+                  "`learning_curves.png/.pdf` (a method two experiments have in one cell: `METHOD [experiment]`)."]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-__all__ = ["write_combined_report", "experiment_dirname"]
+__all__ = ["write_combined_report", "experiment_dirname", "label_shared"]

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.cli import app
-from analysis.combined import experiment_dirname, write_combined_report
+from analysis.combined import experiment_dirname, label_shared, write_combined_report
 from orchestrator import tracking
 from trainers import contract
 from trainers.config import TrialConfig
@@ -99,3 +99,16 @@ def test_cli_report_over_two_experiments_and_its_errors(store, tmp_path):
     assert res.exit_code == 2 and "'nope'" in res.output and "not found" in res.output
     with pytest.raises(ValueError, match="at least two"):
         write_combined_report(store, [SPARSE], tmp_path / "one")
+
+
+def test_learning_curves_of_every_experiment_in_one_figure(store, tmp_path):
+    paths = write_combined_report(store, [SPARSE, MUJOCO], tmp_path, parts=("tables", "figures"))
+    assert paths["learning_curves.png"].stat().st_size > 1000 and paths["learning_curves.pdf"].is_file()
+    assert "learning_curves.png" in paths["report.md"].read_text()
+
+
+def test_a_method_two_experiments_have_in_one_cell_gets_a_line_each():
+    sel = pd.DataFrame({"task": ["hopper-medium"] * 3 + ["reacher2d-medium"], "sample_ratio": [0.01] * 4,
+                        "variant": ["dt", "dt", "lamo", "dt"], "experiment": ["a", "b", "a", "a"]})
+    assert label_shared(sel)["variant"].tolist() == ["DT [a]", "DT [b]", "lamo", "dt"]
+    assert sel["variant"].tolist() == ["dt", "dt", "lamo", "dt"]  # a copy: the scores keep their labels
