@@ -58,6 +58,13 @@ def _min_span(ax, span: float = 10.0) -> None:
         ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
+def _legend_columns(labels: Sequence[str], width_in: float, most: int) -> int:
+    """Legend columns that fit ``labels`` side by side in a figure ``width_in`` inches wide (at most
+    ``most``): about 13 characters of a "small" label per inch, 5 more per entry for its line and gap."""
+    per_row = int(width_in * 13 // (max(map(len, labels)) + 5))
+    return max(1, min(len(labels), most, per_row))
+
+
 def _colours(values) -> dict:
     return {v: f"C{i % 10}" for i, v in enumerate(sorted(values, key=method_sort_key))}
 
@@ -220,8 +227,9 @@ def plot_learning_curves(
         axes[0].text(0.5, 0.5, "no evaluations", ha="center", va="center", transform=axes[0].transAxes)
     order = sorted(handles, key=method_sort_key)
     if order:
-        fig.legend([handles[v] for v in order], [method_display(v, column) for v in order],
-                   loc="outside lower center", ncols=min(len(order), 6), fontsize="small")
+        labels = [method_display(v, column) for v in order]
+        fig.legend([handles[v] for v in order], labels, loc="outside lower center", fontsize="small",
+                   ncols=_legend_columns(labels, fig.get_figwidth(), 6))
     fig.suptitle("Learning curves: score of the selected RTG target, mean ± 0.5·std over seeds", fontsize="medium")
     return save(fig, path, formats)
 

@@ -112,3 +112,11 @@ def test_a_method_two_experiments_have_in_one_cell_gets_a_line_each():
                         "variant": ["dt", "dt", "lamo", "dt"], "experiment": ["a", "b", "a", "a"]})
     assert label_shared(sel)["variant"].tolist() == ["DT [a]", "DT [b]", "lamo", "dt"]
     assert sel["variant"].tolist() == ["dt", "dt", "lamo", "dt"]  # a copy: the scores keep their labels
+
+
+def test_legend_columns_shrink_for_long_labels():
+    from analysis.figures import _legend_columns
+
+    assert _legend_columns(["LaMo", "DT"], 7.0, 6) == 2
+    assert _legend_columns(["DT [pretrained_lm_kitchen_dt_long_cpu]"] * 4, 7.0, 6) == 2
+    assert _legend_columns(["x" * 200], 7.0, 6) == 1
