@@ -4,8 +4,8 @@ Exit status: 0 every trial finished; 1 some trial failed (its MLflow run is FAIL
 kept); 130 stopped with Ctrl-C before every trial finished (the interrupted trials' runs are KILLED, or
 RUNNING if their worker died first, and the parent run is KILLED; rerunning the same command resumes
 them from their checkpoints); 2 invalid sweep file or flag, or per-trial resources this machine cannot
-give when no ``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server unavailable
-(nothing started; an unusable input, such as a dataset with NaNs, is found after ``prepare`` and before
+give when no ``--address`` is given (nothing started); 3 inputs, cluster resources or tracking server
+unavailable (nothing started; an unusable input, such as a dataset with NaNs, is found after ``prepare`` and before
 Ray starts). Missing inputs are reported (3) before resources the local machine lacks, which are
 then shown as a warning; ``--dry-run`` only warns about resources, so any grid can be listed anywhere.
 """

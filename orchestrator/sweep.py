@@ -228,9 +228,8 @@ class SweepResult:
     """What a sweep invocation did, trial by trial (slugs): ``finished`` (its child run is FINISHED in the
     store), ``failed`` (Ray Tune reports an error after its retries), ``interrupted`` (stopped before it
     finished: Ctrl-C / SIGINT or SIGUSR1 to the driver, which Ray Tune turns into a graceful stop; its child
-    run is KILLED, or RUNNING if its worker
-    died first, and a rerun resumes it from its checkpoint), ``skipped`` (already FINISHED before this
-    invocation). ``exit_code``: 1 some trial failed, else 130 (the shell's code for SIGINT) some trial was
+    run is KILLED, or RUNNING if its worker died first, and a rerun resumes it from its checkpoint),
+    ``skipped`` (already FINISHED before this invocation). ``exit_code``: 1 some trial failed, else 130 (the shell's code for SIGINT) some trial was
     interrupted, else 0."""
 
     experiment: str

@@ -1,8 +1,7 @@
 """Fault tolerance with real Ray and a real MLflow store: the driver SIGKILLed mid-sweep and re-run; a
 trial's worker process SIGKILLed mid-training and retried by Ray Tune; Ctrl-C mid-sweep, its counts, and
-the rerun. Afterwards: exactly one FINISHED
-child run per trial, every (metric, step) logged exactly once, and final metrics equal to an
-uninterrupted run of the same trial."""
+the rerun. Afterwards: exactly one FINISHED child run per trial, every (metric, step) logged exactly once,
+and final metrics equal to an uninterrupted run of the same trial."""
 
 from __future__ import annotations
 
@@ -146,10 +145,12 @@ def test_ctrl_c_reports_interrupted_trials_and_a_rerun_resumes_them(tmp_path, ma
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", str(sweep_file), "--no-analysis",
                              "--max-concurrent", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # its own group, as a shell's foreground job
-    wds = [first, second]
-    # one trial has finished (its final checkpoint) and the other one is training
-    wait_for(lambda: sorted(checkpoint_step(wd) for wd in wds)[0] >= 20
-             and sorted(checkpoint_step(wd) for wd in wds)[1] == 160, proc=proc)
+    # one trial has finished (its final checkpoint at step 160) and the other one is training
+    def one_done_one_training() -> bool:
+        training, done = sorted(map(checkpoint_step, (first, second)))
+        return training >= 20 and done == 160
+
+    wait_for(one_done_one_training, proc=proc)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, out[-3000:]
